@@ -1,0 +1,1 @@
+"""backscore pipelines: stream logic (decode, windows, affect, segments, music plan, mix, mux)."""

@@ -1,0 +1,156 @@
+"""The ``backscore`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from engines.base import STYLES, EngineError
+from pipelines.errors import BackscoreError
+
+log = logging.getLogger("backscore")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="backscore",
+        description="Adaptive background music for video: reads the mood of the pictures and the soundtrack "
+        "over time and composes BGM that follows it.",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sc = sub.add_parser("score", help="compose mood-following BGM and put it under the video")
+    sc.add_argument("input", help="input video (mp4, mov, webm, mkv, avi, ...)")
+    sc.add_argument("-o", "--output", required=True, help="output video (.mp4, .mov, .mkv, .webm)")
+    sc.add_argument("--timeline", metavar="T.json", help="write the analysis and music plan as JSON")
+    sc.add_argument("--plot", metavar="P.png", help="draw mood curves, segments and music changes")
+    sc.add_argument("--bgm", metavar="B.wav", help="write the background music alone as WAV")
+    sc.add_argument("--style", default="auto", help=f"music style: auto (from the mood) or one of {', '.join(STYLES)}")
+    sc.add_argument("--seed", type=int, default=0, help="random seed for the composer (default 0)")
+    sc.add_argument("--no-faces", action="store_true", help="skip face-expression analysis")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    an = sub.add_parser("analyze", help="analyse the mood over time and print/write the timeline JSON")
+    an.add_argument("input")
+    an.add_argument("--timeline", metavar="T.json", help="write JSON here instead of stdout")
+    an.add_argument("--plot", metavar="P.png")
+    an.add_argument("--no-faces", action="store_true")
+
+    sv = sub.add_parser("synth-video", help="write a synthetic test video whose mood changes at known times")
+    sv.add_argument("output", help="output file (.mp4, .webm, .mkv, .avi)")
+    sv.add_argument("--width", type=int, default=640)
+    sv.add_argument("--height", type=int, default=360)
+    sv.add_argument("--fps", type=int, default=30)
+    sv.add_argument("--pattern", default="calm-exciting-calm",
+                    help="dash-separated scenes from: calm, exciting (default calm-exciting-calm)")
+    sv.add_argument("--scene-seconds", type=float, default=8.0)
+    return p
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from pipelines.analysis import default_engines
+    from pipelines.progress import Progress
+    from pipelines.score import ScoreRequest, score, validate_style
+
+    validate_style(args.style)  # fail fast, before loading models
+    progress = Progress({"decode": 4, "analyse": 2, "compose": 2, "mix": 1, "mux": 1},
+                        enabled=None if not args.quiet else False)
+    result = score(
+        ScoreRequest(
+            input_path=args.input,
+            output_path=args.output,
+            timeline_path=args.timeline,
+            plot_path=args.plot,
+            bgm_path=args.bgm,
+            style=args.style,
+            seed=args.seed,
+        ),
+        engines=default_engines(faces=not args.no_faces),
+        progress=progress,
+    )
+    segs = ", ".join(f"{s.emotion} {s.start_s:.1f}-{s.end_s:.1f}s" for s in result.analysis.segments)
+    music = ", ".join(f"{m.style} {m.key} {m.mode} {m.tempo_bpm:.0f}bpm@{m.start_s:.1f}s" for m in result.music.sections)
+    print(f"wrote {args.output} ({result.analysis.duration_s:.1f} s)")
+    print(f"  mood:  {segs}")
+    print(f"  music: {music}")
+    total = sum(result.timings_s.values())
+    print(f"  time:  {total:.2f} s ({total / max(result.analysis.duration_s, 1e-9):.3f}x real time)")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from pipelines.analysis import analyze, default_engines
+    from pipelines.outputs import atomic_output, check_output_path
+    from pipelines.timeline import timeline_dict, write_timeline
+
+    if args.timeline:
+        check_output_path(args.timeline, args.input, (".json",), "timeline")
+    if args.plot:
+        check_output_path(args.plot, args.input, (".png",), "plot")
+    analysis = analyze(args.input, default_engines(faces=not args.no_faces))
+    data = timeline_dict(analysis)
+    if args.timeline:
+        with atomic_output(args.timeline) as tmp:
+            write_timeline(tmp, data)
+    else:
+        json.dump(data, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    if args.plot:
+        from pipelines.plot import plot_timeline
+
+        with atomic_output(args.plot) as tmp:
+            plot_timeline(tmp, analysis, None, title=os.path.basename(args.input))
+    return 0
+
+
+def _cmd_synth_video(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipelines.errors import OptionError
+    from pipelines.outputs import atomic_output, check_output_path
+    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+
+    check_output_path(args.output, None, (".mp4", ".mkv", ".webm", ".avi", ".mov"))
+    table = {"calm": CALM_DARK, "exciting": BRIGHT_FAST}
+    names = args.pattern.split("-")
+    bad = [n for n in names if n not in table]
+    if bad:
+        raise OptionError(f"unknown scene(s) {', '.join(bad)} in --pattern; use: {', '.join(table)}")
+    scenes = [replace(table[n], duration_s=args.scene_seconds) for n in names]
+    with atomic_output(args.output) as tmp:
+        total = write_video(tmp, scenes, width=args.width, height=args.height, fps=args.fps)
+    print(f"wrote {args.output} ({total:.1f} s; mood changes at "
+          f"{', '.join(f'{i * args.scene_seconds:.1f}s' for i in range(1, len(names)))})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    handlers = {"score": _cmd_score, "analyze": _cmd_analyze, "synth-video": _cmd_synth_video}
+    try:
+        return handlers[args.command](args)
+    except BackscoreError as exc:
+        print(f"backscore: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except EngineError as exc:
+        print(f"backscore: error: {exc}", file=sys.stderr)
+        return 4
+    except KeyboardInterrupt:
+        print("backscore: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Music plan: drive a music stream chunk by chunk so the BGM follows the mood segments.
+
+The offline job uses the same :class:`engines.base.MusicStream` interface a live session
+uses, one bar per call. Because it knows the whole timeline it can look ahead: a stream
+plays one transition bar before a new section, so the new mood is requested one bar early,
+at the bar whose successor starts closest to the segment boundary. The music change then
+lands within half a bar of the mood change (and of the shot cut it was snapped to).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.base import BarInfo, MoodControl, MusicEngine, MusicStreamOptions
+from pipelines.segments import MoodSegment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MusicSection:
+    """A stretch of music with one tempo/key/mode/style (for the timeline)."""
+
+    start_s: float
+    end_s: float
+    tempo_bpm: float
+    key: str
+    mode: str
+    style: str
+    emotion: str
+    instruments: tuple[str, ...]
+    #: Start of the transition bar that leads into this section (None for the first).
+    transition_s: float | None
+
+
+@dataclass
+class ComposedMusic:
+    audio: np.ndarray  # (n, 2) float32
+    sample_rate: int
+    bars: list[BarInfo]
+    sections: list[MusicSection]
+
+
+def _segment_at(segments: Sequence[MoodSegment], t: float) -> MoodSegment:
+    for seg in segments:
+        if seg.start_s <= t < seg.end_s:
+            return seg
+    return segments[-1] if t >= segments[-1].start_s else segments[0]
+
+
+def control_for(seg: MoodSegment, style: str | None, pace: float | None = None) -> MoodControl:
+    return MoodControl(valence=seg.valence, arousal=seg.arousal, emotion=seg.emotion, style=style, pace=pace)
+
+
+def compose(
+    engine: MusicEngine,
+    segments: Sequence[MoodSegment],
+    duration_s: float,
+    *,
+    style: str | None = None,
+    seed: int = 0,
+    sample_rate: int = 48_000,
+    pace_at: Callable[[float], float] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> ComposedMusic:
+    """Render BGM for ``[0, duration_s]`` following ``segments`` (look-ahead of one bar)."""
+    if not segments:
+        raise ValueError("compose needs at least one mood segment")
+    stream = engine.open_stream(MusicStreamOptions(sample_rate=sample_rate, seed=seed, style=style))
+    parts: list[np.ndarray] = []
+    bars: list[BarInfo] = []
+    t = 0.0
+    bar_len = 2.0
+    try:
+        while t < duration_s:
+            # The bar requested now is a transition bar if the mood changed, and the new
+            # section starts one bar later: ask for the mood in force 1.5 bars ahead.
+            probe = t + 1.5 * bar_len if bars else t
+            seg = _segment_at(segments, min(probe, max(0.0, duration_s - 1e-6)))
+            pace = pace_at(min(probe, duration_s)) if pace_at else None
+            chunk = stream.generate(control_for(seg, style, pace), 0.0)
+            parts.append(chunk.audio)
+            bars.extend(chunk.bars)
+            if chunk.bars:
+                bar_len = chunk.bars[-1].duration_s
+            t = chunk.end_s
+            if progress:
+                progress(min(1.0, t / duration_s))
+    finally:
+        stream.close()
+    audio = np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+    n = int(round(duration_s * sample_rate))
+    audio = audio[:n]
+    if audio.shape[0] < n:
+        audio = np.pad(audio, ((0, n - audio.shape[0]), (0, 0)))
+    return ComposedMusic(audio=audio, sample_rate=sample_rate, bars=bars, sections=sections_from_bars(bars, duration_s))
+
+
+def sections_from_bars(bars: Sequence[BarInfo], duration_s: float) -> list[MusicSection]:
+    """Group bars into sections; a transition bar is reported as the lead-in of its section."""
+    sections: list[MusicSection] = []
+    pending_transition: float | None = None
+    for bar in bars:
+        if bar.start_s >= duration_s:
+            break
+        if bar.transition:
+            if pending_transition is None:
+                pending_transition = bar.start_s
+            continue
+        if not sections or sections[-1].tempo_bpm != bar.tempo_bpm or _identity(sections[-1]) != (
+            bar.key, bar.mode, bar.style, bar.emotion
+        ) or pending_transition is not None:
+            if sections:
+                prev = sections[-1]
+                # Sections tile the timeline; the transition bar closes the outgoing one.
+                sections[-1] = MusicSection(prev.start_s, bar.start_s, prev.tempo_bpm, prev.key, prev.mode, prev.style,
+                                            prev.emotion, prev.instruments, prev.transition_s)
+            sections.append(MusicSection(bar.start_s, duration_s, bar.tempo_bpm, bar.key, bar.mode, bar.style,
+                                         bar.emotion, bar.instruments, pending_transition))
+            pending_transition = None
+    return sections
+
+
+def _identity(s: MusicSection) -> tuple[str, str, str, str]:
+    return (s.key, s.mode, s.style, s.emotion)

@@ -1,0 +1,133 @@
+"""Put a new soundtrack under a video: copy the video stream's packets, encode the audio.
+
+The video stream is copied packet for packet (no re-encode, no quality loss, fast) whenever
+the output container can hold its codec; otherwise it is re-encoded (H.264, or VP9 for
+WebM) and the result says so. The audio track is the mix, starting at the first video
+frame and exactly as long as the video.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import av.error
+import numpy as np
+
+from pipelines.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+OUTPUT_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+
+#: Video codecs each output container takes as a stream copy.
+_COPYABLE: dict[str, frozenset[str]] = {
+    "mp4": frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"}),
+    "mov": frozenset({"h264", "hevc", "mpeg4", "mjpeg", "prores", "av1"}),
+    "matroska": frozenset({"h264", "hevc", "mpeg4", "av1", "vp8", "vp9", "theora", "mpeg2video", "mjpeg",
+                           "msmpeg4v3", "msmpeg4v2"}),
+    "webm": frozenset({"vp8", "vp9", "av1"}),
+}
+
+_FORMAT_BY_EXT = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+
+
+@dataclass(frozen=True)
+class MuxResult:
+    video_copied: bool
+    video_codec: str
+    audio_codec: str
+    duration_s: float
+
+
+def _audio_codec(fmt: str) -> str:
+    return "libopus" if fmt == "webm" else "aac"
+
+
+def mux(input_path: str, output_path: str, audio: np.ndarray, sample_rate: int, duration_s: float) -> MuxResult:
+    """Write ``output_path`` (a temporary path; the caller renames it) with ``audio`` as the sound."""
+    ext = os.path.splitext(output_path)[1].lower()
+    # atomic_output keeps the real extension last (".x.partial.mp4")
+    fmt = _FORMAT_BY_EXT.get(ext)
+    if fmt is None:
+        raise OutputError(f"unsupported output extension {ext!r}; use one of {', '.join(OUTPUT_EXTENSIONS)}")
+    try:
+        inp = av.open(input_path, mode="r")
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot reopen input for muxing: {exc}") from exc
+    try:
+        return _mux(inp, output_path, fmt, audio, sample_rate, duration_s)
+    finally:
+        inp.close()
+
+
+def _mux(inp: av.container.InputContainer, output_path: str, fmt: str, audio: np.ndarray, sample_rate: int,
+         duration_s: float) -> MuxResult:
+    in_v = inp.streams.video[0]
+    codec = in_v.codec_context.name
+    copy = codec in _COPYABLE.get(fmt, frozenset())
+    acodec = _audio_codec(fmt)
+    with av.open(output_path, mode="w", format=fmt) as out:
+        if copy:
+            out_v = out.add_stream_from_template(in_v)
+        else:
+            vcodec = "libvpx-vp9" if fmt == "webm" else "libx264"
+            rate = in_v.average_rate or in_v.guessed_rate or Fraction(25)
+            out_v = out.add_stream(vcodec, rate=rate)
+            out_v.width = in_v.codec_context.width
+            out_v.height = in_v.codec_context.height
+            out_v.pix_fmt = "yuv420p"
+            out_v.options = {"preset": "veryfast", "crf": "20"} if vcodec == "libx264" else {
+                "deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}
+            log.info("video codec %s cannot be copied into %s: re-encoding with %s", codec, fmt, vcodec)
+        out_a = out.add_stream(acodec, rate=sample_rate)
+        out_a.layout = "stereo"
+        start_s = _video_start(in_v)
+        n_total = int(round(duration_s * sample_rate))
+        _write_video(inp, in_v, out, out_v, copy)
+        _write_audio(out, out_a, audio[:n_total], sample_rate, start_s)
+        return MuxResult(video_copied=copy, video_codec=out_v.codec_context.name, audio_codec=acodec,
+                         duration_s=duration_s)
+
+
+def _video_start(stream: av.video.stream.VideoStream) -> float:
+    if stream.start_time is not None and stream.time_base is not None:
+        return max(0.0, float(stream.start_time * stream.time_base))
+    return 0.0
+
+
+def _write_video(inp: av.container.InputContainer, in_v: av.video.stream.VideoStream,
+                 out: av.container.OutputContainer, out_v: av.video.stream.VideoStream, copy: bool) -> None:
+    if copy:
+        for packet in inp.demux(in_v):
+            if packet.dts is None:  # the demuxer's flush packet
+                continue
+            packet.stream = out_v
+            out.mux(packet)
+        return
+    in_v.thread_type = "AUTO"
+    try:
+        for frame in inp.decode(in_v):
+            frame.pict_type = av.video.frame.PictureType.NONE
+            out.mux(out_v.encode(frame.reformat(format="yuv420p")))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"corrupt video data while re-encoding: {exc}") from exc
+    out.mux(out_v.encode(None))
+
+
+def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray,
+                 sample_rate: int, start_s: float) -> None:
+    planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T.astype(np.float32))
+    block = 960 * 10
+    base = int(round(start_s * sample_rate))
+    for i in range(0, planar.shape[1], block):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, i:i + block]), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate = sample_rate
+        frame.pts = base + i
+        frame.time_base = Fraction(1, sample_rate)
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))

@@ -1,0 +1,166 @@
+"""``backscore score``: video in -> mood-following BGM under it -> video out.
+
+Stages: decode (small frames + soundtrack) -> windowed analysis -> affect -> mood segments
+-> music plan rendered chunk by chunk -> loudness-normalised, ducked mix -> mux (video
+stream copied). Every output is validated before the work starts and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engines.base import STYLES, MusicEngine
+from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze_decoded, default_engines
+from pipelines.decode import MIX_SAMPLE_RATE, decode_media
+from pipelines.errors import OptionError
+from pipelines.music import ComposedMusic, compose
+from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
+from pipelines.outputs import atomic_output, check_output_path, write_wav
+from pipelines.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    input_path: str
+    output_path: str | None
+    timeline_path: str | None = None
+    plot_path: str | None = None
+    bgm_path: str | None = None
+    style: str | None = None
+    seed: int = 0
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+
+
+@dataclass
+class ScoreResult:
+    analysis: Analysis
+    music: ComposedMusic
+    mix_report: dict[str, float]
+    mux: MuxResult | None
+    timings_s: dict[str, float]
+    timeline: dict[str, Any]
+
+
+def validate_style(style: str | None) -> str | None:
+    if style is None or style == "auto":
+        return None
+    if style not in STYLES:
+        raise OptionError(f"unknown style {style!r}; choose one of: auto, {', '.join(STYLES)}")
+    return style
+
+
+def default_music_engine() -> MusicEngine:
+    from engines.composer import ProceduralMusicEngine
+
+    return ProceduralMusicEngine()
+
+
+def _pace_function(analysis: Analysis) -> Callable[[float], float]:
+    """Visual pacing (0..1) from cut rate and motion, for the composer's rhythmic density."""
+    times = np.array([w.centre_s for w in analysis.windows])
+    pace = np.array(
+        [
+            float(np.clip(0.5 * w.features.get("cut_rate", 0.0) + 6.0 * w.features.get("motion", 0.0), 0.0, 1.0))
+            for w in analysis.windows
+        ]
+    )
+
+    def at(t: float) -> float:
+        return float(np.interp(t, times, pace)) if len(times) else 0.0
+
+    return at
+
+
+def score(
+    request: ScoreRequest,
+    engines: Engines | None = None,
+    music_engine: MusicEngine | None = None,
+    progress: Progress | None = None,
+) -> ScoreResult:
+    from pipelines.mix import MixOptions, mix_bgm
+
+    style = validate_style(request.style)
+    # Validate every destination before doing any work.
+    if request.output_path:
+        check_output_path(request.output_path, request.input_path, OUTPUT_EXTENSIONS)
+    if request.timeline_path:
+        check_output_path(request.timeline_path, request.input_path, (".json",), "timeline")
+    if request.plot_path:
+        check_output_path(request.plot_path, request.input_path, (".png",), "plot")
+    if request.bgm_path:
+        check_output_path(request.bgm_path, request.input_path, (".wav",), "bgm")
+    prog = progress or Progress({"decode": 4, "analyse": 2, "compose": 2, "mix": 1, "mux": 1}, enabled=False)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    prog.stage("decode")
+    media = decode_media(request.input_path, request.analysis.decode, prog.update)
+    timings["decode"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    prog.stage("analyse")
+    eng = engines or default_engines()
+    analysis = analyze_decoded(media, eng, request.analysis, prog.update)
+    timings["analyse"] = time.perf_counter() - t
+    log.info("analysed %s: %.1f s, %d windows, %d cuts, segments: %s", request.input_path, analysis.duration_s,
+             len(analysis.windows), len(analysis.cuts),
+             ", ".join(f"{s.emotion}@{s.start_s:.1f}" for s in analysis.segments))
+
+    t = time.perf_counter()
+    prog.stage("compose")
+    music = compose(
+        music_engine or default_music_engine(),
+        analysis.segments,
+        analysis.duration_s,
+        style=style,
+        seed=request.seed,
+        sample_rate=MIX_SAMPLE_RATE,
+        pace_at=_pace_function(analysis),
+        progress=prog.update,
+    )
+    timings["compose"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    prog.stage("mix")
+    mixed = mix_bgm(analysis.audio, music.audio, MIX_SAMPLE_RATE, analysis.speech, MixOptions())
+    timings["mix"] = time.perf_counter() - t
+    mix_report = mixed.report()
+
+    from pipelines.timeline import timeline_dict, write_timeline
+
+    timeline = timeline_dict(analysis, music.sections, extra={"mix": mix_report, "style": style or "auto",
+                                                               "seed": request.seed})
+    mux_result: MuxResult | None = None
+    t = time.perf_counter()
+    prog.stage("mux")
+    # All outputs are written to temporary siblings and renamed together at the end, so a
+    # failure anywhere leaves none of them behind.
+    with contextlib.ExitStack() as outputs:
+        if request.output_path:
+            tmp = outputs.enter_context(atomic_output(request.output_path))
+            mux_result = mux(request.input_path, tmp, mixed.mix, MIX_SAMPLE_RATE, analysis.duration_s)
+            timeline["output"] = {"path": os.path.abspath(request.output_path),
+                                  "video_copied": mux_result.video_copied,
+                                  "video_codec": mux_result.video_codec, "audio_codec": mux_result.audio_codec}
+        if request.bgm_path:
+            write_wav(outputs.enter_context(atomic_output(request.bgm_path)), mixed.bgm, MIX_SAMPLE_RATE)
+        if request.timeline_path:
+            write_timeline(outputs.enter_context(atomic_output(request.timeline_path)), timeline)
+        if request.plot_path:
+            from pipelines.plot import plot_timeline
+
+            plot_timeline(outputs.enter_context(atomic_output(request.plot_path)), analysis, music.sections,
+                          title=os.path.basename(request.input_path))
+    timings["mux"] = time.perf_counter() - t
+    prog.close()
+    return ScoreResult(analysis, music, mix_report, mux_result, timings, timeline)

@@ -1,0 +1,224 @@
+"""Shot cuts, rolling affect and mood segments.
+
+* :func:`detect_cuts` -- an adaptive content-change cut detector in the manner of
+  PySceneDetect's AdaptiveDetector: a frame is a cut when its content change is both large
+  in absolute terms and several times the average change of its neighbours (so fast motion
+  is not mistaken for cuts).
+* :class:`MoodTracker` -- causal, streaming: fed one window estimate at a time (offline job
+  and live sessions alike), it smooths the emotion probabilities and switches mood only with
+  hysteresis (the challenger must beat the current mood by ``margin`` for ``hold_s``) and
+  after ``min_segment_s``, so the music does not flap. A confirmed change is dated back to
+  when the challenger first took the lead.
+* :func:`segment_timeline` -- the offline wrapper: runs the tracker over all windows, merges
+  too-short segments and snaps boundaries to a shot cut when one is within ``snap_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engines.base import EMOTIONS, AffectEstimate
+
+
+@dataclass(frozen=True)
+class CutOptions:
+    min_change: float = 12.0  # absolute content change (0..255 HSV mean abs delta)
+    adaptive_ratio: float = 2.5  # times the neighbours' mean change
+    neighbours: int = 2  # frames on each side
+    min_gap_s: float = 0.4
+
+
+def detect_cuts(times_s: np.ndarray, content_change: np.ndarray, options: CutOptions | None = None) -> list[float]:
+    """Times (s) of detected shot cuts, from per-analysed-frame content-change scores."""
+    o = options or CutOptions()
+    n = len(content_change)
+    cuts: list[float] = []
+    for i in range(1, n):
+        c = float(content_change[i])
+        if c < o.min_change:
+            continue
+        lo, hi = max(1, i - o.neighbours), min(n, i + o.neighbours + 1)
+        neigh = [float(content_change[j]) for j in range(lo, hi) if j != i]
+        ref = float(np.mean(neigh)) if neigh else 0.0
+        if c < o.adaptive_ratio * max(ref, 1e-3) and ref > 0:
+            continue
+        t = float(times_s[i])
+        if cuts and t - cuts[-1] < o.min_gap_s:
+            continue
+        cuts.append(t)
+    return cuts
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    smoothing_s: float = 1.5  # EMA time constant on emotion probabilities
+    margin: float = 0.12  # challenger must lead by this much probability
+    hold_s: float = 1.5  # ... for this long
+    min_segment_s: float = 4.0
+    snap_s: float = 1.0  # snap boundaries to a cut within this distance
+
+
+@dataclass(frozen=True)
+class MoodSegment:
+    start_s: float
+    end_s: float
+    emotion: str
+    valence: float
+    arousal: float
+    confidence: float
+
+
+#: How far back a change can be dated (seconds of window history kept).
+HISTORY_S = 30.0
+
+
+@dataclass(frozen=True)
+class MoodChange:
+    """Emitted by :class:`MoodTracker` when a new mood is confirmed."""
+
+    at_s: float  # when the new mood began (challenger first led)
+    confirmed_s: float  # when the change was confirmed
+    emotion: str
+
+
+@dataclass
+class MoodTracker:
+    """Streaming hysteresis over window affect estimates (see module doc)."""
+
+    options: SegmentOptions = field(default_factory=SegmentOptions)
+    current: str | None = None
+    since_s: float = 0.0
+    _smoothed: np.ndarray | None = None
+    _last_t: float | None = None
+    _challenger: str | None = None
+    _challenger_since: float = 0.0
+    _history: list[tuple[float, np.ndarray]] = field(default_factory=list)
+
+    def push(self, t_s: float, estimate: AffectEstimate) -> MoodChange | None:
+        p = np.asarray(estimate.probs, dtype=np.float64)
+        if self._smoothed is None or self._last_t is None:
+            self._smoothed = p
+        else:
+            dt = max(1e-3, t_s - self._last_t)
+            a = 1.0 - np.exp(-dt / max(1e-3, self.options.smoothing_s))
+            self._smoothed = (1 - a) * self._smoothed + a * p
+        self._last_t = t_s
+        self._history.append((t_s, p))
+        if self._history[0][0] < t_s - HISTORY_S:  # bounded memory for endless live streams
+            self._history = [h for h in self._history if h[0] >= t_s - HISTORY_S]
+        s = self._smoothed
+        if self.current is None:
+            # The first mood is decided on the mean of the first ``hold_s`` of windows, not
+            # on a single (possibly unrepresentative) window.
+            t_first = self._history[0][0]
+            if t_s - t_first + 1e-9 < self.options.hold_s:
+                return None
+            mean = np.mean([h[1] for h in self._history], axis=0)
+            self.current = EMOTIONS[int(np.argmax(mean))]
+            self.since_s = t_first
+            self._smoothed = mean
+            return MoodChange(at_s=t_first, confirmed_s=t_s, emotion=self.current)
+        cur_i = EMOTIONS.index(self.current)
+        best = int(np.argmax(s))
+        best_name = EMOTIONS[best]
+        if best_name == self.current or s[best] - s[cur_i] < self.options.margin:
+            if best_name == self.current:
+                self._challenger = None
+            return None
+        if self._challenger != best_name:
+            self._challenger = best_name
+            self._challenger_since = t_s
+        if t_s - self._challenger_since + 1e-9 < self.options.hold_s:
+            return None
+        # Date the change back to when the raw (unsmoothed) estimates started favouring the
+        # challenger: smoothing delays the decision, not the mood.
+        onset = t_s
+        for th, ph in reversed(self._history):
+            if ph[best] <= ph[cur_i]:
+                break
+            onset = th
+        onset = max(onset, self.since_s + self.options.min_segment_s)
+        if onset > t_s:
+            return None
+        change = MoodChange(at_s=onset, confirmed_s=t_s, emotion=best_name)
+        self.current = best_name
+        self.since_s = onset
+        self._challenger = None
+        self._history = [h for h in self._history if h[0] >= onset]
+        return change
+
+    @property
+    def smoothed(self) -> np.ndarray | None:
+        return self._smoothed
+
+
+def segment_timeline(
+    times_s: Sequence[float],
+    estimates: Sequence[AffectEstimate],
+    duration_s: float,
+    cuts: Sequence[float] = (),
+    options: SegmentOptions | None = None,
+) -> list[MoodSegment]:
+    """Mood segments covering ``[0, duration_s]`` (offline: tracker + merge + cut snapping)."""
+    o = options or SegmentOptions()
+    if not estimates:
+        return [MoodSegment(0.0, duration_s, "neutral", 0.0, 0.0, 0.0)]
+    tracker = MoodTracker(o)
+    changes: list[MoodChange] = []
+    for t, e in zip(times_s, estimates, strict=True):
+        ch = tracker.push(t, e)
+        if ch is not None:
+            changes.append(ch)
+    if not changes:  # shorter than the tracker's first decision
+        mean = np.mean([e.probs for e in estimates], axis=0)
+        changes.append(MoodChange(at_s=0.0, confirmed_s=float(times_s[-1]), emotion=EMOTIONS[int(np.argmax(mean))]))
+    bounds = [0.0] + [c.at_s for c in changes[1:]] + [duration_s]
+    labels = [c.emotion for c in changes]
+    # Snap boundaries to nearby cuts, keeping order and the minimum length.
+    for i in range(1, len(bounds) - 1):
+        near = [c for c in cuts if abs(c - bounds[i]) <= o.snap_s]
+        if near:
+            cand = min(near, key=lambda c: abs(c - bounds[i]))
+            if cand - bounds[i - 1] >= 0.5 * o.min_segment_s and bounds[i + 1] - cand >= 0.5:
+                bounds[i] = cand
+    # A final segment shorter than the minimum is merged into its predecessor.
+    while len(labels) > 1 and bounds[-1] - bounds[-2] < 0.5 * o.min_segment_s:
+        del bounds[-2]
+        del labels[-1]
+    t_arr = np.asarray(times_s)
+    segs: list[MoodSegment] = []
+    for i, label in enumerate(labels):
+        s, e = bounds[i], bounds[i + 1]
+        idx = np.nonzero((t_arr >= s) & (t_arr < e))[0]
+        if len(idx) == 0:
+            idx = np.array([int(np.argmin(np.abs(t_arr - (s + e) / 2)))])
+        sel = [estimates[j] for j in idx]
+        segs.append(
+            MoodSegment(
+                start_s=s,
+                end_s=e,
+                emotion=label,
+                valence=float(np.mean([x.valence for x in sel])),
+                arousal=float(np.mean([x.arousal for x in sel])),
+                confidence=float(np.mean([x.prob(label) for x in sel])),
+            )
+        )
+    # Merge neighbours that ended up with the same label.
+    merged: list[MoodSegment] = []
+    for seg in segs:
+        if merged and merged[-1].emotion == seg.emotion:
+            prev = merged[-1]
+            wa, wb = prev.end_s - prev.start_s, seg.end_s - seg.start_s
+            tot = max(1e-9, wa + wb)
+            merged[-1] = MoodSegment(
+                prev.start_s, seg.end_s, seg.emotion,
+                (prev.valence * wa + seg.valence * wb) / tot,
+                (prev.arousal * wa + seg.arousal * wb) / tot,
+                (prev.confidence * wa + seg.confidence * wb) / tot,
+            )
+        else:
+            merged.append(seg)
+    return merged

@@ -1,0 +1,55 @@
+"""Shared fixtures: synthesized mood videos (cached per session) and the real test media."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, Scene, write_video
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = ROOT / ".cache" / "media"
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    """Real media fetched by scripts/fetch_media.sh (run by `make test`)."""
+    if not (MEDIA / ".complete").exists():
+        pytest.fail(f"real test media missing in {MEDIA}: run scripts/fetch_media.sh (make test does)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def cockatoo(media_dir: Path) -> Path:
+    return media_dir / "cockatoo.mp4"
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("videos")
+
+
+def make_video(directory: Path, name: str, scenes: list[Scene], **kw: object) -> Path:
+    path = directory / name
+    if not path.exists():
+        write_video(os.fspath(path), scenes, **kw)  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture(scope="session")
+def calm_to_exciting(video_dir: Path) -> Path:
+    """8 s dark, still, quiet -> 8 s bright, saturated, fast-cut, loud (change at 8.0 s)."""
+    return make_video(video_dir, "calm_to_exciting.mp4", [CALM_DARK, BRIGHT_FAST])
+
+
+@pytest.fixture(scope="session")
+def exciting_to_calm(video_dir: Path) -> Path:
+    return make_video(video_dir, "exciting_to_calm.mp4", [BRIGHT_FAST, CALM_DARK])
+
+
+@pytest.fixture(scope="session")
+def silent_video(video_dir: Path) -> Path:
+    """No audio stream at all."""
+    return make_video(video_dir, "silent.mp4", [CALM_DARK], with_audio=False)
