@@ -58,7 +58,6 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from pipelines.analysis import default_engines
     from pipelines.progress import Progress
     from pipelines.score import ScoreRequest, score, validate_style
 
@@ -74,8 +73,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
             bgm_path=args.bgm,
             style=args.style,
             seed=args.seed,
+            faces=not args.no_faces,
         ),
-        engines=default_engines(faces=not args.no_faces),
         progress=progress,
     )
     segs = ", ".join(f"{s.emotion} {s.start_s:.1f}-{s.end_s:.1f}s" for s in result.analysis.segments)

@@ -37,11 +37,23 @@ def check_output_path(path: str, input_path: str | None = None, allowed_ext: tup
     parent = os.path.dirname(ap)
     if not os.path.isdir(parent):
         raise OutputError(f"{what} directory does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
         raise OutputError(f"{what} directory is not writable: {parent}")
     if os.path.exists(ap) and not os.access(ap, os.W_OK):
         raise OutputError(f"{what} file exists and is not writable: {path}")
     return ap
+
+
+def _can_create_in(directory: str) -> bool:
+    """Really try (permission bits do not tell for root, read-only mounts or /proc)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".backscore-probe-", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 @contextlib.contextmanager

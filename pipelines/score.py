@@ -19,7 +19,7 @@ import numpy as np
 
 from engines.base import STYLES, MusicEngine
 from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze_decoded, default_engines
-from pipelines.decode import MIX_SAMPLE_RATE, decode_media
+from pipelines.decode import MIX_SAMPLE_RATE, decode_media, probe
 from pipelines.errors import OptionError
 from pipelines.music import ComposedMusic, compose
 from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
@@ -38,6 +38,7 @@ class ScoreRequest:
     bgm_path: str | None = None
     style: str | None = None
     seed: int = 0
+    faces: bool = True
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
 
@@ -90,7 +91,11 @@ def score(
     from pipelines.mix import MixOptions, mix_bgm
 
     style = validate_style(request.style)
-    # Validate every destination before doing any work.
+    # Validate the input and every destination before doing any work.
+    probe(request.input_path)
+    paths = [p for p in (request.output_path, request.timeline_path, request.plot_path, request.bgm_path) if p]
+    if len({os.path.abspath(p) for p in paths}) != len(paths):
+        raise OptionError("output, --timeline, --plot and --bgm must be different files")
     if request.output_path:
         check_output_path(request.output_path, request.input_path, OUTPUT_EXTENSIONS)
     if request.timeline_path:
@@ -109,7 +114,7 @@ def score(
 
     t = time.perf_counter()
     prog.stage("analyse")
-    eng = engines or default_engines()
+    eng = engines or default_engines(faces=request.faces)
     analysis = analyze_decoded(media, eng, request.analysis, prog.update)
     timings["analyse"] = time.perf_counter() - t
     log.info("analysed %s: %.1f s, %d windows, %d cuts, segments: %s", request.input_path, analysis.duration_s,
@@ -139,7 +144,7 @@ def score(
     from pipelines.timeline import timeline_dict, write_timeline
 
     timeline = timeline_dict(analysis, music.sections, extra={"mix": mix_report, "style": style or "auto",
-                                                               "seed": request.seed})
+                                                               "seed": request.seed, "timings_s": timings})
     mux_result: MuxResult | None = None
     t = time.perf_counter()
     prog.stage("mux")
@@ -149,6 +154,7 @@ def score(
         if request.output_path:
             tmp = outputs.enter_context(atomic_output(request.output_path))
             mux_result = mux(request.input_path, tmp, mixed.mix, MIX_SAMPLE_RATE, analysis.duration_s)
+            timings["mux"] = time.perf_counter() - t
             timeline["output"] = {"path": os.path.abspath(request.output_path),
                                   "video_copied": mux_result.video_copied,
                                   "video_codec": mux_result.video_codec, "audio_codec": mux_result.audio_codec}
@@ -161,6 +167,6 @@ def score(
 
             plot_timeline(outputs.enter_context(atomic_output(request.plot_path)), analysis, music.sections,
                           title=os.path.basename(request.input_path))
-    timings["mux"] = time.perf_counter() - t
+    timings["write"] = time.perf_counter() - t - timings.get("mux", 0.0)
     prog.close()
     return ScoreResult(analysis, music, mix_report, mux_result, timings, timeline)
