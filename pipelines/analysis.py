@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -24,13 +25,13 @@ from pipelines.segments import CutOptions, MoodSegment, SegmentOptions, detect_c
 log = logging.getLogger(__name__)
 
 
-class FaceAnalyzer:
+class FaceAnalyzer(Protocol):
     """Structural type of :class:`engines.faces.FaceExpressionAnalyzer` (grey frames -> rows)."""
 
-    feature_names: tuple[str, ...]
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
 
-    def analyze(self, gray_frames: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def analyze(self, gray_frames: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass

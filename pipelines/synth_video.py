@@ -156,7 +156,7 @@ def write_video(
             if ast is not None:
                 n = int(round((scene_start + scene.duration_s) * AUDIO_RATE)) - sample_pos
                 mono = render_audio(scene, n, sample_pos, seed + si)
-                _encode_audio(out, ast, mono, sample_pos)
+                encode_audio(out, ast, mono, sample_pos)
                 sample_pos += n
             scene_start += scene.duration_s
         for pkt in vs.encode(None):
@@ -167,7 +167,7 @@ def write_video(
     return total
 
 
-def _encode_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+def encode_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
                   mono: np.ndarray, sample_pos: int) -> None:
     fmt = "s16" if stream.codec_context.name.startswith("pcm") else "fltp"
     block = 4800

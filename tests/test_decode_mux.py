@@ -34,7 +34,7 @@ def test_decodes_each_container(tmp_path: Path, ext: str) -> None:
     assert len(times) == pytest.approx(12, abs=1)
     assert np.all(np.diff(times) > 0.2)
     assert media.frames[0].rgb.shape[1] == 96 and media.frames[0].rgb.dtype == np.uint8
-    assert sum(f.gray is not None for f in media.frames) == pytest.approx(3, abs=1)
+    assert sum(f.gray is not None for f in media.frames) == 3
     # the soundtrack is there, at 48 kHz stereo, loud where the drums are
     assert media.audio is not None and media.audio.shape[1] == 2
     assert media.audio.shape[0] == pytest.approx(3.0 * 48000, rel=0.02)

