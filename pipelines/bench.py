@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         body = f"{BEGIN}\n{text}\n{END}"
-        old = open(args.out, encoding="utf-8").read() if os.path.exists(args.out) else "# Benchmarks\n"
+        old = "# Benchmarks\n"
+        if os.path.exists(args.out):
+            with open(args.out, encoding="utf-8") as fh:
+                old = fh.read()
         new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), body, old, flags=re.S) if BEGIN in old else (
             old.rstrip() + "\n\n## `backscore score` end to end\n\n" + body + "\n")
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -78,7 +78,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         progress=progress,
     )
     segs = ", ".join(f"{s.emotion} {s.start_s:.1f}-{s.end_s:.1f}s" for s in result.analysis.segments)
-    music = ", ".join(f"{m.style} {m.key} {m.mode} {m.tempo_bpm:.0f}bpm@{m.start_s:.1f}s" for m in result.music.sections)
+    music = ", ".join(
+        f"{m.style} {m.key} {m.mode} {m.tempo_bpm:.0f}bpm@{m.start_s:.1f}s" for m in result.music.sections
+    )
     print(f"wrote {args.output} ({result.analysis.duration_s:.1f} s)")
     print(f"  mood:  {segs}")
     print(f"  music: {music}")

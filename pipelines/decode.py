@@ -150,7 +150,11 @@ def iter_media(
                             last_progress = t
                             progress(min(1.0, t / info.duration_s))
                     elif isinstance(frame, av.AudioFrame) and resampler is not None:
-                        base = float(frame.pts * frame.time_base) if frame.pts is not None else None
+                        base = (
+                            float(frame.pts * frame.time_base)
+                            if frame.pts is not None and frame.time_base is not None
+                            else None
+                        )
                         for out in resampler.resample(frame):
                             yield _audio_frame(out, base, t0)
                             base = None
@@ -178,9 +182,9 @@ def thumbnail_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     rows = (np.arange(height) * sy + sy / 2).astype(np.intp)
     cols = (np.arange(width) * sx + sx / 2).astype(np.intp)
     planes = frame.planes
-    y_plane = np.frombuffer(planes[0], np.uint8).reshape(planes[0].height, planes[0].line_size)
-    u_plane = np.frombuffer(planes[1], np.uint8).reshape(planes[1].height, planes[1].line_size)
-    v_plane = np.frombuffer(planes[2], np.uint8).reshape(planes[2].height, planes[2].line_size)
+    y_plane = np.frombuffer(memoryview(planes[0]), np.uint8).reshape(planes[0].height, planes[0].line_size)
+    u_plane = np.frombuffer(memoryview(planes[1]), np.uint8).reshape(planes[1].height, planes[1].line_size)
+    v_plane = np.frombuffer(memoryview(planes[2]), np.uint8).reshape(planes[2].height, planes[2].line_size)
     y = y_plane[np.ix_(rows, cols)].astype(np.float32)
     u = u_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0
     v = v_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0

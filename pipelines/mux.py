@@ -12,10 +12,13 @@ import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import av.error
 import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from pipelines.errors import InputError, OutputError
 
@@ -76,14 +79,14 @@ def _mux(inp: av.container.InputContainer, output_path: str, fmt: str, audio: np
         else:
             vcodec = "libvpx-vp9" if fmt == "webm" else "libx264"
             rate = in_v.average_rate or in_v.guessed_rate or Fraction(25)
-            out_v = out.add_stream(vcodec, rate=rate)
+            out_v = cast(VideoStream, out.add_stream(vcodec, rate=rate))
             out_v.width = in_v.codec_context.width
             out_v.height = in_v.codec_context.height
             out_v.pix_fmt = "yuv420p"
             out_v.options = {"preset": "veryfast", "crf": "20"} if vcodec == "libx264" else {
                 "deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}
             log.info("video codec %s cannot be copied into %s: re-encoding with %s", codec, fmt, vcodec)
-        out_a = out.add_stream(acodec, rate=sample_rate)
+        out_a = cast(AudioStream, out.add_stream(acodec, rate=sample_rate))
         out_a.layout = "stereo"
         start_s = _video_start(in_v)
         n_total = int(round(duration_s * sample_rate))
@@ -93,14 +96,14 @@ def _mux(inp: av.container.InputContainer, output_path: str, fmt: str, audio: np
                          duration_s=duration_s)
 
 
-def _video_start(stream: av.video.stream.VideoStream) -> float:
+def _video_start(stream: VideoStream) -> float:
     if stream.start_time is not None and stream.time_base is not None:
         return max(0.0, float(stream.start_time * stream.time_base))
     return 0.0
 
 
-def _write_video(inp: av.container.InputContainer, in_v: av.video.stream.VideoStream,
-                 out: av.container.OutputContainer, out_v: av.video.stream.VideoStream, copy: bool) -> None:
+def _write_video(inp: av.container.InputContainer, in_v: VideoStream,
+                 out: av.container.OutputContainer, out_v: VideoStream, copy: bool) -> None:
     if copy:
         for packet in inp.demux(in_v):
             if packet.dts is None:  # the demuxer's flush packet
@@ -118,7 +121,7 @@ def _write_video(inp: av.container.InputContainer, in_v: av.video.stream.VideoSt
     out.mux(out_v.encode(None))
 
 
-def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, audio: np.ndarray,
+def _write_audio(out: av.container.OutputContainer, stream: AudioStream, audio: np.ndarray,
                  sample_rate: int, start_s: float) -> None:
     planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T.astype(np.float32))
     block = 960 * 10

@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from pipelines.analysis import Analysis  # noqa: E402
-from pipelines.music import MusicSection  # noqa: E402
+from pipelines.analysis import Analysis
+from pipelines.music import MusicSection
 
 EMOTION_COLOURS = {
     "exciting": "#f28e2b",

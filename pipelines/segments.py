@@ -168,12 +168,12 @@ def segment_timeline(
         return [MoodSegment(0.0, duration_s, "neutral", 0.0, 0.0, 0.0)]
     tracker = MoodTracker(o)
     changes: list[MoodChange] = []
-    for t, e in zip(times_s, estimates, strict=True):
-        ch = tracker.push(t, e)
+    for t, estimate in zip(times_s, estimates, strict=True):
+        ch = tracker.push(t, estimate)
         if ch is not None:
             changes.append(ch)
     if not changes:  # shorter than the tracker's first decision
-        mean = np.mean([e.probs for e in estimates], axis=0)
+        mean = np.mean([x.probs for x in estimates], axis=0)
         changes.append(MoodChange(at_s=0.0, confirmed_s=float(times_s[-1]), emotion=EMOTIONS[int(np.argmax(mean))]))
     bounds = [0.0] + [c.at_s for c in changes[1:]] + [duration_s]
     labels = [c.emotion for c in changes]
@@ -192,9 +192,9 @@ def segment_timeline(
     segs: list[MoodSegment] = []
     for i, label in enumerate(labels):
         s, e = bounds[i], bounds[i + 1]
-        idx = np.nonzero((t_arr >= s) & (t_arr < e))[0]
-        if len(idx) == 0:
-            idx = np.array([int(np.argmin(np.abs(t_arr - (s + e) / 2)))])
+        idx = [int(j) for j in np.nonzero((t_arr >= s) & (t_arr < e))[0]]
+        if not idx:
+            idx = [int(np.argmin(np.abs(t_arr - (s + e) / 2)))]
         sel = [estimates[j] for j in idx]
         segs.append(
             MoodSegment(

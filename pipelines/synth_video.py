@@ -13,9 +13,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 AUDIO_RATE = 48_000
 
@@ -128,7 +131,7 @@ def write_video(
     vcodec, acodec, pix = _codecs_for(path)
     total = sum(s.duration_s for s in scenes)
     with av.open(path, mode="w") as out:
-        vs = out.add_stream(vcodec, rate=fps)
+        vs = cast(VideoStream, out.add_stream(vcodec, rate=fps))
         vs.width, vs.height, vs.pix_fmt = width, height, pix
         if vcodec == "libx264":
             vs.options = {"preset": "ultrafast", "crf": "23"}
@@ -136,7 +139,7 @@ def write_video(
             vs.options = {"deadline": "realtime", "cpu-used": "8"}
         ast = None
         if with_audio and acodec is not None:
-            ast = out.add_stream(acodec, rate=AUDIO_RATE)
+            ast = cast(AudioStream, out.add_stream(acodec, rate=AUDIO_RATE))
             ast.layout = "stereo"
         frame_idx = 0
         scene_start = 0.0
@@ -167,7 +170,7 @@ def write_video(
     return total
 
 
-def encode_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+def encode_audio(out: av.container.OutputContainer, stream: AudioStream,
                   mono: np.ndarray, sample_pos: int) -> None:
     fmt = "s16" if stream.codec_context.name.startswith("pcm") else "fltp"
     block = 4800

@@ -95,5 +95,5 @@ def test_truncated_file_is_rejected(tmp_path: Path) -> None:
     data = src.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="truncated|not a readable|corrupt"):
+    with pytest.raises(InputError, match=r"truncated|not a readable|corrupt"):
         decode_media(os.fspath(cut))

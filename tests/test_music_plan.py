@@ -35,8 +35,8 @@ class ScriptedStream(MusicStream):
         self.emotion = control.emotion
         dur = 4 * 60 / tempo
         n = int(round(dur * self.sr))
-        bar = BarInfo(self.t, n / self.sr, tempo, "C", "major", "lofi", control.emotion if not transition else prev or "",
-                      self.section, transition, "C")
+        emotion = (prev or "") if transition else control.emotion
+        bar = BarInfo(self.t, n / self.sr, tempo, "C", "major", "lofi", emotion, self.section, transition, "C")
         chunk = MusicChunk(np.zeros((n, 2), np.float32), self.sr, self.t, (bar,))
         self.t += n / self.sr
         return chunk

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import wave
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -62,7 +61,7 @@ def halves(tl: dict, split: float, key: str) -> tuple[float, float]:
 
 
 def test_calm_to_exciting_end_to_end(tmp_path: Path, calm_to_exciting: Path) -> None:
-    res, tl, out = run(tmp_path, calm_to_exciting)
+    _, tl, out = run(tmp_path, calm_to_exciting)
     # --- output validity: streams, duration, video untouched
     info_in, info_out = probe(os.fspath(calm_to_exciting)), probe(os.fspath(out))
     assert info_out.has_audio and info_out.audio_codec == "aac"
@@ -111,17 +110,17 @@ def test_exciting_to_calm_moves_the_other_way(tmp_path: Path, exciting_to_calm: 
     a0, a1 = halves(tl, 8.0, "arousal")
     v0, v1 = halves(tl, 8.0, "valence")
     assert a1 < a0 - 0.8 and v1 < v0 - 0.5
-    assert [s["emotion"] for s in tl["segments"]][0] == "exciting"
+    assert tl["segments"][0]["emotion"] == "exciting"
     assert abs(tl["segments"][1]["start_s"] - 8.0) <= 1.0
     assert tl["music"][1]["tempo_bpm"] < tl["music"][0]["tempo_bpm"]
 
 
 def test_video_without_audio_gets_a_bgm_track(tmp_path: Path, silent_video: Path) -> None:
-    res, tl, out = run(tmp_path, silent_video)
+    _, tl, out = run(tmp_path, silent_video)
     info = probe(os.fspath(out))
     assert info.has_audio and info.duration_s == pytest.approx(8.0, abs=0.1)
     assert "loudness_db" not in tl["windows"][0]["features"]
-    bgm, sr = read_wav(tmp_path / "bgm.wav")
+    bgm, _ = read_wav(tmp_path / "bgm.wav")
     assert np.sqrt(np.mean(bgm**2)) > 0.01
 
 
@@ -167,7 +166,7 @@ def test_real_clip_with_real_speech_is_ducked(tmp_path: Path, cockatoo: Path, me
     voice = speech_track(media_dir, dur, speech_at)
     src = tmp_path / "talking.mp4"
     mux(os.fspath(cockatoo), os.fspath(src), np.stack([voice, voice], axis=1), 48000, dur)
-    res, tl, out = run(tmp_path, src)
+    _, tl, out = run(tmp_path, src)
     assert probe(os.fspath(out)).duration_s == pytest.approx(dur, abs=0.1)
     assert video_packets(out) == video_packets(cockatoo)
     assert tl["mix"]["ducked_s"] > 1.0
