@@ -18,7 +18,7 @@ check: setup
 	$(PY) -m ruff check engines pipelines serve tests loadtest
 	$(PY) -m mypy engines pipelines serve
 
-bench: setup
+bench: setup media
 	$(PY) -m pipelines.bench --out BENCHMARKS.md
 
 clean:

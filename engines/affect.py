@@ -70,11 +70,11 @@ VALENCE_TERMS: tuple[Term, ...] = (
 )
 
 AROUSAL_TERMS: tuple[Term, ...] = (
-    Term("motion", 0.03, 0.03, 0.45),
+    Term("motion", 0.05, 0.04, 0.45),
     Term("cut_rate", 0.30, 0.40, 0.35),
     Term("loudness_db", -30.0, 10.0, 0.45),
     Term("onset_rate", 2.0, 2.0, 0.15),
-    Term("flux", 0.5, 0.5, 0.08),
+    Term("flux", 0.15, 0.1, 0.08),
     Term("pulse", 0.0, 0.5, 0.12),
     Term("saturation", 0.35, 0.20, 0.20),
     Term("brightness", 0.45, 0.20, -0.10),
@@ -97,9 +97,18 @@ SIGMA = 0.35
 Z_CLIP = 2.5
 
 
+#: Sound features that describe a signal, meaningless for a (nearly) silent window.
+SPECTRAL_FEATURES = ("centroid_hz", "rolloff_hz", "bandwidth_hz", "flatness", "flux", "onset_rate", "tempo_bpm",
+                     "pulse_clarity")
+
+
 def _derived(f: Mapping[str, float]) -> dict[str, float]:
     """Add face and pulse summaries to the raw window features."""
     out = dict(f)
+    if f.get("silence", 0.0) >= 0.9:
+        # Silence itself is evidence (low sound energy); its "spectrum" is not.
+        for k in SPECTRAL_FEATURES:
+            out.pop(k, None)
     presence = f.get("face_presence")
     if presence is not None and presence > 0:
         g = {k: f.get(f"face_{k}", 0.0) for k in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
@@ -113,9 +122,9 @@ def _derived(f: Mapping[str, float]) -> dict[str, float]:
     else:
         out.pop("face_valence", None)
         out.pop("face_arousal", None)
-    if "tempo_bpm" in f and "pulse_clarity" in f:
-        tempo = f["tempo_bpm"]
-        out["pulse"] = f["pulse_clarity"] * ((tempo - 100.0) / 30.0 if tempo > 0 else 0.0)
+    if "tempo_bpm" in out and "pulse_clarity" in out:
+        tempo = out["tempo_bpm"]
+        out["pulse"] = out["pulse_clarity"] * ((tempo - 100.0) / 30.0 if tempo > 0 else 0.0)
     return out
 
 

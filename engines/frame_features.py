@@ -20,8 +20,12 @@ Per frame (columns of :attr:`FeatureFrameEncoder.feature_names`):
     (2005) arousal model.
 ``content_change``
     Mean absolute difference of the H, S and V channels to the previous frame, on 0..255 --
-    PySceneDetect's ContentDetector score; the pipeline's cut detector thresholds it
-    adaptively.
+    PySceneDetect's ContentDetector score.
+``hist_change``
+    Half the L1 distance between the frame's and the previous frame's 64-bin RGB colour
+    histograms, in [0, 1]. Insensitive to things moving inside a shot, large at a shot
+    change; the pipeline's cut detector thresholds it adaptively together with
+    ``content_change``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class FeatureFrameEncoder(FrameEncoder):
         "contrast",
         "motion",
         "content_change",
+        "hist_change",
     )
 
     def encode(self, frames: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
@@ -101,8 +106,22 @@ class FeatureFrameEncoder(FrameEncoder):
                 dh.mean(axis=axes) + np.abs(np.diff(s, axis=0)).mean(axis=axes)
                 + np.abs(np.diff(v, axis=0)).mean(axis=axes)
             ) * 255.0 / 3.0
+        hist_change = np.zeros(seq.shape[0], dtype=np.float32)
+        if seq.shape[0] > 1:
+            hist = _histograms(seq)
+            hist_change[1:] = 0.5 * np.abs(np.diff(hist, axis=0)).sum(axis=1)
         offset = 0 if previous is None else 1
         out[:, :5] = per[offset:]
         out[:, 5] = motion[offset:]
         out[:, 6] = change[offset:]
+        out[:, 7] = hist_change[offset:]
         return out
+
+
+def _histograms(frames: np.ndarray) -> np.ndarray:
+    """Normalised 4x4x4-bin RGB histograms, shape (N, 64)."""
+    q = frames >> 6  # uint8 0..3 per channel
+    idx = (q[..., 0].astype(np.int64) * 16 + q[..., 1] * 4 + q[..., 2]).reshape(frames.shape[0], -1)
+    idx += (np.arange(frames.shape[0]) * 64)[:, None]
+    counts = np.bincount(idx.ravel(), minlength=frames.shape[0] * 64).reshape(frames.shape[0], 64)
+    return counts / counts.sum(axis=1, keepdims=True)

@@ -57,6 +57,10 @@ def default_engines(faces: bool = True) -> Engines:
     return Engines(FeatureFrameEncoder(), FeatureAudioEncoder(), FeatureAffectModel(), face_model)
 
 
+#: Peak level below which a whole soundtrack counts as digital silence (-80 dBFS).
+SILENT_TRACK_PEAK = 1e-4
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     window_s: float = 2.0
@@ -91,6 +95,8 @@ class Analysis:
     audio: np.ndarray | None
     #: Speech probability over time for ducking: (times_s, prob), or None without audio.
     speech: tuple[np.ndarray, np.ndarray] | None
+    #: "present", "silent" (a track of digital silence, ignored for affect) or "none".
+    soundtrack: str = "present"
 
 
 def window_bounds(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
@@ -149,7 +155,7 @@ def _frame_window_features(table: FrameTable, s: float, e: float, cuts: np.ndarr
     if len(idx) == 0 and len(table.times):
         idx = np.array([int(np.argmin(np.abs(table.times - 0.5 * (s + e))))])
     for j, name in enumerate(table.names):
-        if name == "content_change":
+        if name in ("content_change", "hist_change"):
             continue
         col = table.values[idx, j]
         if name == "motion":
@@ -209,13 +215,24 @@ def analyze_decoded(media: DecodedMedia, engines: Engines, options: AnalysisOpti
     table = encode_frames(media.frames, engines)
     if progress:
         progress(0.4)
-    cc = table.values[:, table.names.index("content_change")]
-    cuts = detect_cuts(table.times, cc, o.cuts)
+    cuts = detect_cuts(
+        table.times,
+        table.values[:, table.names.index("hist_change")],
+        table.values[:, table.names.index("content_change")],
+        o.cuts,
+    )
     audio16k = None
     speech = None
+    soundtrack = "none"
     if media.audio is not None:
-        audio16k = to_mono16k(media.audio, engines.audio.sample_rate)
-        speech = engines.audio.speech_activity(audio16k)
+        # A digitally silent track (muted export) says nothing about the mood: treat it like
+        # a video without sound rather than as "very quiet".
+        if float(np.max(np.abs(media.audio), initial=0.0)) < SILENT_TRACK_PEAK:
+            soundtrack = "silent"
+        else:
+            soundtrack = "present"
+            audio16k = to_mono16k(media.audio, engines.audio.sample_rate)
+            speech = engines.audio.speech_activity(audio16k)
     bounds = window_bounds(duration, o.window_s, o.hop_s)
     feats = window_features(table, audio16k, engines, bounds, cuts, duration, o.cut_rate_span_s)
     if progress:
@@ -225,7 +242,7 @@ def analyze_decoded(media: DecodedMedia, engines: Engines, options: AnalysisOpti
     segments = segment_timeline([w.centre_s for w in windows], estimates, duration, cuts, o.segments)
     if progress:
         progress(1.0)
-    return Analysis(media.info, duration, windows, cuts, segments, media.audio, speech)
+    return Analysis(media.info, duration, windows, cuts, segments, media.audio, speech, soundtrack)
 
 
 def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions | None = None,

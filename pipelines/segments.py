@@ -1,9 +1,7 @@
 """Shot cuts, rolling affect and mood segments.
 
-* :func:`detect_cuts` -- an adaptive content-change cut detector in the manner of
-  PySceneDetect's AdaptiveDetector: a frame is a cut when its content change is both large
-  in absolute terms and several times the average change of its neighbours (so fast motion
-  is not mistaken for cuts).
+* :func:`detect_cuts` -- an adaptive cut detector in the manner of PySceneDetect's
+  AdaptiveDetector, on colour-histogram and pixel content changes.
 * :class:`MoodTracker` -- causal, streaming: fed one window estimate at a time (offline job
   and live sessions alike), it smooths the emotion probabilities and switches mood only with
   hysteresis (the challenger must beat the current mood by ``margin`` for ``hold_s``) and
@@ -25,26 +23,51 @@ from engines.base import EMOTIONS, AffectEstimate
 
 @dataclass(frozen=True)
 class CutOptions:
-    min_change: float = 12.0  # absolute content change (0..255 HSV mean abs delta)
-    adaptive_ratio: float = 2.5  # times the neighbours' mean change
-    neighbours: int = 2  # frames on each side
+    #: A cut needs the colour-histogram change to reach this (0..1) ...
+    min_hist_change: float = 0.25
+    #: ... or, for cuts between shots of the same palette, this pixel content change (0..255).
+    min_content_change: float = 30.0
+    #: In both cases the score must also be this many times its neighbours' mean.
+    adaptive_ratio: float = 3.0
+    neighbours: int = 2  # analysed frames on each side
     min_gap_s: float = 0.4
 
 
-def detect_cuts(times_s: np.ndarray, content_change: np.ndarray, options: CutOptions | None = None) -> list[float]:
-    """Times (s) of detected shot cuts, from per-analysed-frame content-change scores."""
-    o = options or CutOptions()
-    n = len(content_change)
-    cuts: list[float] = []
+def _adaptive_peaks(x: np.ndarray, minimum: float, ratio: float, neighbours: int) -> np.ndarray:
+    """Boolean mask: ``x[i] >= minimum`` and ``x[i] >= ratio * mean(neighbours of i)``."""
+    n = len(x)
+    out = np.zeros(n, dtype=bool)
     for i in range(1, n):
-        c = float(content_change[i])
-        if c < o.min_change:
+        if x[i] < minimum:
             continue
-        lo, hi = max(1, i - o.neighbours), min(n, i + o.neighbours + 1)
-        neigh = [float(content_change[j]) for j in range(lo, hi) if j != i]
-        ref = float(np.mean(neigh)) if neigh else 0.0
-        if c < o.adaptive_ratio * max(ref, 1e-3) and ref > 0:
-            continue
+        lo, hi = max(1, i - neighbours), min(n, i + neighbours + 1)
+        neigh = np.concatenate([x[lo:i], x[i + 1 : hi]])
+        ref = float(neigh.mean()) if len(neigh) else 0.0
+        out[i] = x[i] >= ratio * ref
+    return out
+
+
+def detect_cuts(
+    times_s: np.ndarray,
+    hist_change: np.ndarray,
+    content_change: np.ndarray | None = None,
+    options: CutOptions | None = None,
+) -> list[float]:
+    """Times (s) of shot cuts from per-analysed-frame change scores.
+
+    Like PySceneDetect's AdaptiveDetector, a frame is a cut when its change score is large in
+    absolute terms *and* several times its neighbours' (so sustained fast motion is not a
+    run of cuts). The colour-histogram change carries most cuts; the pixel content change
+    catches cuts between shots with the same palette.
+    """
+    o = options or CutOptions()
+    mask = _adaptive_peaks(np.asarray(hist_change, np.float64), o.min_hist_change, o.adaptive_ratio, o.neighbours)
+    if content_change is not None:
+        mask |= _adaptive_peaks(
+            np.asarray(content_change, np.float64), o.min_content_change, o.adaptive_ratio, o.neighbours
+        )
+    cuts: list[float] = []
+    for i in np.nonzero(mask)[0]:
         t = float(times_s[i])
         if cuts and t - cuts[-1] < o.min_gap_s:
             continue

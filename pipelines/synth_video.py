@@ -39,7 +39,7 @@ class Scene:
 CALM_DARK = Scene(8.0, brightness=0.14, saturation=0.15, hue=0.62, speed=0.01, audio="hum",
                   loudness_dbfs=-42.0)
 BRIGHT_FAST = Scene(8.0, brightness=0.92, saturation=0.85, hue=0.12, speed=0.9, cut_every_s=0.75,
-                    audio="drums", loudness_dbfs=-10.0, tempo_bpm=128.0)
+                    audio="drums", loudness_dbfs=-3.0, tempo_bpm=128.0)
 
 
 def _codecs_for(path: str) -> tuple[str, str | None, str]:
@@ -54,10 +54,17 @@ def _codecs_for(path: str) -> tuple[str, str | None, str]:
 def render_frame(scene: Scene, t_in_scene: float, shot: int, width: int, height: int) -> np.ndarray:
     """One RGB frame: a tinted gradient background with moving discs."""
     rng = np.random.default_rng(1000 + shot)
-    hue = (scene.hue + 0.08 * rng.standard_normal()) % 1.0 if scene.cut_every_s else scene.hue
-    base = np.array(colorsys.hsv_to_rgb(hue, scene.saturation, scene.brightness))
-    yy = np.linspace(0.85, 1.15, height, dtype=np.float32)[:, None, None]
-    img = np.broadcast_to(base[None, None, :] * yy, (height, width, 3)).astype(np.float32).copy()
+    hue, value, flip = scene.hue, scene.brightness, False
+    if scene.cut_every_s:
+        # a new shot: different colour cast, exposure and framing, as real cuts have
+        hue = (scene.hue + rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.3)) % 1.0
+        value = scene.brightness * rng.uniform(0.8, 1.0)
+        flip = bool(rng.integers(0, 2))
+    base = np.array(colorsys.hsv_to_rgb(hue, scene.saturation, value))
+    yy = np.linspace(0.85, 1.15, height, dtype=np.float32)
+    if flip:
+        yy = yy[::-1]
+    img = np.broadcast_to(base[None, None, :] * yy[:, None, None], (height, width, 3)).astype(np.float32).copy()
     n_obj = 4
     xs = np.arange(width, dtype=np.float32)[None, :]
     ys = np.arange(height, dtype=np.float32)[:, None]
@@ -67,8 +74,7 @@ def render_frame(scene: Scene, t_in_scene: float, shot: int, width: int, height:
         cx = width * (0.5 + 0.4 * np.sin(ph + 2 * np.pi * scene.speed * t_in_scene * (1 + 0.3 * k)))
         cy = height * (0.5 + 0.35 * np.cos(ph * 1.7 + 2 * np.pi * scene.speed * t_in_scene * (0.7 + 0.2 * k)))
         ohue = (hue + 0.25 + 0.2 * k) % 1.0
-        col = np.array(colorsys.hsv_to_rgb(ohue, min(1.0, scene.saturation * 1.1),
-                                           min(1.0, scene.brightness * 1.15 + 0.05)))
+        col = np.array(colorsys.hsv_to_rgb(ohue, min(1.0, scene.saturation * 1.1), min(1.0, value * 1.15 + 0.05)))
         x0, x1 = int(max(0, cx - r)), int(min(width, cx + r + 1))
         y0, y1 = int(max(0, cy - r)), int(min(height, cy + r + 1))
         if x1 <= x0 or y1 <= y0:
@@ -112,8 +118,8 @@ def render_audio(scene: Scene, n: int, sample_offset: int, seed: int = 0) -> np.
             if (k // 2) % 2 == 1:
                 seg = seg + 0.8 * noise[start + 7:start + 7 + length] * np.exp(-tt / 0.06)
         out[start:start + length] += seg
-    # a bright synth stab chord over it
-    out += 0.25 * np.sign(np.sin(2 * np.pi * 440 * t)) * (np.sin(2 * np.pi * t / beat) > 0.7)
+    # a sustained bright noise wash (a crash/riser), so the spectrum is bright and dense
+    out += 0.08 * np.diff(noise[: n + 1])
     peak = np.max(np.abs(out)) + 1e-9
     return (amp * out / peak).astype(np.float32)
 

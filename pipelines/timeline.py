@@ -30,6 +30,7 @@ def timeline_dict(analysis: Analysis, sections: list[MusicSection] | None = None
             "fps": _num(info.fps, 3),
             "video_codec": info.video_codec,
             "has_audio": info.has_audio,
+            "soundtrack": analysis.soundtrack,
             "audio_codec": info.audio_codec,
         },
         "duration_s": _num(analysis.duration_s),

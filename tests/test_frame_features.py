@@ -55,3 +55,15 @@ def test_content_change_spikes_at_a_cut_and_previous_frame_carries_over_batches(
 def test_rejects_non_rgb_input() -> None:
     with pytest.raises(EngineError):
         FeatureFrameEncoder().encode(np.zeros((2, 10, 10), np.uint8))
+
+
+def test_histogram_change_ignores_motion_but_sees_a_new_palette() -> None:
+    enc = FeatureFrameEncoder()
+    rng = np.random.default_rng(1)
+    scene = rng.integers(0, 255, (36, 64, 3), dtype=np.uint8)
+    moved = np.roll(scene, 20, axis=1)  # the same shot, camera panned
+    other = (255 - scene) // 3  # a different shot: darker, other colours
+    out = enc.encode(np.stack([scene, moved, other]))
+    hc = col(enc, out, "hist_change")
+    assert hc[1] < 0.02 and col(enc, out, "content_change")[1] > 20
+    assert hc[2] > 0.5

@@ -18,6 +18,8 @@ from pipelines.decode import probe
 from pipelines.score import ScoreRequest, ScoreResult, score
 
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MAJOR_MODES = {"major", "lydian", "mixolydian"}  # modes with a major third
+MINOR_MODES = {"minor", "dorian", "phrygian", "harmonic minor", "harmonic_minor", "aeolian"}
 MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
@@ -96,8 +98,8 @@ def test_calm_to_exciting_end_to_end(tmp_path: Path, calm_to_exciting: Path) -> 
     mono = bgm.mean(axis=1)
     before = mono[int(1.0 * sr): int((music[1].get("transition_s") or change["start_s"]) * sr)]
     after = mono[int((change["start_s"] + 0.2) * sr): int(15.0 * sr)]
-    assert audio_mode(before, sr) == music[0]["mode"] == "minor"
-    assert audio_mode(after, sr) == change["mode"] == "major"
+    assert audio_mode(before, sr) == "minor" and music[0]["mode"] in MINOR_MODES
+    assert audio_mode(after, sr) == "major" and change["mode"] in MAJOR_MODES
     # --- plot is a real PNG
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "p.png").stat().st_size > 20_000

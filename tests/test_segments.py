@@ -17,12 +17,15 @@ def est(v: float, a: float) -> AffectEstimate:
 
 def test_cuts_are_found_and_fast_motion_is_not_a_cut() -> None:
     t = np.arange(60) / 6.0
+    hc = np.full(60, 0.05)
     cc = np.full(60, 2.0)
-    cc[30:45] = 25.0  # sustained heavy motion: high but not a spike
-    cc[12] = 60.0
-    cc[50] = 70.0
-    cuts = detect_cuts(t, cc)
+    cc[30:45] = 40.0  # sustained heavy motion: high pixel change, histogram steady
+    hc[30:45] = 0.15
+    hc[12] = 0.8  # palette change
+    cc[50] = 70.0  # same palette, everything moved: a cut only the content score sees
+    cuts = detect_cuts(t, hc, cc)
     assert cuts == [t[12], t[50]]
+    assert detect_cuts(t, hc) == [t[12]]
 
 
 def test_step_change_gives_one_boundary_near_the_change() -> None:

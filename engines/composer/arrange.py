@@ -1,0 +1,285 @@
+"""Per-bar arrangement: note/controller events for drums, bass, pads, comping, lead, perc.
+
+The :class:`Arranger` keeps the musical state that spans bars (current pad voicings and
+held notes, last bass and melody notes, the current motif) and turns one bar's context into
+a list of :data:`TimedEvent` with times in seconds from the bar start.
+
+Channels: the parts of a section play on one of two channel banks; the next section uses the
+other bank, so in a transition bar the outgoing parts can fade out (CC11 ramp down) while the
+incoming ones fade in on their own channels (CC11 ramp up). Drums are on channel 9.
+
+Humanisation: seeded Gaussian timing jitter (about 4 ms for pitched parts, 2 ms for drums,
+never earlier than the bar start) and velocity jitter (about 4 steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import patterns as P
+from .melody import Motif, new_motif, phrase_variant, realize
+from .plan import SectionPlan
+from .styles import PartSpec, StylePreset
+from .synth import CC, DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PROGRAM, SOUNDS_OFF
+from .theory import Chord, pitches_in_range, voice_chord
+
+#: (seconds from bar start, op, channel, a, b)
+TimedEvent = tuple[float, int, int, int, int]
+
+BANKS: tuple[tuple[int, ...], tuple[int, ...]] = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 10))
+
+
+@dataclass(frozen=True)
+class BarContext:
+    section: SectionPlan
+    bar_in_section: int
+    chords: tuple[tuple[int, Chord], ...]  # (step, chord)
+    next_root: int
+    level: int
+    energy: float
+    tempo: float
+
+
+class Arranger:
+    def __init__(self) -> None:
+        self.held: dict[int, list[int]] = {}
+        self.voicing: dict[int, list[int]] = {}
+        self.last_bass: int | None = None
+        self.last_melody: int | None = None
+        self.motif: Motif | None = None
+        self.phrase_on = False
+        self.ev: list[TimedEvent] = []
+        self._rng = np.random.default_rng(0)
+        self._tempo = 120.0
+        self._swing = 0.0
+
+    # ------------------------------------------------------------------ helpers
+    def _t(self, step: float) -> float:
+        """Seconds from bar start of 16th ``step`` (with swing on off-beat 8ths/16ths)."""
+        s = step / 4.0
+        if step % 4 == 2:
+            s += self._swing / 2.0
+        elif step % 2 == 1:
+            s += self._swing / 4.0
+        return s * 60.0 / self._tempo
+
+    def _jit(self, t: float, sd: float) -> float:
+        return max(0.0, t + float(np.clip(self._rng.normal(0.0, sd), -3 * sd, 3 * sd)))
+
+    def _vel(self, base: float, scale: float, step: int) -> int:
+        accent = 1.08 if step == 0 else 1.03 if step == 8 else 0.9 if step % 4 == 2 else 1.0
+        v = base * scale * accent + self._rng.normal(0.0, 4.0)
+        return int(np.clip(round(v), 1, 127))
+
+    def _note(self, t_on: float, t_off: float, chan: int, key: int, vel: int, sd: float = 0.004) -> None:
+        on = self._jit(t_on, sd)
+        self.ev.append((on, NOTE_ON, chan, key, vel))
+        self.ev.append((max(on + 0.02, t_off), NOTE_OFF, chan, key, 0))
+
+    def _setup(self, t: float, chan: int, style: StylePreset, part: PartSpec, expression: int) -> None:
+        self.ev.append((t, SOUNDS_OFF, chan, 0, 0))  # only ever on a silent (CC11 = 0) channel
+        self.ev.append((t, PROGRAM, chan, 0, part.program))
+        self.ev.append((t, CC, chan, 7, style.cc7(part.volume)))
+        self.ev.append((t, CC, chan, 10, part.pan))
+        self.ev.append((t, CC, chan, 11, expression))
+
+    def _ramp(self, chan: int, start: int, stop: int, bar_s: float) -> None:
+        for i in range(1, 17):
+            x = i / 16.0
+            val = start + (stop - start) * (x**0.5 if stop > start else x)
+            self.ev.append((bar_s * (i - 0.5) / 16.0, CC, chan, 11, int(round(val))))
+
+    def _release(self, chan: int, t: float) -> None:
+        for key in self.held.pop(chan, []):
+            self.ev.append((t, NOTE_OFF, chan, key, 0))
+
+    # ------------------------------------------------------------------ public
+    def begin(self, plan: SectionPlan) -> list[TimedEvent]:
+        """Controller setup at the very start of the stream (first section)."""
+        self.ev = []
+        for i, part in enumerate(plan.style.parts):
+            self._setup(0.0, BANKS[plan.bank][i], plan.style, part, 127)
+        for chan in BANKS[1 - plan.bank]:
+            self.ev.append((0.0, CC, chan, 11, 0))
+        self._drum_setup(plan.style, 0.0)
+        return self.ev
+
+    def bar(self, ctx: BarContext, rng: np.random.Generator) -> list[TimedEvent]:
+        """Events of one ordinary bar of ``ctx.section``."""
+        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        style = ctx.section.style
+        self._swing = style.swing
+        bar_s = 240.0 / ctx.tempo
+        if ctx.bar_in_section == 0 and ctx.section.number > 0:
+            self._drum_setup(style, 0.0)
+        if style.drum_kit is not None:
+            crash = ctx.bar_in_section == 0 or (ctx.level == 2 and ctx.bar_in_section % 4 == 0)
+            self._drums(style, ctx, 0, 16, crash)
+        base = style.velocity_range[0] + (style.velocity_range[1] - style.velocity_range[0]) * ctx.energy
+        self._parts(ctx, base, bar_s, lead=True)
+        return self.ev
+
+    def transition(self, old: SectionPlan, ctx: BarContext, rng: np.random.Generator) -> list[TimedEvent]:
+        """The transition bar into ``ctx.section``: old parts hold the pivot chord and fade out,
+        new parts fade in on the other bank over pivot -> V7, the drums play a fill."""
+        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        new = ctx.section
+        self._swing = 0.0
+        bar_s = 240.0 / ctx.tempo
+        # outgoing: sustained pivot chord, fading out; all its notes end with the bar
+        pivot = ctx.chords[0][1]
+        for i, part in enumerate(old.style.parts):
+            chan = BANKS[old.bank][i]
+            if part.role in ("pad", "comp"):
+                self._pad(chan, part, pivot, 0.0, 0.55 * old.style.velocity_range[1])
+            self._ramp(chan, 127, 0, bar_s)
+            self._release(chan, bar_s)
+        # incoming
+        for i, part in enumerate(new.style.parts):
+            chan = BANKS[new.bank][i]
+            self._setup(0.0, chan, new.style, part, 0)
+            self._ramp(chan, 0, 127, bar_s)
+        base = new.style.velocity_range[0] + 0.8 * (new.style.velocity_range[1] - new.style.velocity_range[0]) * (
+            ctx.energy
+        )
+        self._parts(ctx, base, bar_s, lead=False)
+        # drums: first half of the old groove + a fill (or just the fill into a drummed section)
+        kit_style = old.style if old.style.drum_kit is not None else new.style
+        if kit_style.drum_kit is not None:
+            if kit_style is new.style:
+                self._drum_setup(new.style, 0.0)
+            elif old.style.drum_kit is not None:
+                self._drums(old.style, ctx, 0, 8, False)
+            for step, key, v in P.FILL:
+                vel = int(np.clip(base * v * (1.0 + step / 32.0), 1, 127))
+                self._note(self._t(step), self._t(step) + 0.25, DRUM_CHANNEL, key, vel, sd=0.002)
+        self.last_melody = None
+        self.motif = None
+        return self.ev
+
+    # ------------------------------------------------------------------ parts
+    def _drum_setup(self, style: StylePreset, t: float) -> None:
+        if style.drum_kit is not None:
+            self.ev.append((t, PROGRAM, DRUM_CHANNEL, 128, style.drum_kit))
+            self.ev.append((t, CC, DRUM_CHANNEL, 7, style.cc7(style.drum_volume)))
+
+    def _drums(self, style: StylePreset, ctx: BarContext, first: int, stop: int, crash: bool) -> None:
+        rows = P.DRUMS.get(style.name, P.DRUMS["cheerful"])[ctx.level]
+        base = style.velocity_range[0] + (style.velocity_range[1] - style.velocity_range[0]) * ctx.energy
+        for key, steps, v in rows:
+            for step in steps:
+                if first <= step < stop:
+                    t = self._t(step)
+                    self._note(t, t + 0.3, DRUM_CHANNEL, key, self._vel(base * 1.1, v, step), sd=0.002)
+        if crash:
+            self._note(0.0, 1.5, DRUM_CHANNEL, P.CRASH, self._vel(base, 0.75, 0), sd=0.0)
+
+    def _parts(self, ctx: BarContext, base: float, bar_s: float, lead: bool) -> None:
+        sec = ctx.section
+        for i, part in enumerate(sec.style.parts):
+            chan = BANKS[sec.bank][i]
+            vbase = base * part.velocity
+            for j, (step, chord) in enumerate(ctx.chords):
+                end = ctx.chords[j + 1][0] if j + 1 < len(ctx.chords) else 16
+                nxt = ctx.chords[j + 1][1].root if j + 1 < len(ctx.chords) else ctx.next_root
+                if part.role == "bass":
+                    self._bass(chan, part, sec, chord, nxt, step, end, vbase, ctx.level)
+                elif part.role == "pad":
+                    self._pad(chan, part, chord, self._t(step), vbase)
+                elif part.role == "comp":
+                    self._comp(chan, part, chord, step, end, vbase, ctx.level)
+                elif part.role == "perc":
+                    for s in P.PERC_STEPS[ctx.level]:
+                        if step <= s < end:
+                            key = pitches_in_range((chord.root,), part.lo, part.hi)[0]
+                            self._note(self._t(s), self._t(s) + 0.8, chan, key, self._vel(vbase, 1.0, s))
+            if part.role == "lead" and lead:
+                self._lead(chan, part, ctx, vbase)
+
+    def _bass(self, chan: int, part: PartSpec, sec: SectionPlan, chord: Chord, nxt: int,
+              first: int, stop: int, vbase: float, level: int) -> None:
+        root_pc = sec.tonic if sec.pedal else chord.root
+        fifth_pc = (sec.tonic + 7) % 12 if sec.pedal else chord.fifth
+        roots = pitches_in_range((root_pc,), part.lo, min(part.hi, part.lo + 14))
+        root = roots[0] if self.last_bass is None else min(roots, key=lambda p: abs(p - (self.last_bass or p)))
+        rows = P.BASS.get(sec.style.name, P.BASS["lofi"])[level]
+        for step, length, what in rows:
+            if not first <= step < stop:
+                continue
+            if what == "R":
+                key = root
+            elif what == "O":
+                key = root + 12 if root + 12 <= part.hi else root
+            elif what == "5":
+                key = root + (fifth_pc - root_pc) % 12
+                if key > part.hi:
+                    key -= 12
+            else:  # approach: a semitone below the next root
+                key = pitches_in_range((nxt,), part.lo + 1, part.hi)[0] - 1
+            end = min(step + length, stop)
+            self._note(self._t(step), self._t(end) - 0.03, chan, key, self._vel(vbase, 1.0, step))
+        self.last_bass = root
+
+    def _pad(self, chan: int, part: PartSpec, chord: Chord, t0: float, vbase: float) -> None:
+        """Sustained chord; notes shared with the held chord keep sounding (no re-attack)."""
+        voicing = voice_chord(chord, self.voicing.get(chan, []), part.lo, part.hi, part.max_notes)
+        held = self.held.get(chan, [])
+        for key in held:
+            if key not in voicing:
+                self.ev.append((t0, NOTE_OFF, chan, key, 0))
+        for key in voicing:
+            if key not in held:
+                self.ev.append((self._jit(t0, 0.004), NOTE_ON, chan, key, self._vel(vbase, 0.85, 4)))
+        self.held[chan] = voicing
+        self.voicing[chan] = voicing
+
+    def _comp(self, chan: int, part: PartSpec, chord: Chord, first: int, stop: int, vbase: float,
+              level: int) -> None:
+        voicing = voice_chord(chord, self.voicing.get(chan, []), part.lo, part.hi, part.max_notes)
+        self.voicing[chan] = voicing
+        rows = [(s, n) for s, n in P.COMP[part.figure or "block"][level] if first <= s < stop]
+        if part.figure == "arp":
+            tones = [*voicing, voicing[0] + 12]
+            order = (0, 1, 2, 3, 2, 1, 2, 1) if len(tones) > 3 else (0, 1, 2, 1, 0, 1, 2, 1)
+            for k, (s, n) in enumerate(rows):
+                key = tones[order[k % len(order)] % len(tones)]
+                self._note(self._t(s), self._t(min(s + 2 * n, 16)), chan, key, self._vel(vbase, 0.95, s))
+        elif part.figure == "ostinato":
+            # root - fifth - octave - third: a moving figure that also states the chord's mode
+            root = voicing[0] - (voicing[0] - chord.root) % 12
+            root = root if root >= part.lo else root + 12
+            fifth = root + (chord.fifth - chord.root) % 12
+            third = root + 12 + chord.intervals[1]
+            figure = (root, fifth, root + 12, third if third <= part.hi + 7 else fifth)
+            for k, (s, n) in enumerate(rows):
+                accent = 1.0 if s % 4 == 0 else 0.8
+                self._note(self._t(s), self._t(s + n) - 0.02, chan, figure[k % 4], self._vel(vbase, accent, s))
+        else:  # block / strum
+            strum = part.figure == "strum"
+            for s, n in rows:
+                up = strum and s % 4 == 2
+                keys = voicing[::-1] if up else voicing
+                for k, key in enumerate(keys):
+                    t = self._t(s) + (0.009 * k if strum else 0.0)
+                    vel = self._vel(vbase, 0.8 if up else 1.0, s)
+                    self._note(t, self._t(s + n) - 0.02, chan, key, vel)
+
+    def _lead(self, chan: int, part: PartSpec, ctx: BarContext, vbase: float) -> None:
+        sec = ctx.section
+        bar_in_phrase = ctx.bar_in_section % 4
+        if bar_in_phrase == 0 or self.motif is None:
+            self.phrase_on = bool(self._rng.random() < sec.style.lead_presence)
+            self.motif = new_motif(self._rng, ctx.level)
+        if not self.phrase_on:
+            self.last_melody = None
+            return
+        motif = phrase_variant(self.motif, bar_in_phrase, self._rng)
+        chord = ctx.chords[0][1]
+        notes = realize(motif, chord, sec.tonic, sec.mode, part.lo, part.hi, self.last_melody, bar_in_phrase == 3)
+        for step, length, key in notes:
+            t0, t1 = self._t(step), self._t(min(step + length, 16))
+            self._note(t0, t0 + 0.92 * (t1 - t0), chan, key, self._vel(vbase, 1.0, step))
+        if notes:
+            self.last_melody = notes[-1][2]

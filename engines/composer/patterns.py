@@ -1,0 +1,134 @@
+"""Groove data: drum and bass patterns per style and density level, on a 16-step (16th) grid.
+
+Density levels 0/1/2 come from arousal (and the optional visual ``pace``). Cymbals (crash, ride)
+are the most expensive sounds of the soundfont by far (long multi-layer samples that ignore
+note-off), so the patterns keep time with hi-hats and crash only on section/phrase starts.
+Patterns keep the
+quarter-note pulse unambiguous (kick/snare on beats, hats on 8ths at most, 16ths only as
+quiet ghosts) so the beat is clear to listeners and to beat trackers, and never get dense
+enough to turn into machine-gun repeated notes.
+"""
+
+from __future__ import annotations
+
+# GM drum keys
+KICK, RIM, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
+CRASH, RIDE, TAMB, SHAKER = 49, 51, 54, 70
+TOM_HI, TOM_MID, TOM_LOW, TOM_FLOOR = 50, 47, 45, 41
+
+#: (drum key, steps, velocity 0..1) rows
+DrumRow = tuple[int, tuple[int, ...], float]
+
+_Q = (0, 4, 8, 12)
+_E = (0, 2, 4, 6, 8, 10, 12, 14)
+_BACK = (4, 12)
+
+DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
+    "lofi": (
+        ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.7), (HAT, _Q, 0.45)),
+        ((KICK, (0, 7, 10), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.45)),
+        ((KICK, (0, 7, 10), 0.95), (SNARE, _BACK, 0.8), (HAT, _E, 0.5), (OPEN_HAT, (14,), 0.3)),
+    ),
+    "cheerful": (
+        ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.5)),
+        ((KICK, (0, 8, 10), 0.95), (SNARE, _BACK, 0.8), (CLAP, _BACK, 0.5), (HAT, _E, 0.55)),
+        ((KICK, (0, 6, 8, 10), 1.0), (SNARE, _BACK, 0.85), (CLAP, _BACK, 0.55), (HAT, _E, 0.6),
+         (TAMB, (2, 6, 10, 14), 0.45)),
+    ),
+    "epic": (
+        ((KICK, (0, 8), 1.0), (SNARE, _BACK, 0.8), (HAT, _Q, 0.45)),
+        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.9), (HAT, _E, 0.5), (TOM_LOW, (14,), 0.6)),
+        ((KICK, (0, 3, 8, 10), 1.0), (SNARE, _BACK, 0.95), (HAT, _E, 0.5), (TOM_LOW, (6, 14), 0.7),
+         (TOM_FLOOR, (15,), 0.6)),
+    ),
+    "tense": (
+        ((KICK, _Q, 0.85), (HAT, (2, 6, 10, 14), 0.35)),
+        ((KICK, _Q, 0.9), (RIM, _BACK, 0.6), (HAT, _E, 0.4)),
+        ((KICK, _Q, 0.95), (CLAP, _BACK, 0.7), (HAT, _E, 0.45), (HAT, (3, 7, 11, 15), 0.2)),
+    ),
+    "cinematic": (
+        ((KICK, (0, 8), 0.8), (SNARE, _BACK, 0.35)),
+        ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.5), (PEDAL_HAT, _Q, 0.4)),
+        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.65), (HAT, _E, 0.4), (TOM_LOW, (14,), 0.6)),
+    ),
+}
+
+#: Fill for the second half of a transition bar: (step, key, velocity 0..1)
+FILL: tuple[tuple[int, int, float], ...] = (
+    (8, SNARE, 0.55), (10, SNARE, 0.6), (12, TOM_HI, 0.7), (13, TOM_HI, 0.65),
+    (14, TOM_MID, 0.8), (15, TOM_LOW, 0.85),
+)
+
+#: Bass rows: (step, length in steps, what) with what in R (root), 5 (fifth), O (octave up),
+#: A (approach note to the next chord root), T (tonic pedal).
+BassRow = tuple[int, int, str]
+
+BASS: dict[str, tuple[tuple[BassRow, ...], ...]] = {
+    "lofi": (
+        ((0, 14, "R"),),
+        ((0, 7, "R"), (10, 5, "5")),
+        ((0, 6, "R"), (6, 2, "R"), (8, 6, "5"), (14, 2, "A")),
+    ),
+    "cheerful": (
+        ((0, 7, "R"), (8, 7, "5")),
+        ((0, 3, "R"), (4, 3, "R"), (8, 3, "5"), (12, 3, "R")),
+        ((0, 2, "R"), (4, 2, "O"), (6, 2, "R"), (8, 2, "5"), (10, 2, "R"), (12, 2, "O"), (14, 2, "A")),
+    ),
+    "sad": (
+        ((0, 16, "R"),),
+        ((0, 8, "R"), (8, 8, "5")),
+        ((0, 8, "R"), (8, 6, "5"), (14, 2, "A")),
+    ),
+    "epic": (
+        ((0, 8, "R"), (8, 8, "R")),
+        ((0, 3, "R"), (3, 3, "R"), (6, 2, "R"), (8, 4, "R"), (12, 4, "5")),
+        ((0, 2, "R"), (2, 2, "R"), (4, 2, "O"), (6, 2, "R"), (8, 2, "R"), (10, 2, "R"), (12, 2, "5"),
+         (14, 2, "5")),
+    ),
+    "calm": (
+        ((0, 16, "R"),),
+        ((0, 16, "R"),),
+        ((0, 8, "R"), (8, 8, "5")),
+    ),
+    "tense": (
+        ((0, 3, "R"), (4, 3, "R"), (8, 3, "R"), (12, 3, "R")),
+        ((0, 2, "R"), (2, 2, "R"), (4, 2, "R"), (6, 2, "R"), (8, 2, "R"), (10, 2, "R"), (12, 2, "R"),
+         (14, 2, "R")),
+        ((0, 2, "R"), (2, 2, "R"), (4, 2, "O"), (6, 2, "R"), (8, 2, "R"), (10, 2, "R"), (12, 2, "O"),
+         (14, 2, "5")),
+    ),
+    "cinematic": (
+        ((0, 16, "R"),),
+        ((0, 8, "R"), (8, 8, "5")),
+        ((0, 6, "R"), (6, 2, "R"), (8, 8, "5")),
+    ),
+}
+
+#: Comp rhythms per figure and level: (step, length in steps)
+CompRow = tuple[int, int]
+COMP: dict[str, tuple[tuple[CompRow, ...], ...]] = {
+    "block": (
+        ((0, 14),),
+        ((0, 6), (6, 2), (10, 6)),
+        ((0, 4), (6, 2), (8, 4), (14, 2)),
+    ),
+    "strum": (
+        ((0, 4), (4, 4), (8, 4), (12, 4)),
+        ((0, 3), (4, 2), (6, 2), (8, 3), (12, 2), (14, 2)),
+        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+    ),
+    # arp and ostinato: one note per row
+    "arp": (
+        ((0, 4), (4, 4), (8, 4), (12, 4)),
+        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+    ),
+    "ostinato": (
+        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        tuple((s, 1) for s in range(16)),
+    ),
+}
+
+#: Timpani-style root hits (the "perc" role) per level: steps
+PERC_STEPS: tuple[tuple[int, ...], ...] = ((0,), (0, 8), (0, 8, 14))

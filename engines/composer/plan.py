@@ -1,0 +1,101 @@
+"""Section planning: what a section of music is (tempo, key, mode, progression, style).
+
+A section is fixed when it starts; within it only dynamics and density follow the mood.
+Its identity is ``(emotion, style)``: a change of identity starts a new section after a
+transition bar (see :mod:`.engine`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.base import MoodControl
+
+from .styles import StylePreset
+from .theory import (
+    Chord,
+    choose_key_change,
+    choose_mode,
+    choose_progression,
+    is_major_family,
+    key_name,
+    uses_flats,
+)
+
+#: Starting keys that sit well in the presets' registers.
+START_TONICS_MAJOR = (0, 2, 3, 5, 7, 9, 10)  # C D Eb F G A Bb
+START_TONICS_MINOR = (9, 2, 4, 0, 7, 11, 5)  # A D E C G B F
+
+
+@dataclass(frozen=True)
+class SectionPlan:
+    number: int
+    style: StylePreset
+    emotion: str
+    tempo: float
+    tonic: int
+    mode: str
+    progression: tuple[Chord, ...]
+    bank: int  # which of the two channel banks the section's parts play on
+    pedal: bool  # bass holds a tonic pedal (tense/fearful colour)
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return (self.emotion, self.style.name)
+
+    @property
+    def key(self) -> str:
+        return key_name(self.tonic, self.mode)
+
+    @property
+    def flats(self) -> bool:
+        return uses_flats(self.tonic, self.mode)
+
+
+def energy_of(control: MoodControl) -> float:
+    """0..1 energy from arousal, nudged by the visual pace hint when present."""
+    a01 = float(np.clip((control.arousal + 1.0) / 2.0, 0.0, 1.0))
+    if control.pace is None:
+        return a01
+    return float(np.clip(0.75 * a01 + 0.25 * float(np.clip(control.pace, 0.0, 1.0)), 0.0, 1.0))
+
+
+def density_level(energy: float) -> int:
+    return 0 if energy < 0.35 else 1 if energy < 0.7 else 2
+
+
+def tempo_for(style: StylePreset, energy: float) -> float:
+    lo, hi = style.tempo_range
+    return float(round(lo + (hi - lo) * energy))
+
+
+def plan_section(
+    number: int,
+    style: StylePreset,
+    control: MoodControl,
+    prev: SectionPlan | None,
+    seed: int,
+) -> SectionPlan:
+    """Plan section ``number``; the key stays close to ``prev``'s so a pivot chord exists."""
+    rng = np.random.default_rng([seed, 7919, number])
+    mode = choose_mode(control.emotion, control.valence, rng)
+    if prev is None:
+        pool = START_TONICS_MAJOR if is_major_family(mode) else START_TONICS_MINOR
+        tonic = int(pool[int(rng.integers(len(pool)))])
+    else:
+        tonic = choose_key_change(prev.tonic, prev.mode, mode, rng)
+    progression = choose_progression(control.emotion, mode, tonic, rng)
+    pedal = control.emotion in ("tense", "fearful") and bool(rng.random() < 0.5)
+    return SectionPlan(
+        number=number,
+        style=style,
+        emotion=control.emotion,
+        tempo=tempo_for(style, energy_of(control)),
+        tonic=tonic,
+        mode=mode,
+        progression=progression,
+        bank=0 if prev is None else 1 - prev.bank,
+        pedal=pedal,
+    )
