@@ -94,14 +94,14 @@ Speech detector (:meth:`FeatureAudioEncoder.speech_activity`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage, signal
 
 from engines.base import AudioEncoder, EngineError
-from pipelines.mix import k_weight
+from engines.loudness import k_weight
 
 SAMPLE_RATE = 16_000
 FRAME = 640  # 40 ms
@@ -227,6 +227,21 @@ class FrameFeatures:
     onset_bands_db: np.ndarray  # (n_frames, 24) band levels for the onset envelope
     magnitude_sum: np.ndarray  # (n_bins,) sum of magnitude spectra of frames above the level gate
     n_gated: int  # number of frames in that sum
+    #: Running sums of those gated magnitude spectra taken before frame ``checkpoints[k]``
+    #: (``(len(checkpoints), n_bins)``), so any window's magnitude sum is a difference.
+    prefix_magnitude: np.ndarray = field(default_factory=lambda: np.zeros((0, _FREQS.size)))
+
+    def window(self, i0: int, i1: int, checkpoints: Sequence[int]) -> FrameFeatures:
+        """Frames ``[i0, i1)`` as their own FrameFeatures (both indices must be checkpoints)."""
+        k0, k1 = list(checkpoints).index(i0), list(checkpoints).index(i1)
+        mag = self.prefix_magnitude[k1] - self.prefix_magnitude[k0]
+        gated = int(np.count_nonzero(self.level_db[i0:i1] > SPECTRUM_GATE_DBFS))
+        return FrameFeatures(
+            times_s=self.times_s[i0:i1], level_db=self.level_db[i0:i1], power=self.power[i0:i1],
+            band=self.band[i0:i1], voicing=self.voicing[i0:i1], flatness=self.flatness[i0:i1],
+            flux=self.flux[i0:i1], speech_band_db=self.speech_band_db[i0:i1],
+            onset_bands_db=self.onset_bands_db[i0:i1], magnitude_sum=mag, n_gated=gated,
+        )
 
 
 def _frames(samples: np.ndarray) -> tuple[np.ndarray, int]:
@@ -268,26 +283,38 @@ def _chunk_features(frames: np.ndarray, previous_mag: np.ndarray | None) -> dict
     }
 
 
-def frame_features(samples: np.ndarray, chunk_frames: int = 2048) -> FrameFeatures:
-    """Short-time analysis in blocks of ``chunk_frames`` frames (bounded memory for long audio)."""
+def frame_features(samples: np.ndarray, chunk_frames: int = 2048, checkpoints: Sequence[int] = ()) -> FrameFeatures:
+    """Short-time analysis in blocks of ``chunk_frames`` frames (bounded memory for long audio).
+
+    ``checkpoints`` (sorted frame indices) record running magnitude sums for
+    :meth:`FrameFeatures.window`, so many overlapping windows cost one analysis.
+    """
     frames, n_frames = _frames(samples)
     parts: dict[str, list[np.ndarray]] = {}
     mag_sum = np.zeros(_FREQS.size)
     n_gated = 0
     prev: np.ndarray | None = None
+    cps = np.asarray(checkpoints, dtype=np.int64)
+    prefix = np.zeros((cps.size, _FREQS.size))
     for i0 in range(0, n_frames, chunk_frames):
         f = _chunk_features(frames[i0 : i0 + chunk_frames], prev)
         mag = f.pop("mag")
         prev = mag[-1]
         gated = f["level_db"] > SPECTRUM_GATE_DBFS
+        if cps.size:
+            gm = np.where(gated[:, None], mag, 0.0)
+            run = np.concatenate([mag_sum[None, :], mag_sum + np.cumsum(gm, axis=0)])
+            inside = (cps >= i0) & (cps <= i0 + mag.shape[0])
+            prefix[inside] = run[cps[inside] - i0]
         mag_sum += mag[gated].sum(axis=0)
         n_gated += int(gated.sum())
         for k, v in f.items():
             parts.setdefault(k, []).append(v)
+    prefix[cps > n_frames] = mag_sum
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     joined["flux"][0] = 0.0
     times = np.arange(n_frames) * HOP / SAMPLE_RATE
-    return FrameFeatures(times_s=times, magnitude_sum=mag_sum, n_gated=n_gated, **joined)
+    return FrameFeatures(times_s=times, magnitude_sum=mag_sum, n_gated=n_gated, prefix_magnitude=prefix, **joined)
 
 
 def _flatness(power: np.ndarray) -> np.ndarray:
@@ -314,6 +341,7 @@ def _voicing(mag: np.ndarray) -> np.ndarray:
 
 
 def _weighted_smooth(values: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
+    from scipy import ndimage  # lazily: keeps start-up fast
     num = ndimage.uniform_filter1d(values * weights, width, mode="nearest")
     den = ndimage.uniform_filter1d(weights, width, mode="nearest")
     return np.asarray(num / (den + 1e-20))
@@ -321,6 +349,7 @@ def _weighted_smooth(values: np.ndarray, weights: np.ndarray, width: int) -> np.
 
 def modulation_db(speech_band_db: np.ndarray, span_s: float = 0.3) -> np.ndarray:
     """RMS (dB) of the 2-8 Hz band-passed 200-4000 Hz level over ``span_s``: syllabic modulation."""
+    from scipy import ndimage, signal  # lazily: keeps start-up fast
     env = np.maximum(speech_band_db, LEVEL_FLOOR_DB)
     if env.size < 16:
         return np.zeros(env.size)
@@ -332,6 +361,7 @@ def modulation_db(speech_band_db: np.ndarray, span_s: float = 0.3) -> np.ndarray
 
 def speech_logit(f: FrameFeatures) -> np.ndarray:
     """The logistic rule of the speech detector (see :data:`SPEECH_WEIGHTS`)."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     w = SPEECH_WEIGHTS
     width = max(1, round(w.smooth_s * FRAME_RATE))
     voiced_band = _weighted_smooth(f.band * f.voicing, f.power, width)
@@ -344,6 +374,7 @@ def speech_logit(f: FrameFeatures) -> np.ndarray:
 
 def _close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
     """Fill runs of False no longer than ``max_gap`` that lie between two True runs."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     if max_gap <= 0 or not mask.any():
         return mask
     closed = ndimage.binary_closing(mask, structure=np.ones(max_gap + 1, dtype=bool), border_value=0)
@@ -352,6 +383,7 @@ def _close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
 
 def _drop_short(mask: np.ndarray, min_len: int) -> np.ndarray:
     """Remove True runs shorter than ``min_len``."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     if min_len <= 1 or not mask.any():
         return mask
     labels, n = ndimage.label(mask)
@@ -371,6 +403,7 @@ def _hold(mask: np.ndarray, frames: int) -> np.ndarray:
 
 def speech_probability(f: FrameFeatures) -> np.ndarray:
     """Smoothed probability with hangover: ``>= 0.5`` exactly where the segmentation says speech."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     w = SPEECH_WEIGHTS
     p = 1.0 / (1.0 + np.exp(-speech_logit(f)))
     p = ndimage.uniform_filter1d(p, max(1, round(w.prob_smooth_s * FRAME_RATE)), mode="nearest")
@@ -401,6 +434,7 @@ def onset_envelope(f: FrameFeatures, n_samples: int) -> np.ndarray:
 
 def pick_onsets(env: np.ndarray, delta: float = ONSET_DELTA_DB, wait_s: float = 0.05) -> np.ndarray:
     """Frame indices of onsets: local maxima (+-30 ms) at least ``delta`` above the +-100 ms mean."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     if env.size < 3:
         return np.zeros(0, dtype=np.int64)
     local_max = ndimage.maximum_filter1d(env, 7, mode="nearest")
@@ -434,6 +468,7 @@ def lag_correlation(env: np.ndarray, lags: np.ndarray) -> np.ndarray:
 
 def estimate_tempo(env: np.ndarray) -> tuple[float, float]:
     """``(tempo_bpm, pulse_clarity)`` from the onset envelope; tempo 0 without a clear pulse."""
+    from scipy import ndimage  # lazily: keeps start-up fast
     lo = int(np.floor(60.0 * FRAME_RATE / TEMPO_RANGE_BPM[1]))
     hi = int(np.ceil(60.0 * FRAME_RATE / TEMPO_RANGE_BPM[0]))
     hi = min(hi, env.size // 2)  # at least half the window overlaps at every lag
@@ -499,15 +534,51 @@ class FeatureAudioEncoder(AudioEncoder):
     def encode(self, samples: np.ndarray) -> np.ndarray:
         x = _check(samples)
         f = frame_features(x)
+        mean_square = float(np.mean(np.square(x)))
+        k_mean_square = float(np.mean(np.square(k_weight(x, SAMPLE_RATE))))
+        return self._row(f, x.size, mean_square, k_mean_square, _short_frame_levels(x), speech_probability(f))
+
+    def encode_windows(
+        self, samples: np.ndarray, bounds: Sequence[tuple[float, float]]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """All windows of one track plus its speech activity, from a single short-time analysis.
+
+        Equivalent to :meth:`encode` on each window (frames are taken from the whole track
+        instead of a reflected-padded excerpt, so the first/last frame of a window can differ
+        slightly) at a fraction of the cost when windows overlap.
+        """
+        x = _check(samples)
+        n_frames = max(1, -(-x.size // HOP))
+        ranges = [(min(n_frames, max(0, round(s * FRAME_RATE))), min(n_frames, max(0, round(e * FRAME_RATE))))
+                  for s, e in bounds]
+        checkpoints = sorted({i for r in ranges for i in r})
+        f = frame_features(x, checkpoints=checkpoints)
+        speech = speech_probability(f)
+        sq = np.concatenate(([0.0], np.cumsum(np.square(x))))
+        kw = np.concatenate(([0.0], np.cumsum(np.square(k_weight(x, SAMPLE_RATE)))))
         short = _short_frame_levels(x)
+        rows = np.zeros((len(bounds), len(self.feature_names)), dtype=np.float32)
+        for w, ((s, e), (i0, i1)) in enumerate(zip(bounds, ranges, strict=True)):
+            a, b = min(x.size, max(0, round(s * SAMPLE_RATE))), min(x.size, max(0, round(e * SAMPLE_RATE)))
+            if i1 <= i0 or b <= a:
+                continue
+            fw = f.window(i0, i1, checkpoints)
+            ms, kms = (sq[b] - sq[a]) / (b - a), (kw[b] - kw[a]) / (b - a)
+            sh = short[a // SHORT_FRAME : max(a // SHORT_FRAME + 1, b // SHORT_FRAME)]
+            rows[w] = self._row(fw, b - a, ms, kms, sh, speech[i0:i1])
+        return rows, (f.times_s, speech.astype(np.float32))
+
+    def _row(self, f: FrameFeatures, n_samples: int, mean_square: float, k_mean_square: float,
+             short: np.ndarray, speech: np.ndarray) -> np.ndarray:
         centroid, rolloff, bandwidth, flatness = spectral_shape(f)
         gated = f.level_db > SPECTRUM_GATE_DBFS
-        env = onset_envelope(f, x.size)
-        duration = max(x.size / SAMPLE_RATE, 1.0 / FRAME_RATE)
+        env = onset_envelope(f, n_samples)
+        duration = max(n_samples / SAMPLE_RATE, 1.0 / FRAME_RATE)
         tempo, clarity = estimate_tempo(env)
         values = {
-            "loudness_db": _level_db(x),
-            "loudness_lufs": _k_loudness(x),
+            "loudness_db": max(LEVEL_FLOOR_DB, 10.0 * np.log10(mean_square)) if mean_square > 0 else LEVEL_FLOOR_DB,
+            "loudness_lufs": max(LEVEL_FLOOR_DB, -0.691 + 10.0 * np.log10(k_mean_square))
+            if k_mean_square > 0 else LEVEL_FLOOR_DB,
             "dynamic_range_db": float(np.percentile(short, 95) - np.percentile(short, 10)),
             "centroid_hz": centroid,
             "rolloff_hz": rolloff,
@@ -517,7 +588,7 @@ class FeatureAudioEncoder(AudioEncoder):
             "onset_rate": pick_onsets(env).size / duration,
             "tempo_bpm": tempo,
             "pulse_clarity": clarity,
-            "speech": float(np.mean(speech_probability(f) >= 0.5)),
+            "speech": float(np.mean(speech >= 0.5)),
             "silence": float(np.mean(short < SILENCE_DBFS)),
         }
         return np.array([values[n] for n in self.feature_names], dtype=np.float32)

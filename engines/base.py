@@ -76,6 +76,22 @@ class AudioEncoder(abc.ABC):
     def speech_activity(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Speech probability over time: ``(times_s, prob)`` at a fine hop (~10-20 ms)."""
 
+    def encode_windows(
+        self, samples: np.ndarray, bounds: Sequence[tuple[float, float]]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Every window ``(start_s, end_s)`` of one track, plus its speech activity.
+
+        Returns ``(rows (W, F), (times_s, prob))``; a window too short to analyse is a row of
+        zeros. Encoders override this to share work between overlapping windows.
+        """
+        sr = self.sample_rate
+        rows = np.zeros((len(bounds), len(self.feature_names)), dtype=np.float32)
+        for i, (s, e) in enumerate(bounds):
+            seg = samples[int(s * sr) : int(e * sr)]
+            if len(seg) >= sr // 4:
+                rows[i] = self.encode(seg)
+        return rows, self.speech_activity(samples)
+
 
 # --------------------------------------------------------------------------- affect
 

@@ -37,20 +37,14 @@ from engines.base import EngineError, FrameEncoder
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised RGB->HSV on float arrays in [0, 1]; returns H in [0, 1), S, V."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    c = v - rgb.min(axis=-1)
-    s = np.where(v > 1e-6, c / np.maximum(v, 1e-6), 0.0)
-    safe_c = np.maximum(c, 1e-6)
-    h = np.where(
-        v == r,
-        ((g - b) / safe_c) % 6.0,
-        np.where(v == g, (b - r) / safe_c + 2.0, (r - g) / safe_c + 4.0),
-    )
-    h = np.where(c > 1e-6, h / 6.0, 0.0)
-    return h.astype(np.float32), s.astype(np.float32), v.astype(np.float32)
+def _hsv(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB uint8 frames -> H in [0, 1), S and V in [0, 1] (float32), via OpenCV's converter."""
+    import cv2
+
+    hsv = np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2HSV) for f in frames])
+    scale = np.array([1 / 180.0, 1 / 255.0, 1 / 255.0], dtype=np.float32)
+    x = hsv.astype(np.float32) * scale
+    return x[..., 0], x[..., 1], x[..., 2]
 
 
 class FeatureFrameEncoder(FrameEncoder):
@@ -76,7 +70,7 @@ class FeatureFrameEncoder(FrameEncoder):
             previous = None
         seq = frames if previous is None else np.concatenate([previous[None], frames], axis=0)
         x = seq.astype(np.float32) / 255.0
-        h, s, v = _hsv(x)
+        h, s, v = _hsv(seq)
         luma = x @ _LUMA
         rg = x[..., 0] - x[..., 1]
         yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]

@@ -10,15 +10,18 @@ which fills windows as frames arrive.
 from __future__ import annotations
 
 import logging
+import math
+import queue
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from engines.base import AffectEstimate, AffectModel, AudioEncoder, FrameEncoder
-from pipelines.decode import MIX_SAMPLE_RATE, DecodedMedia, DecodeOptions, decode_media
+from pipelines.decode import MIX_SAMPLE_RATE, DecodedMedia, DecodeOptions, decode_audio, decode_video, probe
 from pipelines.frames import MediaInfo, VideoFrame
 from pipelines.segments import CutOptions, MoodSegment, SegmentOptions, detect_cuts, segment_timeline
 
@@ -97,6 +100,8 @@ class Analysis:
     speech: tuple[np.ndarray, np.ndarray] | None
     #: "present", "silent" (a track of digital silence, ignored for affect) or "none".
     soundtrack: str = "present"
+    #: Integrated loudness of the original soundtrack (LUFS; -inf when none/silent).
+    loudness_lufs: float = -math.inf
 
 
 def window_bounds(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
@@ -125,7 +130,9 @@ class FrameTable:
     face_values: np.ndarray
 
 
-def encode_frames(frames: Sequence[VideoFrame], engines: Engines, batch: int = 64) -> FrameTable:
+def encode_frames(frames: Sequence[VideoFrame], engines: Engines, batch: int = 64,
+                  faces: tuple[np.ndarray, np.ndarray] | None = None) -> FrameTable:
+    """Picture features of every analysed frame; face rows are computed here unless given."""
     times = np.array([f.pts_s for f in frames], dtype=np.float64)
     rows: list[np.ndarray] = []
     prev: np.ndarray | None = None
@@ -134,18 +141,80 @@ def encode_frames(frames: Sequence[VideoFrame], engines: Engines, batch: int = 6
         rows.append(engines.frame.encode(arr, prev))
         prev = arr[-1]
     values = np.concatenate(rows) if rows else np.zeros((0, len(engines.frame.feature_names)), np.float32)
-    face_frames = [f for f in frames if f.gray is not None]
-    face_names: tuple[str, ...] = ()
-    face_times = np.array([f.pts_s for f in face_frames], dtype=np.float64)
-    face_values = np.zeros((len(face_frames), 0), np.float32)
-    if engines.faces is not None and face_frames:
-        face_names = engines.faces.feature_names
-        chunks = [
-            engines.faces.analyze(np.stack([f.gray for f in face_frames[i : i + batch]]))  # type: ignore[misc]
-            for i in range(0, len(face_frames), batch)
-        ]
-        face_values = np.concatenate(chunks)
-    return FrameTable(times, engines.frame.feature_names, values, face_times, face_names, face_values)
+    if engines.faces is None:
+        return FrameTable(times, engines.frame.feature_names, values, np.zeros(0), (), np.zeros((0, 0), np.float32))
+    if faces is None:
+        worker = FaceWorker(engines.faces, threaded=False)
+        for f in frames:
+            worker.put(f)
+        faces = worker.result()
+    return FrameTable(times, engines.frame.feature_names, values, faces[0], engines.faces.feature_names, faces[1])
+
+
+class FaceWorker:
+    """Runs the face analyzer on the frames that carry a grey picture, in batches.
+
+    Threaded, it works while the video is still being decoded (OpenCV and numpy release the
+    GIL); ``result()`` waits for it and returns ``(times_s, rows)``.
+    """
+
+    def __init__(self, analyzer: FaceAnalyzer, batch: int = 16, threaded: bool = True) -> None:
+        self._analyzer = analyzer
+        self._batch = batch
+        self._times: list[float] = []
+        self._rows: list[np.ndarray] = []
+        self._pending: list[VideoFrame] = []
+        self._queue: queue.Queue[VideoFrame | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=256)
+            self._thread = threading.Thread(target=self._run, name="faces", daemon=True)
+            self._thread.start()
+
+    def put(self, frame: VideoFrame) -> None:
+        if frame.gray is None:
+            return
+        if self._queue is not None:
+            self._queue.put(frame)
+        else:
+            self._add(frame)
+
+    def _add(self, frame: VideoFrame) -> None:
+        self._pending.append(frame)
+        if len(self._pending) >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        grays = np.stack([f.gray for f in self._pending if f.gray is not None])
+        self._rows.append(self._analyzer.analyze(grays))
+        self._times.extend(f.pts_s for f in self._pending)
+        self._pending = []
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            if self._error is None:
+                try:
+                    self._add(item)
+                except BaseException as exc:  # reported by result()
+                    self._error = exc
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._flush()
+        width = len(self._analyzer.feature_names)
+        rows = np.concatenate(self._rows) if self._rows else np.zeros((0, width), np.float32)
+        return np.array(self._times, dtype=np.float64), rows
 
 
 def _frame_window_features(table: FrameTable, s: float, e: float, cuts: np.ndarray,
@@ -177,25 +246,52 @@ def _frame_window_features(table: FrameTable, s: float, e: float, cuts: np.ndarr
 
 def window_features(
     table: FrameTable,
-    audio16k: np.ndarray | None,
-    engines: Engines,
+    sound: list[dict[str, float]] | None,
     bounds: Sequence[tuple[float, float]],
     cuts: Sequence[float],
     duration_s: float,
     span_s: float = 4.0,
 ) -> list[dict[str, float]]:
+    """Picture features per window, merged with the sound features computed for the same windows."""
     cut_arr = np.asarray(cuts, dtype=np.float64)
     out: list[dict[str, float]] = []
-    sr = engines.audio.sample_rate
-    for s, e in bounds:
+    for i, (s, e) in enumerate(bounds):
         f = _frame_window_features(table, s, e, cut_arr, duration_s, span_s)
-        if audio16k is not None:
-            seg = audio16k[int(s * sr) : int(e * sr)]
-            if len(seg) >= sr // 4:
-                row = engines.audio.encode(seg)
-                f.update({n: float(v) for n, v in zip(engines.audio.feature_names, row, strict=True)})
+        if sound is not None:
+            f.update(sound[i])
         out.append(f)
     return out
+
+
+@dataclass
+class SoundAnalysis:
+    """What the soundtrack says: features per window, speech over time, loudness."""
+
+    audio: np.ndarray | None  # 48 kHz stereo, as decoded
+    soundtrack: str  # "present" | "silent" | "none"
+    windows: list[dict[str, float]] | None  # per window bound; None without usable sound
+    speech: tuple[np.ndarray, np.ndarray] | None
+    loudness_lufs: float  # integrated (BS.1770), -inf without sound
+
+
+def analyze_sound(audio48k: np.ndarray | None, encoder: AudioEncoder,
+                  bounds: Sequence[tuple[float, float]]) -> SoundAnalysis:
+    from pipelines.mix import integrated_loudness
+
+    if audio48k is None:
+        return SoundAnalysis(None, "none", None, None, -math.inf)
+    # A digitally silent track (muted export) says nothing about the mood: treat it like a
+    # video without sound rather than as "very quiet".
+    if float(np.max(np.abs(audio48k), initial=0.0)) < SILENT_TRACK_PEAK:
+        return SoundAnalysis(audio48k, "silent", None, None, -math.inf)
+    audio16k = to_mono16k(audio48k, encoder.sample_rate)
+    values, speech = encoder.encode_windows(audio16k, bounds)
+    min_len = 0.25
+    rows = [
+        {n: float(v) for n, v in zip(encoder.feature_names, row, strict=True)} if e - s >= min_len else {}
+        for (s, e), row in zip(bounds, values, strict=True)
+    ]
+    return SoundAnalysis(audio48k, "present", rows, speech, integrated_loudness(audio48k, MIX_SAMPLE_RATE))
 
 
 def to_mono16k(audio48k: np.ndarray, target_rate: int) -> np.ndarray:
@@ -204,50 +300,66 @@ def to_mono16k(audio48k: np.ndarray, target_rate: int) -> np.ndarray:
         return mono.astype(np.float32)
     from math import gcd
 
+    from scipy.signal import resample_poly  # lazily: imported in the sound thread
+
     g = gcd(MIX_SAMPLE_RATE, target_rate)
     return resample_poly(mono, target_rate // g, MIX_SAMPLE_RATE // g).astype(np.float32)
 
 
 def analyze_decoded(media: DecodedMedia, engines: Engines, options: AnalysisOptions | None = None,
                     progress: Callable[[float], None] | None = None) -> Analysis:
+    """Analyse already-decoded media (sequentially)."""
     o = options or AnalysisOptions()
-    duration = media.duration_s
+    bounds = window_bounds(media.duration_s, o.window_s, o.hop_s)
+    sound = analyze_sound(media.audio, engines.audio, bounds)
     table = encode_frames(media.frames, engines)
     if progress:
-        progress(0.4)
+        progress(0.8)
+    return _finish(media.info, media.duration_s, table, sound, bounds, engines, o)
+
+
+def _finish(info: MediaInfo, duration: float, table: FrameTable, sound: SoundAnalysis,
+            bounds: list[tuple[float, float]], engines: Engines, o: AnalysisOptions) -> Analysis:
     cuts = detect_cuts(
         table.times,
         table.values[:, table.names.index("hist_change")],
         table.values[:, table.names.index("content_change")],
         o.cuts,
     )
-    audio16k = None
-    speech = None
-    soundtrack = "none"
-    if media.audio is not None:
-        # A digitally silent track (muted export) says nothing about the mood: treat it like
-        # a video without sound rather than as "very quiet".
-        if float(np.max(np.abs(media.audio), initial=0.0)) < SILENT_TRACK_PEAK:
-            soundtrack = "silent"
-        else:
-            soundtrack = "present"
-            audio16k = to_mono16k(media.audio, engines.audio.sample_rate)
-            speech = engines.audio.speech_activity(audio16k)
-    bounds = window_bounds(duration, o.window_s, o.hop_s)
-    feats = window_features(table, audio16k, engines, bounds, cuts, duration, o.cut_rate_span_s)
-    if progress:
-        progress(0.8)
+    feats = window_features(table, sound.windows, bounds, cuts, duration, o.cut_rate_span_s)
     estimates = engines.affect.predict(feats)
     windows = [WindowResult(s, e, f, a) for (s, e), f, a in zip(bounds, feats, estimates, strict=True)]
     segments = segment_timeline([w.centre_s for w in windows], estimates, duration, cuts, o.segments)
-    if progress:
-        progress(1.0)
-    return Analysis(media.info, duration, windows, cuts, segments, media.audio, speech, soundtrack)
+    return Analysis(info, duration, windows, cuts, segments, sound.audio, sound.speech, sound.soundtrack,
+                    sound.loudness_lufs)
 
 
 def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions | None = None,
-            decode_progress: Callable[[float], None] | None = None) -> Analysis:
-    """Decode and analyse a video file (the first half of ``backscore score``)."""
+            progress: Callable[[float], None] | None = None) -> Analysis:
+    """Decode and analyse a video file (the first half of ``backscore score``).
+
+    Three things run at once: the video decode (FFmpeg's own threads), the face analyzer
+    on frames as they arrive, and the soundtrack (a second, audio-only demux of the file,
+    its features, speech activity and loudness). PyAV, OpenCV and numpy release the GIL, so
+    this uses both cores while the decode alone would leave part of one idle.
+    """
     o = options or AnalysisOptions()
-    media = decode_media(path, o.decode, decode_progress)
-    return analyze_decoded(media, engines or default_engines(), o)
+    eng = engines or default_engines()
+    info = probe(path)
+    faces = FaceWorker(eng.faces) if eng.faces is not None else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sound") as pool:
+        sound_future = None
+        if info.duration_s > 0:
+            guess = window_bounds(info.duration_s, o.window_s, o.hop_s)
+            sound_future = pool.submit(lambda: analyze_sound(decode_audio(path, info.duration_s), eng.audio, guess))
+        try:
+            info, frames, duration = decode_video(path, o.decode, progress, on_frame=faces.put if faces else None)
+        finally:
+            face_rows = faces.result() if faces is not None else None
+        bounds = window_bounds(duration, o.window_s, o.hop_s)
+        if sound_future is not None and duration == info.duration_s:
+            sound = sound_future.result()
+        else:
+            sound = analyze_sound(decode_audio(path, duration), eng.audio, bounds)
+    table = encode_frames(frames, eng, faces=face_rows)
+    return _finish(info, duration, table, sound, bounds, eng, o)

@@ -59,11 +59,10 @@ def _setup_logging(verbosity: int) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from pipelines.progress import Progress
-    from pipelines.score import ScoreRequest, score, validate_style
+    from pipelines.score import SCORE_STAGES, ScoreRequest, score, validate_style
 
     validate_style(args.style)  # fail fast, before loading models
-    progress = Progress({"decode": 4, "analyse": 2, "compose": 2, "mix": 1, "mux": 1},
-                        enabled=None if not args.quiet else False)
+    progress = Progress(SCORE_STAGES, enabled=None if not args.quiet else False)
     result = score(
         ScoreRequest(
             input_path=args.input,
@@ -151,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backscore: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, details with -v
+        if args.verbose:
+            log.exception("internal error")
+        print(f"backscore: internal error: {type(exc).__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
+
+from engines.loudness import k_weight
 
 #: What :meth:`MixResult.report` writes for a silent signal (``-inf`` LUFS).
 LUFS_FLOOR = -70.0
@@ -49,57 +51,6 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 BLOCK_S = 0.4
 BLOCK_STEP_S = 0.1
-
-#: Analog prototype parameters of the two K-weighting stages (BS.1770-4, via De Man 2018).
-_SHELF_F0 = 1681.9744509555319
-_SHELF_GAIN_DB = 3.99984385397
-_SHELF_Q = 0.7071752369554193
-_HP_F0 = 38.13547087602444
-_HP_Q = 0.5003270373238773
-
-
-# --------------------------------------------------------------------------- K-weighting
-
-
-def k_weighting_sos(sample_rate: float) -> np.ndarray:
-    """K-weighting as second-order sections ``(2, 6)``: the high shelf, then the RLB high-pass.
-
-    Bilinear transform of the analog prototypes with frequency pre-warping (``tan(pi f0 / fs)``);
-    at 48 kHz this yields BS.1770's published coefficients to ~1e-9.
-    """
-    k = math.tan(math.pi * _SHELF_F0 / sample_rate)
-    vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
-    vb = vh**0.4996667741545416
-    a0 = 1.0 + k / _SHELF_Q + k * k
-    shelf = [
-        (vh + vb * k / _SHELF_Q + k * k) / a0,
-        2.0 * (k * k - vh) / a0,
-        (vh - vb * k / _SHELF_Q + k * k) / a0,
-        1.0,
-        2.0 * (k * k - 1.0) / a0,
-        (1.0 - k / _SHELF_Q + k * k) / a0,
-    ]
-    k = math.tan(math.pi * _HP_F0 / sample_rate)
-    a0 = 1.0 + k / _HP_Q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / _HP_Q + k * k) / a0]
-    return np.array([shelf, highpass], dtype=np.float64)
-
-
-def k_weight(audio: np.ndarray, sample_rate: float) -> np.ndarray:
-    """K-weighted copy (float64, same shape) of mono ``(n,)`` or ``(n, ch)`` audio.
-
-    The filter state starts at steady state for the first sample, so a short window that
-    starts mid-signal does not measure a start-up transient.
-    """
-    x = np.asarray(audio, dtype=np.float64)
-    sos = k_weighting_sos(sample_rate)
-    if x.shape[0] == 0:
-        return x.copy()
-    zi = signal.sosfilt_zi(sos)  # (2, 2)
-    zi = zi[:, :, None] * x[0] if x.ndim == 2 else zi * x[0]
-    y, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
-    return np.asarray(y)
-
 
 def _channel_weights(n_channels: int) -> np.ndarray:
     """BS.1770 channel weights: 1.0 for L, R, C; 0 for LFE and 1.41 for Ls/Rs in 5.1 order."""
@@ -419,6 +370,7 @@ def mix_bgm(
     sample_rate: int,
     speech: tuple[np.ndarray, np.ndarray] | None = None,
     options: MixOptions | None = None,
+    original_lufs: float | None = None,
 ) -> MixResult:
     """Level the BGM against the original soundtrack, duck it under speech, fade, sum and limit.
 
@@ -434,7 +386,8 @@ def mix_bgm(
     n = int(np.asarray(bgm).shape[0])
     music = _to_stereo(bgm, n) * fade_envelope(n, sample_rate, o.fade_in_s, o.fade_out_s)[:, None]
     orig = _to_stereo(original, n) if original is not None else np.zeros((n, 2))
-    original_lufs = integrated_loudness(orig, sample_rate) if original is not None else -math.inf
+    if original_lufs is None:  # callers that measured it already (the analysis does) pass it in
+        original_lufs = integrated_loudness(orig, sample_rate) if original is not None else -math.inf
     bgm_in = integrated_loudness(music, sample_rate)
     target = bgm_target(original_lufs, o)
     gain_db = target - bgm_in if math.isfinite(bgm_in) else 0.0

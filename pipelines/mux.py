@@ -35,6 +35,8 @@ _COPYABLE: dict[str, frozenset[str]] = {
     "webm": frozenset({"vp8", "vp9", "av1"}),
 }
 
+AUDIO_BIT_RATE = 192_000
+
 _FORMAT_BY_EXT = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 
 
@@ -73,7 +75,10 @@ def _mux(inp: av.container.InputContainer, output_path: str, fmt: str, audio: np
     codec = in_v.codec_context.name
     copy = codec in _COPYABLE.get(fmt, frozenset())
     acodec = _audio_codec(fmt)
-    with av.open(output_path, mode="w", format=fmt) as out:
+    # faststart: the index goes before the media data, so players and upload services can
+    # start on the file before it has fully arrived.
+    options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+    with av.open(output_path, mode="w", format=fmt, options=options) as out:
         if copy:
             out_v = out.add_stream_from_template(in_v)
         else:
@@ -88,10 +93,16 @@ def _mux(inp: av.container.InputContainer, output_path: str, fmt: str, audio: np
             log.info("video codec %s cannot be copied into %s: re-encoding with %s", codec, fmt, vcodec)
         out_a = cast(AudioStream, out.add_stream(acodec, rate=sample_rate))
         out_a.layout = "stereo"
+        out_a.bit_rate = AUDIO_BIT_RATE
+        if acodec == "aac":
+            # FFmpeg's "fast" AAC coder: ~1.7x faster than the default two-loop search,
+            # transparent at 192 kb/s for music under video.
+            out_a.options = {"aac_coder": "fast"}
         start_s = _video_start(in_v)
         n_total = int(round(duration_s * sample_rate))
-        _write_video(inp, in_v, out, out_v, copy)
-        _write_audio(out, out_a, audio[:n_total], sample_rate, start_s)
+        audio_out = _AudioWriter(out, out_a, audio[:n_total], sample_rate, start_s)
+        _write_video(inp, in_v, out, out_v, copy, audio_out)
+        audio_out.finish()
         return MuxResult(video_copied=copy, video_codec=out_v.codec_context.name, audio_codec=acodec,
                          duration_s=duration_s)
 
@@ -102,35 +113,57 @@ def _video_start(stream: VideoStream) -> float:
     return 0.0
 
 
-def _write_video(inp: av.container.InputContainer, in_v: VideoStream,
-                 out: av.container.OutputContainer, out_v: VideoStream, copy: bool) -> None:
+class _AudioWriter:
+    """Encodes the new soundtrack a little ahead of the video, so the file is interleaved."""
+
+    LEAD_S = 0.5
+
+    def __init__(self, out: av.container.OutputContainer, stream: AudioStream, audio: np.ndarray,
+                 sample_rate: int, start_s: float) -> None:
+        self._out, self._stream, self._sr = out, stream, sample_rate
+        self._planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T.astype(np.float32))
+        self._base = int(round(start_s * sample_rate))
+        self._start_s = start_s
+        self._pos = 0
+        self._block = 960 * 10
+
+    def until(self, t_s: float) -> None:
+        """Encode audio up to video time ``t_s`` (+ a small lead)."""
+        n = self._planar.shape[1]
+        ahead_s = t_s - self._start_s + self.LEAD_S
+        limit = n if ahead_s >= n / self._sr else int(ahead_s * self._sr)
+        while self._pos < limit:
+            chunk = np.ascontiguousarray(self._planar[:, self._pos : self._pos + self._block])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate = self._sr
+            frame.pts = self._base + self._pos
+            frame.time_base = Fraction(1, self._sr)
+            self._out.mux(self._stream.encode(frame))
+            self._pos += chunk.shape[1]
+
+    def finish(self) -> None:
+        self.until(float("inf"))
+        self._out.mux(self._stream.encode(None))
+
+
+def _write_video(inp: av.container.InputContainer, in_v: VideoStream, out: av.container.OutputContainer,
+                 out_v: VideoStream, copy: bool, audio: _AudioWriter) -> None:
     if copy:
         for packet in inp.demux(in_v):
             if packet.dts is None:  # the demuxer's flush packet
                 continue
+            if packet.time_base is not None:
+                audio.until(float(packet.dts * packet.time_base))
             packet.stream = out_v
             out.mux(packet)
         return
     in_v.thread_type = "AUTO"
     try:
         for frame in inp.decode(in_v):
+            if frame.pts is not None and frame.time_base is not None:
+                audio.until(float(frame.pts * frame.time_base))
             frame.pict_type = av.video.frame.PictureType.NONE
             out.mux(out_v.encode(frame.reformat(format="yuv420p")))
     except av.error.FFmpegError as exc:
         raise InputError(f"corrupt video data while re-encoding: {exc}") from exc
     out.mux(out_v.encode(None))
-
-
-def _write_audio(out: av.container.OutputContainer, stream: AudioStream, audio: np.ndarray,
-                 sample_rate: int, start_s: float) -> None:
-    planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T.astype(np.float32))
-    block = 960 * 10
-    base = int(round(start_s * sample_rate))
-    for i in range(0, planar.shape[1], block):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, i:i + block]), format="fltp",
-                                           layout="stereo")
-        frame.sample_rate = sample_rate
-        frame.pts = base + i
-        frame.time_base = Fraction(1, sample_rate)
-        out.mux(stream.encode(frame))
-    out.mux(stream.encode(None))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from engines.base import STYLES, MusicEngine
-from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze_decoded, default_engines
-from pipelines.decode import MIX_SAMPLE_RATE, decode_media, probe
+from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze, default_engines
+from pipelines.decode import MIX_SAMPLE_RATE, probe
 from pipelines.errors import OptionError
 from pipelines.music import ComposedMusic, compose
 from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
@@ -27,6 +27,10 @@ from pipelines.outputs import atomic_output, check_output_path, write_wav
 from pipelines.progress import Progress
 
 log = logging.getLogger(__name__)
+
+
+#: Progress-bar weights of the stages (roughly their share of the run time).
+SCORE_STAGES = {"analyse": 6.0, "compose": 1.0, "mix": 1.0, "mux": 1.5}
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,13 @@ def score(
         check_output_path(request.plot_path, request.input_path, (".png",), "plot")
     if request.bgm_path:
         check_output_path(request.bgm_path, request.input_path, (".wav",), "bgm")
-    prog = progress or Progress({"decode": 4, "analyse": 2, "compose": 2, "mix": 1, "mux": 1}, enabled=False)
+    prog = progress or Progress(SCORE_STAGES, enabled=False)
     timings: dict[str, float] = {}
-
-    t = time.perf_counter()
-    prog.stage("decode")
-    media = decode_media(request.input_path, request.analysis.decode, prog.update)
-    timings["decode"] = time.perf_counter() - t
 
     t = time.perf_counter()
     prog.stage("analyse")
     eng = engines or default_engines(faces=request.faces)
-    analysis = analyze_decoded(media, eng, request.analysis, prog.update)
+    analysis = analyze(request.input_path, eng, request.analysis, prog.update)
     timings["analyse"] = time.perf_counter() - t
     log.info("analysed %s: %.1f s, %d windows, %d cuts, segments: %s", request.input_path, analysis.duration_s,
              len(analysis.windows), len(analysis.cuts),
@@ -137,7 +136,8 @@ def score(
 
     t = time.perf_counter()
     prog.stage("mix")
-    mixed = mix_bgm(analysis.audio, music.audio, MIX_SAMPLE_RATE, analysis.speech, MixOptions())
+    mixed = mix_bgm(analysis.audio, music.audio, MIX_SAMPLE_RATE, analysis.speech, MixOptions(),
+                    original_lufs=analysis.loudness_lufs)
     timings["mix"] = time.perf_counter() - t
     mix_report = mixed.report()
 

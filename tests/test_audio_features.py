@@ -252,3 +252,29 @@ NEGATIVES = {
 def test_no_speech_in_non_speech(name: str) -> None:
     _, prob = ENC.speech_activity(NEGATIVES[name]().astype(np.float32))
     assert (prob >= 0.5).mean() <= 0.1
+
+
+def test_encode_windows_matches_per_window_encode() -> None:
+    """The shared-analysis path gives what encoding each window alone gives."""
+    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, render_audio
+
+    enc = FeatureAudioEncoder()
+    x48 = np.concatenate([render_audio(CALM_DARK, 4 * 48000, 0), render_audio(BRIGHT_FAST, 4 * 48000, 4 * 48000)])
+    x = x48[::3].astype(np.float32)  # 16 kHz (the test material has nothing above 8 kHz that matters here)
+    # (window edges off the 4.0 s step: a frame centred on a window's edge sees 20 ms past it
+    # in the whole track, but reflected padding in an excerpt -- both fine, not equal)
+    bounds = [(s, s + 2.0) for s in np.arange(0.25, 6.01, 0.5)]
+    rows, (times, prob) = enc.encode_windows(x, bounds)
+    assert rows.shape == (len(bounds), len(enc.feature_names))
+    names = list(enc.feature_names)
+    for i, (s, e) in enumerate(bounds):
+        ref = enc.encode(x[int(s * 16000): int(e * 16000)])
+        for n in ("loudness_db", "loudness_lufs", "centroid_hz", "flatness", "speech", "silence"):
+            j = names.index(n)
+            assert rows[i, j] == pytest.approx(ref[j], rel=0.05, abs=0.6 if n.endswith(("db", "lufs")) else 0.08), n
+        j = names.index("tempo_bpm")
+        assert abs(rows[i, j] - ref[j]) < 4.0 or min(rows[i, j], ref[j]) == 0.0
+    # loudness rises at the change, tempo appears with the drums
+    assert rows[-1, names.index("loudness_db")] > rows[0, names.index("loudness_db")] + 20
+    assert abs(rows[-1, names.index("tempo_bpm")] - 128) < 4
+    assert times.shape == prob.shape and len(times) == pytest.approx(8 * 100, abs=2)

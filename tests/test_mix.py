@@ -13,11 +13,11 @@ import pytest
 from scipy import signal
 
 from engines.audio_features import FeatureAudioEncoder
+from engines.loudness import k_weighting_sos
 from pipelines.mix import (
     MixOptions,
     duck_gain,
     integrated_loudness,
-    k_weighting_sos,
     limiter_gain,
     mix_bgm,
     normalize_loudness,
