@@ -37,6 +37,9 @@ class DecodeOptions:
     #: Skip decoding of non-reference frames (B-frames) when the analysis rate is far below
     #: the video's frame rate: they are never looked at, and skipping them saves ~30% of decode.
     skip_nonref: bool = True
+    #: Skip the in-loop deblocking filter (H.264/HEVC): ~20% less decode CPU. The pictures
+    #: come out slightly blockier, which no feature computed on 96-256 px thumbnails notices.
+    skip_loop_filter: bool = True
 
 
 def _even(x: float) -> int:
@@ -124,6 +127,8 @@ def iter_media(
             vstream.thread_type = "AUTO"
             if opts.skip_nonref and info.fps >= 2.5 * opts.analysis_fps:
                 vstream.codec_context.skip_frame = "NONREF"
+            if opts.skip_loop_filter:
+                vstream.codec_context.options = {"skip_loop_filter": "all"}
         resampler = (
             av.AudioResampler(format="flt", layout="stereo", rate=MIX_SAMPLE_RATE) if astream else None
         )

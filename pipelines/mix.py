@@ -37,7 +37,7 @@ Peak limiting
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -371,6 +371,9 @@ def mix_bgm(
     speech: tuple[np.ndarray, np.ndarray] | None = None,
     options: MixOptions | None = None,
     original_lufs: float | None = None,
+    *,
+    bgm_alone: bool = True,
+    measure_mix: bool = True,
 ) -> MixResult:
     """Level the BGM against the original soundtrack, duck it under speech, fade, sum and limit.
 
@@ -380,7 +383,10 @@ def mix_bgm(
 
     Order: fades -> gain to the loudness target (measured after the fades, so the faded BGM
     hits the target) -> ducking -> sum with the original -> limiter. The returned ``bgm`` is
-    limited on its own (it is written alone with ``--bgm``).
+    limited on its own (it is written alone with ``--bgm``); with ``bgm_alone=False`` it is
+    not rendered (empty). ``bgm_lufs_out`` is the BGM as it sits in the mix (after ducking).
+    With ``measure_mix=False`` the mix's loudness is left NaN for the caller to measure
+    later (``backscore score`` does it while the muxer encodes, see :func:`with_mix_loudness`).
     """
     o = options or MixOptions()
     n = int(np.asarray(bgm).shape[0])
@@ -398,20 +404,28 @@ def mix_bgm(
                          o.duck_release_s, o.duck_threshold, o.duck_lookahead_s)
         music *= duck[:, None]
         ducked_s = float(np.count_nonzero(duck <= 10.0 ** (o.duck_depth_db / 40.0))) / sample_rate
+    bgm_out = integrated_loudness(music, sample_rate)
     mixed = orig + music
     limit = (o.limiter_ceiling_dbfs, o.limiter_attack_s, o.limiter_release_db_per_s)
     lim = limiter_gain(mixed, sample_rate, *limit)
     mixed *= lim[:, None]
-    music *= limiter_gain(music, sample_rate, *limit)[:, None]
+    if bgm_alone:
+        music *= limiter_gain(music, sample_rate, *limit)[:, None]
+    mix32 = mixed.astype(np.float32)
     return MixResult(
-        mix=mixed.astype(np.float32),
-        bgm=music.astype(np.float32),
+        mix=mix32,
+        bgm=music.astype(np.float32) if bgm_alone else np.zeros((0, 2), np.float32),
         original_lufs=original_lufs,
         bgm_lufs_in=bgm_in,
         bgm_target_lufs=target,
-        bgm_lufs_out=integrated_loudness(music, sample_rate),
-        mix_lufs=integrated_loudness(mixed, sample_rate),
+        bgm_lufs_out=bgm_out,
+        mix_lufs=integrated_loudness(mix32, sample_rate) if measure_mix else math.nan,
         applied_gain_db=gain_db,
         ducked_s=ducked_s,
         limiter_max_reduction_db=_reduction_db(lim),
     )
+
+
+def with_mix_loudness(result: MixResult, sample_rate: int) -> MixResult:
+    """``result`` with ``mix_lufs`` measured (for a mix made with ``measure_mix=False``)."""
+    return replace(result, mix_lufs=integrated_loudness(result.mix, sample_rate))

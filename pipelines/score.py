@@ -12,8 +12,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from pipelines.music import ComposedMusic, compose
 from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
 from pipelines.outputs import atomic_output, check_output_path, write_wav
 from pipelines.progress import Progress
+
+if TYPE_CHECKING:
+    from pipelines.mix import MixResult
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ def score(
     music_engine: MusicEngine | None = None,
     progress: Progress | None = None,
 ) -> ScoreResult:
-    from pipelines.mix import MixOptions, mix_bgm
+    from pipelines.mix import MixOptions, mix_bgm, with_mix_loudness
 
     style = validate_style(request.style)
     # Validate the input and every destination before doing any work.
@@ -137,17 +141,35 @@ def score(
     t = time.perf_counter()
     prog.stage("mix")
     mixed = mix_bgm(analysis.audio, music.audio, MIX_SAMPLE_RATE, analysis.speech, MixOptions(),
-                    original_lufs=analysis.loudness_lufs)
+                    original_lufs=analysis.loudness_lufs, bgm_alone=request.bgm_path is not None,
+                    measure_mix=False)
     timings["mix"] = time.perf_counter() - t
-    mix_report = mixed.report()
+    # The mix's loudness (for the report) is measured while the muxer encodes: numpy and
+    # FFmpeg both release the GIL, so this costs no wall time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="measure") as pool:
+        measured = pool.submit(with_mix_loudness, mixed, MIX_SAMPLE_RATE)
+        mux_result, timeline = _write_outputs(request, analysis, music, mixed, measured, timings, style, prog)
+    prog.close()
+    return ScoreResult(analysis, music, measured.result().report(), mux_result, timings, timeline)
 
+
+def _write_outputs(
+    request: ScoreRequest,
+    analysis: Analysis,
+    music: ComposedMusic,
+    mixed: MixResult,
+    measured: Future[MixResult],
+    timings: dict[str, float],
+    style: str | None,
+    prog: Progress,
+) -> tuple[MuxResult | None, dict[str, Any]]:
+    """Write every requested output atomically; returns the mux result and the timeline dict."""
     from pipelines.timeline import timeline_dict, write_timeline
 
-    timeline = timeline_dict(analysis, music.sections, extra={"mix": mix_report, "style": style or "auto",
-                                                               "seed": request.seed, "timings_s": timings})
     mux_result: MuxResult | None = None
     t = time.perf_counter()
     prog.stage("mux")
+    timeline: dict[str, Any] = {}
     # All outputs are written to temporary siblings and renamed together at the end, so a
     # failure anywhere leaves none of them behind.
     with contextlib.ExitStack() as outputs:
@@ -155,7 +177,10 @@ def score(
             tmp = outputs.enter_context(atomic_output(request.output_path))
             mux_result = mux(request.input_path, tmp, mixed.mix, MIX_SAMPLE_RATE, analysis.duration_s)
             timings["mux"] = time.perf_counter() - t
-            timeline["output"] = {"path": os.path.abspath(request.output_path),
+        timeline = timeline_dict(analysis, music.sections, extra={
+            "mix": measured.result().report(), "style": style or "auto", "seed": request.seed, "timings_s": timings})
+        if mux_result is not None:
+            timeline["output"] = {"path": os.path.abspath(str(request.output_path)),
                                   "video_copied": mux_result.video_copied,
                                   "video_codec": mux_result.video_codec, "audio_codec": mux_result.audio_codec}
         if request.bgm_path:
@@ -168,5 +193,4 @@ def score(
             plot_timeline(outputs.enter_context(atomic_output(request.plot_path)), analysis, music.sections,
                           title=os.path.basename(request.input_path))
     timings["write"] = time.perf_counter() - t - timings.get("mux", 0.0)
-    prog.close()
-    return ScoreResult(analysis, music, mix_report, mux_result, timings, timeline)
+    return mux_result, timeline

@@ -77,10 +77,10 @@ def detect_cuts(
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    smoothing_s: float = 1.5  # EMA time constant on emotion probabilities
-    margin: float = 0.12  # challenger must lead by this much probability
+    smoothing_s: float = 2.0  # EMA time constant on emotion probabilities
+    margin: float = 0.15  # challenger must lead by this much probability
     hold_s: float = 1.5  # ... for this long
-    min_segment_s: float = 4.0
+    min_segment_s: float = 5.0
     snap_s: float = 1.0  # snap boundaries to a cut within this distance
 
 
