@@ -162,6 +162,11 @@ def iter_media(
                         if t + 1e-6 >= next_face_t:
                             next_face_t = max(next_face_t + face_step, t + face_step / 2)
                             gray = frame.to_ndarray(width=fw, height=fh, format="gray", interpolation="FAST_BILINEAR")
+                            rotation = int(getattr(frame, "rotation", 0) or 0)
+                            if rotation % 90 == 0 and rotation % 360:
+                                # phone videos are often stored sideways with a display
+                                # rotation: faces must be upright for the detector
+                                gray = np.ascontiguousarray(np.rot90(gray, k=rotation // 90))
                         yield VideoFrame(pts_s=t, rgb=rgb, gray=gray)
                         if progress is not None and info.duration_s > 0 and t - last_progress >= 1.0:
                             last_progress = t

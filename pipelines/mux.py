@@ -158,8 +158,14 @@ def _write_video(inp: av.container.InputContainer, in_v: VideoStream, out: av.co
             out.mux(packet)
         return
     in_v.thread_type = "AUTO"
+    first = True
     try:
         for frame in inp.decode(in_v):
+            if first:
+                first = False
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                if rotation:  # keep the display rotation of phone videos
+                    out_v.set_display_rotation(rotation)
             if frame.pts is not None and frame.time_base is not None:
                 audio.until(float(frame.pts * frame.time_base))
             frame.pict_type = av.video.frame.PictureType.NONE

@@ -97,3 +97,35 @@ def test_truncated_file_is_rejected(tmp_path: Path) -> None:
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"truncated|not a readable|corrupt"):
         decode_media(os.fspath(cut))
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_sideways_phone_video_faces_are_read_upright_and_rotation_is_kept(tmp_path: Path, rotation: int) -> None:
+    """A video stored sideways with a display rotation (as phones record) keeps it, and faces in it are found."""
+    from fractions import Fraction
+
+    from skimage import data
+
+    from engines.faces import FaceExpressionAnalyzer
+
+    face = np.ascontiguousarray(data.astronaut()[:, 64:448])  # upright, 512x384
+    stored = np.ascontiguousarray(np.rot90(face, k=-rotation // 90))  # what the sensor wrote
+    src = tmp_path / "phone.mp4"
+    with av.open(os.fspath(src), "w") as out:
+        s = out.add_stream("libx264", rate=12)
+        s.width, s.height, s.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        s.set_display_rotation(rotation)
+        for i in range(24):
+            f = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 12)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    media = decode_media(os.fspath(src))
+    gray = np.stack([f.gray for f in media.frames if f.gray is not None])
+    rows = FaceExpressionAnalyzer().analyze(gray)
+    assert (rows[:, 0] >= 1).all()  # a face in every face frame
+    for ext in (".mp4", ".webm"):  # stream copy and re-encode both keep the rotation
+        out_path = tmp_path / f"out{ext}"
+        mux(os.fspath(src), os.fspath(out_path), np.zeros((2 * 48000, 2), np.float32), 48000, 2.0)
+        with av.open(os.fspath(out_path)) as c:
+            assert next(c.decode(video=0)).rotation % 360 == rotation
