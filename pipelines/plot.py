@@ -41,7 +41,7 @@ def plot_timeline(path: str, analysis: Analysis, sections: list[MusicSection] | 
     ax.set_ylabel("affect")
     ax.axhline(0, color="#444", lw=0.5)
     ax.legend(loc="lower left", fontsize=8, ncol=4)
-    ax.set_title(title or "backscore mood timeline", pad=18)
+    fig.suptitle(title or "backscore mood timeline")
     ax2.set_yticks([])
     ax2.set_ylabel("music", rotation=0, ha="right", va="center")
     for s in sections or []:

@@ -37,9 +37,21 @@ MASTER_GAIN_DB = 0.0
 KNEE, CEILING = 0.75, 0.89
 
 
-@lru_cache(maxsize=1)
-def soundfont_path() -> str:
-    """Path of the GM soundfont inside the pretty_midi wheel."""
+#: Environment variable naming another General MIDI soundfont (.sf2/.sf3), e.g. Debian's
+#: ``/usr/share/sounds/sf2/FluidR3_GM.sf2`` (package fluid-soundfont-gm) for richer sound.
+SOUNDFONT_ENV = "BACKSCORE_SOUNDFONT"
+
+
+@lru_cache(maxsize=4)
+def soundfont_path(override: str | None = None) -> str:
+    """The GM soundfont: ``$BACKSCORE_SOUNDFONT`` if set, else TimGM6mb.sf2 from the pretty_midi wheel."""
+    chosen = override if override is not None else os.environ.get(SOUNDFONT_ENV)
+    if chosen:
+        if not os.path.isfile(chosen):
+            raise EngineUnavailable(
+                f"{SOUNDFONT_ENV}={chosen}: no such soundfont file (unset it to use the built-in one)"
+            )
+        return chosen
     try:
         import pretty_midi
     except ImportError as e:  # pragma: no cover - pretty_midi is a hard dependency
@@ -76,8 +88,12 @@ class Renderer:
             ) from e
         self.sample_rate = sample_rate
         self.synth = tinysoundfont.Synth(gain=gain_db, samplerate=sample_rate)
-        self.sfid = self.synth.sfload(soundfont_path())
-        log.debug("renderer: %s at %d Hz, gain %.1f dB", soundfont_path(), sample_rate, gain_db)
+        path = soundfont_path(os.environ.get(SOUNDFONT_ENV) or "")
+        try:
+            self.sfid = self.synth.sfload(path)
+        except Exception as exc:  # tinysoundfont raises plain exceptions for bad files
+            raise EngineUnavailable(f"cannot load soundfont {path}: {exc}") from exc
+        log.debug("renderer: %s at %d Hz, gain %.1f dB", path, sample_rate, gain_db)
         self.position = 0  # samples rendered so far
         self._queue: list[Event] = []
         self._seq = 0
