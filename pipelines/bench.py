@@ -31,6 +31,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from pipelines.decode import load_audio
 from pipelines.synth_video import AUDIO_RATE, BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
 
 BEGIN = "<!-- bench:score:begin -->"
@@ -84,9 +85,7 @@ def _words(media_dir: str, seconds: float) -> np.ndarray:
     out = np.zeros(int(seconds * AUDIO_RATE), np.float32)
     pos = 0
     for w in words:
-        with av.open(w) as c:
-            rs = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-            x = np.concatenate([f.to_ndarray().ravel() for fr in c.decode(audio=0) for f in rs.resample(fr)])
+        x = load_audio(w, AUDIO_RATE)
         if pos + len(x) > len(out):
             break
         out[pos:pos + len(x)] = 0.3 * x / (np.abs(x).max() + 1e-9)

@@ -158,7 +158,7 @@ def iter_media(
                             continue
                         next_t = max(next_t + step, t + step / 2)
                         rgb = thumbnail_rgb(frame, tw, th)
-                        gray = None
+                        gray: np.ndarray | None = None
                         if t + 1e-6 >= next_face_t:
                             next_face_t = max(next_face_t + face_step, t + face_step / 2)
                             gray = frame.to_ndarray(width=fw, height=fh, format="gray", interpolation="FAST_BILINEAR")
@@ -300,3 +300,25 @@ def _assemble_audio(parts: list[AudioFrame], duration_s: float) -> np.ndarray:
             out[start:end] = part.samples[: end - start]
         cursor = start + part.samples.shape[0]
     return out
+
+
+def load_audio(path: str, sample_rate: int, mono: bool = True) -> np.ndarray:
+    """Decode a whole audio file (any format FFmpeg reads) to float32 at ``sample_rate``.
+
+    Mono ``(n,)`` (channels averaged) or stereo ``(n, 2)``. Raises :class:`InputError` for
+    files that are missing, unreadable or have no audio stream.
+    """
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise InputError(f"no audio stream in {path}")
+        layout = "mono" if mono else "stereo"
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
+        parts: list[np.ndarray] = []
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"corrupt audio data in {path} ({exc.strerror or exc})") from exc
+    data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return data.astype(np.float32) if mono else data.reshape(-1, 2).astype(np.float32)

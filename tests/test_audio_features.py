@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import itertools
-from fractions import Fraction
-from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from scipy import signal
 
 from engines.audio_features import FeatureAudioEncoder, frame_features
 from engines.base import EngineError
+from tests.media import load_word
 
 SR = 16000
-VOICES = Path(__file__).resolve().parent.parent / ".cache" / "media" / "voices"
 #: A handful of words from five speakers (English and German recordings).
 WORDS = ("female1/c5.ogg", "female2/s4.ogg", "male1/dangerousgame.ogg", "male2/pung.ogg",
          "de/male2/c1.ogg", "de/female1/b1.ogg")
 
 ENC = FeatureAudioEncoder()
-
-
-def voices_dir() -> Path:
-    if not VOICES.is_dir() or not any(VOICES.rglob("*.ogg")):
-        pytest.fail(f"kajongg voices missing in {VOICES}: run scripts/fetch_media.sh")
-    return VOICES
-
-
-def load_word(relative: str) -> np.ndarray:
-    """Decode with PyAV, mix to mono, resample to 16 kHz."""
-    path = voices_dir() / relative
-    with av.open(str(path)) as c:
-        stream = c.streams.audio[0]
-        rate = stream.rate
-        chunks = [f.to_ndarray().reshape(stream.channels, -1) for f in c.decode(stream)]
-    audio = np.concatenate(chunks, axis=1)
-    ratio = Fraction(SR, rate)
-    return signal.resample_poly(audio.mean(axis=0), ratio.numerator, ratio.denominator)
 
 
 def feats(x: np.ndarray) -> dict[str, float]:
@@ -207,7 +186,7 @@ def _embed(word: np.ndarray, seconds: float = 3.5, at_s: float = 1.0) -> tuple[n
 def test_speech_detected_in_real_words(background: str) -> None:
     rng = np.random.default_rng(5)
     for name in WORDS:
-        x, word = _embed(load_word(name))
+        x, word = _embed(load_word(name, SR))
         if background == "pink":
             x = x + rms_to(pink(x.size, seed=6), -40.0)  # 20 dB under the word's loudest frame
         elif background == "white":
@@ -221,7 +200,7 @@ def test_speech_detected_in_real_words(background: str) -> None:
 
 
 def test_speech_activity_output() -> None:
-    x, _ = _embed(load_word(WORDS[0]))
+    x, _ = _embed(load_word(WORDS[0], SR))
     times, prob = ENC.speech_activity(x.astype(np.float32))
     assert times.shape == prob.shape == (x.size // 160 + (x.size % 160 > 0),)
     np.testing.assert_allclose(np.diff(times), 0.01)
@@ -229,7 +208,7 @@ def test_speech_activity_output() -> None:
 
 
 def test_speech_feature_of_a_window() -> None:
-    x, word = _embed(load_word(WORDS[3]), seconds=2.0, at_s=0.5)
+    x, word = _embed(load_word(WORDS[3], SR), seconds=2.0, at_s=0.5)
     f = feats(x)
     assert f["speech"] >= 0.8 * word.mean()
     assert feats(drum_loop(2.0, 120.0))["speech"] == 0.0

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import math
 from fractions import Fraction
-from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from scipy import signal
@@ -23,8 +21,8 @@ from pipelines.mix import (
     normalize_loudness,
     short_term_loudness,
 )
+from tests.media import load_word
 
-VOICES = Path(__file__).resolve().parent.parent / ".cache" / "media" / "voices"
 CEILING = 10.0 ** (-1.0 / 20.0)
 
 
@@ -40,19 +38,6 @@ def pink(n: int, seed: int = 0) -> np.ndarray:
     f[0] = 1.0
     x = np.fft.irfft(spec / np.sqrt(f), n)
     return x / np.abs(x).max()
-
-
-def load_word(relative: str, sr: int) -> np.ndarray:
-    path = VOICES / relative
-    if not path.exists():
-        pytest.fail(f"kajongg voice {path} missing: run scripts/fetch_media.sh")
-    with av.open(str(path)) as c:
-        stream = c.streams.audio[0]
-        rate = stream.rate
-        chunks = [f.to_ndarray().reshape(stream.channels, -1) for f in c.decode(stream)]
-    audio = np.concatenate(chunks, axis=1)
-    ratio = Fraction(sr, rate)
-    return signal.resample_poly(audio.mean(axis=0), ratio.numerator, ratio.denominator)
 
 
 # --------------------------------------------------------------------------- BS.1770

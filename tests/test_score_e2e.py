@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from pipelines.decode import probe
+from pipelines.decode import load_audio, probe
 from pipelines.score import ScoreRequest, ScoreResult, score
 
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -150,9 +150,7 @@ def speech_track(media_dir: Path, duration_s: float, at: list[float]) -> np.ndar
     words = sorted((media_dir / "voices").rglob("*.ogg"))[:40:5]
     out = np.zeros(int(duration_s * 48000), np.float32)
     for t, w in zip(at, words, strict=False):
-        with av.open(os.fspath(w)) as c:
-            rs = av.AudioResampler(format="flt", layout="mono", rate=48000)
-            x = np.concatenate([f.to_ndarray().ravel() for fr in c.decode(audio=0) for f in rs.resample(fr)])
+        x = load_audio(os.fspath(w), 48000)
         i = int(t * 48000)
         x = x[: len(out) - i]
         out[i: i + len(x)] += 0.5 * x / (np.abs(x).max() + 1e-9)

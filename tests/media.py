@@ -1,0 +1,28 @@
+"""Real test media (fetched by scripts/fetch_media.sh) for the tests that need it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.decode import load_audio
+
+MEDIA = Path(__file__).resolve().parent.parent / ".cache" / "media"
+VOICES = MEDIA / "voices"
+
+
+def voices_dir() -> Path:
+    if not VOICES.is_dir() or not any(VOICES.rglob("*.ogg")):
+        pytest.fail(f"kajongg voices missing in {VOICES}: run scripts/fetch_media.sh")
+    return VOICES
+
+
+def load_word(relative: str, sr: int) -> np.ndarray:
+    """A recorded spoken word (kajongg voices, e.g. ``"female1/c5.ogg"``), mono float at ``sr``."""
+    path = voices_dir() / relative
+    if not path.exists():
+        pytest.fail(f"kajongg voice {path} missing: run scripts/fetch_media.sh")
+    return load_audio(os.fspath(path), sr)
