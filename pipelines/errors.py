@@ -25,3 +25,15 @@ class OptionError(BackscoreError):
     """An option has an invalid value (unknown style, bad window length, ...)."""
 
     exit_code = 2
+
+
+class LibraryError(BackscoreError):
+    """A music library (catalog or user SQLite index) is missing, empty or has no such track."""
+
+    exit_code = 2
+
+
+class DataError(BackscoreError):
+    """A training/evaluation file (pairs CSV, model file) is malformed; the message names the line."""
+
+    exit_code = 2
