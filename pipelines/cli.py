@@ -10,12 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from engines.base import STYLES, EngineError
+from pipelines.cli_music import Handler, add_commands
 from pipelines.errors import BackscoreError
 
 log = logging.getLogger("backscore")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p = argparse.ArgumentParser(
         prog="backscore",
         description="Adaptive background music for video: reads the mood of the pictures and the soundtrack "
@@ -33,6 +34,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--style", default="auto", help=f"music style: auto (from the mood) or one of {', '.join(STYLES)}")
     sc.add_argument("--seed", type=int, default=0, help="random seed for the composer (default 0)")
     sc.add_argument("--no-faces", action="store_true", help="skip face-expression analysis")
+    sc.add_argument("--track", type=int, metavar="ID",
+                    help="put this library track under the video instead of composing (see `backscore recommend`)")
+    sc.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite",
+                    help="library for --track: the built-in catalog (default) or an index made by `library index`")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     an = sub.add_parser("analyze", help="analyse the mood over time and print/write the timeline JSON")
@@ -49,7 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--pattern", default="calm-exciting-calm",
                     help="dash-separated scenes from: calm, exciting (default calm-exciting-calm)")
     sv.add_argument("--scene-seconds", type=float, default=8.0)
-    return p
+    return p, add_commands(sub)
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -73,6 +78,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
             style=args.style,
             seed=args.seed,
             faces=not args.no_faces,
+            track_id=args.track,
+            library=args.library,
         ),
         progress=progress,
     )
@@ -135,10 +142,11 @@ def _cmd_synth_video(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    parser, music_handlers = _build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    handlers = {"score": _cmd_score, "analyze": _cmd_analyze, "synth-video": _cmd_synth_video}
+    handlers: dict[str, Handler] = {"score": _cmd_score, "analyze": _cmd_analyze, "synth-video": _cmd_synth_video,
+                                    **music_handlers}
     try:
         return handlers[args.command](args)
     except BackscoreError as exc:

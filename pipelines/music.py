@@ -127,3 +127,38 @@ def sections_from_bars(bars: Sequence[BarInfo], duration_s: float) -> list[Music
 
 def _identity(s: MusicSection) -> tuple[str, str, str, str]:
     return (s.key, s.mode, s.style, s.emotion)
+
+
+def loop_to_length(audio: np.ndarray, sample_rate: int, duration_s: float, crossfade_s: float = 2.0) -> np.ndarray:
+    """A library track fitted to the video: trimmed if longer, looped with equal-power crossfades if shorter.
+
+    ``audio`` is ``(n, channels)``; the result has exactly ``round(duration_s * sample_rate)`` rows.
+    The caller fades the ends (the mixer does).
+    """
+    n_out = int(round(duration_s * sample_rate))
+    if audio.ndim != 2 or audio.shape[0] == 0:
+        raise ValueError("loop_to_length needs non-empty (n, channels) audio")
+    n = audio.shape[0]
+    if n >= n_out:
+        return np.ascontiguousarray(audio[:n_out])
+    xf = min(int(crossfade_s * sample_rate), n // 4)
+    out = np.zeros((n_out, audio.shape[1]), dtype=np.float32)
+    t = np.linspace(0.0, np.pi / 2, xf, endpoint=False) if xf > 0 else np.zeros(0)
+    fade_in, fade_out = np.sin(t)[:, None], np.cos(t)[:, None]
+    pos = 0
+    first = True
+    while pos < n_out:
+        piece = audio.astype(np.float32, copy=True)
+        if not first and xf > 0:
+            piece[:xf] *= fade_in
+        end = min(n_out, pos + n)
+        out[pos:end] += piece[: end - pos]
+        if end == n_out:
+            break
+        if xf > 0:
+            # the tail of this pass fades out while the next pass fades in over it
+            out[end - xf : end] -= piece[n - xf : n]
+            out[end - xf : end] += piece[n - xf : n] * fade_out
+        pos = end - xf
+        first = False
+    return out

@@ -21,11 +21,12 @@ import numpy as np
 from engines.base import STYLES, MusicEngine
 from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze, default_engines
 from pipelines.decode import MIX_SAMPLE_RATE, probe
-from pipelines.errors import OptionError
+from pipelines.errors import InputError, OptionError
 from pipelines.music import ComposedMusic, compose
 from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
 from pipelines.outputs import atomic_output, check_output_path, write_wav
 from pipelines.progress import Progress
+from pipelines.tracks import TrackInfo
 
 if TYPE_CHECKING:
     from pipelines.mix import MixResult
@@ -47,6 +48,9 @@ class ScoreRequest:
     style: str | None = None
     seed: int = 0
     faces: bool = True
+    #: Put this library track under the video instead of composing (``library`` names it).
+    track_id: int | None = None
+    library: str = "catalog"
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
 
@@ -90,6 +94,20 @@ def _pace_function(analysis: Analysis) -> Callable[[float], float]:
     return at
 
 
+def library_music(track: TrackInfo, duration_s: float) -> ComposedMusic:
+    """A library track looped/trimmed to the video (the mixer fades, levels and ducks it)."""
+    from pipelines.decode import load_audio
+    from pipelines.music import MusicSection, loop_to_length
+
+    audio = load_audio(track.path, MIX_SAMPLE_RATE, mono=False)
+    if audio.shape[0] == 0:
+        raise InputError(f"library track {track.id} ({track.path}) has no audio")
+    fitted = loop_to_length(audio, MIX_SAMPLE_RATE, duration_s)
+    section = MusicSection(0.0, duration_s, track.tempo_bpm, track.key, track.mode, track.style or "library",
+                           track.emotion, track.instruments, None)
+    return ComposedMusic(audio=fitted, sample_rate=MIX_SAMPLE_RATE, bars=[], sections=[section])
+
+
 def score(
     request: ScoreRequest,
     engines: Engines | None = None,
@@ -114,6 +132,11 @@ def score(
         check_output_path(request.bgm_path, request.input_path, (".wav",), "bgm")
     prog = progress or Progress(SCORE_STAGES, enabled=False)
     timings: dict[str, float] = {}
+    track = None
+    if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
+        from pipelines.libraries import find_track, load_library
+
+        track = find_track(load_library(request.library), request.track_id, request.library)
 
     t = time.perf_counter()
     prog.stage("analyse")
@@ -126,16 +149,19 @@ def score(
 
     t = time.perf_counter()
     prog.stage("compose")
-    music = compose(
-        music_engine or default_music_engine(),
-        analysis.segments,
-        analysis.duration_s,
-        style=style,
-        seed=request.seed,
-        sample_rate=MIX_SAMPLE_RATE,
-        pace_at=_pace_function(analysis),
-        progress=prog.update,
-    )
+    if track is not None:
+        music = library_music(track, analysis.duration_s)
+    else:
+        music = compose(
+            music_engine or default_music_engine(),
+            analysis.segments,
+            analysis.duration_s,
+            style=style,
+            seed=request.seed,
+            sample_rate=MIX_SAMPLE_RATE,
+            pace_at=_pace_function(analysis),
+            progress=prog.update,
+        )
     timings["compose"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -177,8 +203,11 @@ def _write_outputs(
             tmp = outputs.enter_context(atomic_output(request.output_path))
             mux_result = mux(request.input_path, tmp, mixed.mix, MIX_SAMPLE_RATE, analysis.duration_s)
             timings["mux"] = time.perf_counter() - t
-        timeline = timeline_dict(analysis, music.sections, extra={
-            "mix": measured.result().report(), "style": style or "auto", "seed": request.seed, "timings_s": timings})
+        extra: dict[str, Any] = {"mix": measured.result().report(), "style": style or "auto", "seed": request.seed,
+                                 "timings_s": timings}
+        if request.track_id is not None:
+            extra["track"] = {"id": request.track_id, "library": request.library}
+        timeline = timeline_dict(analysis, music.sections, extra=extra)
         if mux_result is not None:
             timeline["output"] = {"path": os.path.abspath(str(request.output_path)),
                                   "video_copied": mux_result.video_copied,

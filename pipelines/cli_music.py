@@ -1,0 +1,176 @@
+"""CLI commands for music libraries and recommendation: catalog, library, recommend, recommender."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from pipelines.errors import OptionError
+from pipelines.progress import Progress
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _count_progress(label: str, quiet: bool = False) -> tuple[Progress, Callable[[int, int, str], None]]:
+    prog = Progress({label: 1.0}, enabled=False if quiet else None)
+    prog.stage(label)
+
+    def update(done: int, total: int, _name: str) -> None:
+        prog.update(done / max(total, 1))
+
+    return prog, update
+
+
+def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+    cat = sub.add_parser("catalog", help="the built-in catalog of 100 numbered tracks")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    cl = cat_sub.add_parser("list", help="list the tracks (built on first use)")
+    cl.add_argument("--json", action="store_true")
+    ce = cat_sub.add_parser("export", help="copy the audio files and metadata to a folder")
+    ce.add_argument("dir")
+
+    rec = sub.add_parser("recommend", help="rank library tracks for a video")
+    rec.add_argument("input")
+    rec.add_argument("--top-k", type=int, default=5)
+    rec.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--per-segment", action="store_true", help="recommend for each mood segment")
+    rec.add_argument("--model", metavar="MODEL", help="blend in a trained recommender (`recommender train`)")
+    rec.add_argument("--no-faces", action="store_true")
+
+    lib = sub.add_parser("library", help="index and list your own music")
+    lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="ACTION")
+    li = lib_sub.add_parser("index", help="analyse every audio file in a folder into an SQLite library")
+    li.add_argument("dir")
+    li.add_argument("--db", required=True, metavar="LIB.sqlite")
+    ll = lib_sub.add_parser("list", help="list an indexed library")
+    ll.add_argument("--db", required=True, metavar="LIB.sqlite")
+    ll.add_argument("--json", action="store_true")
+
+    tr = sub.add_parser("recommender", help="train and evaluate the learned recommender")
+    tr_sub = tr.add_subparsers(dest="recommender_command", required=True, metavar="ACTION")
+    tt = tr_sub.add_parser("train", help="train on a CSV of (video, track_id) pairs")
+    tt.add_argument("--pairs", required=True, metavar="PAIRS.csv")
+    tt.add_argument("--out", required=True, metavar="MODEL")
+    tt.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    tt.add_argument("--seed", type=int, default=0)
+    te = tr_sub.add_parser("eval", help="accuracy, top-5 accuracy and MRR vs the affect-distance baseline")
+    te.add_argument("--pairs", required=True, metavar="TEST.csv")
+    te.add_argument("--model", required=True, metavar="MODEL")
+    te.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    tm = tr_sub.add_parser("make-data", help="synthesize a small labelled set of mood videos paired with tracks")
+    tm.add_argument("--out", required=True, metavar="DIR")
+    tm.add_argument("--n", type=int, default=60)
+    tm.add_argument("--seed", type=int, default=0)
+    tm.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    return {"catalog": _cmd_catalog, "recommend": _cmd_recommend, "library": _cmd_library,
+            "recommender": _cmd_recommender}
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    from pipelines import catalog
+
+    prog, update = _count_progress("catalog")
+    if args.catalog_command == "list":
+        tracks = catalog.load_catalog(progress=update)
+        prog.close()
+        if args.json:
+            json.dump(catalog.tracks_json(tracks), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            print(catalog.format_table(tracks))
+        return 0
+    n = catalog.export_catalog(args.dir, progress=update)
+    prog.close()
+    print(f"exported {n} tracks to {args.dir}")
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from pipelines.analysis import analyze, default_engines
+    from pipelines.decode import probe
+    from pipelines.libraries import load_library
+    from pipelines.recommend import TrackMatrix, profile_from_analysis, rank, rank_per_segment
+
+    if args.top_k <= 0:
+        raise OptionError(f"--top-k must be at least 1 (got {args.top_k})")
+    probe(args.input)  # a bad input fails before the library is built
+    prog, update = _count_progress("library")
+    tracks = load_library(args.library, progress=update)
+    prog.close()
+    model = None
+    if args.model:
+        from pipelines.recommender import RecommenderModel
+
+        model = RecommenderModel.load(args.model)
+    analysis = analyze(args.input, default_engines(faces=not args.no_faces))
+    profile = profile_from_analysis(analysis)
+    matrix = TrackMatrix(tracks)
+    model_scores = model.predict_proba(analysis, tracks) if model is not None else None
+    if args.per_segment:
+        result = rank_per_segment(profile, matrix, args.top_k)
+        if args.json:
+            out = [{"segment": {"start_s": seg.start_s, "end_s": seg.end_s, "emotion": seg.emotion},
+                    "recommendations": [r.to_json() for r in recs]} for seg, recs in result]
+            json.dump(out, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            for seg, recs in result:
+                print(f"{seg.start_s:5.1f}-{seg.end_s:5.1f}s  {seg.emotion}")
+                for i, r in enumerate(recs, 1):
+                    print(f"   {i}. #{r.track_id:<4} {r.title:<28} {r.score:.3f}  {r.reason}")
+        return 0
+    recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
+    if args.json:
+        json.dump([r.to_json() for r in recs], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        for i, r in enumerate(recs, 1):
+            print(f"{i}. #{r.track_id:<4} {r.title:<28} {r.score:.3f}  {r.reason}")
+    return 0
+
+
+def _cmd_library(args: argparse.Namespace) -> int:
+    from pipelines import library
+
+    if args.library_command == "index":
+        prog, update = _count_progress("index")
+        summary = library.index_directory(args.dir, args.db, progress=update)
+        prog.close()
+        print(summary.describe())
+        for path, reason in summary.failures:
+            print(f"  skipped {path}: {reason}", file=sys.stderr)
+        return 0
+    with library.LibraryDB(args.db, create=False) as db:
+        tracks = db.tracks()
+    if args.json:
+        json.dump([library.track_to_json(t) for t in tracks], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(library.format_table(tracks))
+    return 0
+
+
+def _cmd_recommender(args: argparse.Namespace) -> int:
+    from pipelines import recommender
+    from pipelines.libraries import load_library
+
+    prog, update = _count_progress("library")
+    tracks = load_library(args.library, progress=update)
+    prog.close()
+    if args.recommender_command == "make-data":
+        if args.n <= 0:
+            raise OptionError(f"--n must be at least 1 (got {args.n})")
+        csv_path = recommender.make_pairs(args.out, tracks, n=args.n, seed=args.seed)
+        print(f"wrote {args.n} labelled videos and {csv_path}")
+        return 0
+    pairs = recommender.load_pairs(args.pairs, [t.id for t in tracks])
+    if args.recommender_command == "train":
+        report = recommender.train(pairs, tracks, args.out, seed=args.seed)
+        print(report.format())
+        return 0
+    model = recommender.RecommenderModel.load(args.model)
+    print(recommender.evaluate(pairs, model, tracks).format())
+    return 0

@@ -1,0 +1,40 @@
+"""Open the music library a command names: the built-in catalog or a user's SQLite index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from pipelines.errors import LibraryError
+from pipelines.tracks import TrackInfo
+
+CATALOG = "catalog"
+
+
+def load_library(spec: str = CATALOG, progress: Callable[[int, int, str], None] | None = None) -> list[TrackInfo]:
+    """``"catalog"`` (built on first use) or a path to a library made by ``backscore library index``."""
+    if spec == CATALOG:
+        from pipelines.catalog import load_catalog
+
+        tracks = load_catalog(progress=progress)
+    else:
+        if not os.path.exists(spec):
+            raise LibraryError(
+                f"library {spec} not found; create it with: backscore library index MUSIC_DIR --db {spec}"
+            )
+        from pipelines.library import LibraryDB
+
+        with LibraryDB(spec, create=False) as db:
+            tracks = db.tracks()
+    if not tracks:
+        raise LibraryError(f"library {spec} is empty: index a folder with music into it first")
+    return tracks
+
+
+def find_track(tracks: Sequence[TrackInfo], track_id: int, spec: str = CATALOG) -> TrackInfo:
+    for t in tracks:
+        if t.id == track_id:
+            return t
+    ids = sorted(t.id for t in tracks)
+    span = f"{ids[0]}..{ids[-1]}" if ids else "none"
+    raise LibraryError(f"no track {track_id} in the {spec} library (ids {span})")
