@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 
 from pipelines.errors import OptionError
 from pipelines.progress import Progress
@@ -108,12 +109,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     analysis = analyze(args.input, default_engines(faces=not args.no_faces))
     profile = profile_from_analysis(analysis)
     matrix = TrackMatrix(tracks)
-    model_scores = model.predict_proba(analysis, tracks) if model is not None else None
+    model_scores = model.predict_proba(analysis, matrix) if model is not None else None
     if args.per_segment:
         result = rank_per_segment(profile, matrix, args.top_k)
         if args.json:
             out = [{"segment": {"start_s": seg.start_s, "end_s": seg.end_s, "emotion": seg.emotion},
-                    "recommendations": [r.to_json() for r in recs]} for seg, recs in result]
+                    "recommendations": [asdict(r) for r in recs]} for seg, recs in result]
             json.dump(out, sys.stdout, indent=1)
             sys.stdout.write("\n")
         else:
@@ -124,7 +125,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
     if args.json:
-        json.dump([r.to_json() for r in recs], sys.stdout, indent=1)
+        json.dump([asdict(r) for r in recs], sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         for i, r in enumerate(recs, 1):
@@ -160,17 +161,29 @@ def _cmd_recommender(args: argparse.Namespace) -> int:
     prog, update = _count_progress("library")
     tracks = load_library(args.library, progress=update)
     prog.close()
+    stages = Progress({"make-data": 1.0, "analyse": 3.0, "train": 1.0})
+
+    def staged(stage: str, fraction: float) -> None:
+        if stages.current != stage:
+            stages.stage(stage)
+        stages.update(fraction)
+
     if args.recommender_command == "make-data":
         if args.n <= 0:
             raise OptionError(f"--n must be at least 1 (got {args.n})")
-        csv_path = recommender.make_pairs(args.out, tracks, n=args.n, seed=args.seed)
+        csv_path = recommender.make_pairs(args.out, tracks, n=args.n, seed=args.seed, progress=staged)
+        stages.close()
         print(f"wrote {args.n} labelled videos and {csv_path}")
         return 0
     pairs = recommender.load_pairs(args.pairs, [t.id for t in tracks])
     if args.recommender_command == "train":
-        report = recommender.train(pairs, tracks, args.out, seed=args.seed)
-        print(report.format())
+        report = recommender.train(pairs, tracks, args.out, seed=args.seed, progress=staged,
+                                   library_name=args.library)
+        stages.close()
+        print(report.format_report())
         return 0
     model = recommender.RecommenderModel.load(args.model)
-    print(recommender.evaluate(pairs, model, tracks).format())
+    result = recommender.evaluate(pairs, model, tracks, progress=staged)
+    stages.close()
+    print(result.format_report())
     return 0

@@ -37,6 +37,11 @@ class Progress:
         self._draw()
 
     @property
+    def current(self) -> str | None:
+        """The stage in progress."""
+        return self._stage
+
+    @property
     def overall(self) -> float:
         if self._stage is None:
             return 0.0
