@@ -2,7 +2,13 @@
 
 The filters are designed from their analog prototypes (the method of libebur128 and
 pyloudnorm's "DeMan" filter, after Brecht De Man, AES 2018) and reproduce the coefficients
-published in BS.1770 at 48 kHz. See :mod:`pipelines.mix` for the gated loudness measures.
+published in BS.1770 at 48 kHz.
+
+Also the BS.1770-4 block powers and the two-gate integrated loudness (absolute gate -70 LUFS,
+relative gate 10 LU under the mean of the blocks above it), used by the mixer
+(:mod:`pipelines.mix`, which documents the measures) and by the music analyzer
+(:mod:`engines.music_features`, which pools the blocks of several excerpts with
+:func:`gated_loudness`).
 """
 
 from __future__ import annotations
@@ -61,3 +67,71 @@ def k_weight(audio: np.ndarray, sample_rate: float) -> np.ndarray:
     zi = zi[:, :, None] * x[0] if x.ndim == 2 else zi * x[0]
     y, _ = signal.sosfilt(sos, x, axis=0, zi=zi)
     return np.asarray(y)
+
+
+# --------------------------------------------------------------------------- gated loudness
+
+#: BS.1770 gates.
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = -10.0
+BLOCK_S = 0.4
+BLOCK_STEP_S = 0.1
+
+
+def channel_weights(n_channels: int) -> np.ndarray:
+    """BS.1770 channel weights: 1.0 for L, R, C; 0 for LFE and 1.41 for Ls/Rs in 5.1 order."""
+    if n_channels == 6:
+        return np.array([1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
+    return np.ones(n_channels)
+
+
+def as_2d(audio: np.ndarray) -> np.ndarray:
+    """``(n,)`` or ``(n, channels)`` audio as float64 ``(n, channels)``."""
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim == 1:
+        return x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"audio must be (n,) or (n, channels), got shape {x.shape}")
+    return x
+
+
+def to_lufs(power: np.ndarray) -> np.ndarray:
+    """Channel-weighted K-weighted mean square -> LUFS (``-inf`` for 0)."""
+    with np.errstate(divide="ignore"):
+        return -0.691 + 10.0 * np.log10(power)
+
+
+def block_powers(audio: np.ndarray, sample_rate: float, block_s: float = BLOCK_S,
+                 step_s: float = BLOCK_STEP_S) -> np.ndarray:
+    """Channel-weighted mean square of K-weighted audio in blocks of ``block_s`` every ``step_s``.
+
+    Audio shorter than one block yields a single block over the whole signal.
+    """
+    x = as_2d(audio)
+    z = k_weight(x, sample_rate) ** 2 @ channel_weights(x.shape[1])
+    n = z.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    block = max(1, round(block_s * sample_rate))
+    step = max(1, round(step_s * sample_rate))
+    if n <= block:
+        return np.array([float(z.mean())])
+    csum = np.concatenate(([0.0], np.cumsum(z)))
+    starts = np.arange(0, n - block + 1, step)
+    return np.asarray((csum[starts + block] - csum[starts]) / block)
+
+
+def gated_loudness(powers: np.ndarray) -> float:
+    """BS.1770-4 two-gate loudness (LUFS) of 400 ms block powers; ``-inf`` if all are under -70 LUFS."""
+    loud = to_lufs(powers)
+    kept = powers[loud > ABSOLUTE_GATE_LUFS]
+    if kept.size == 0:
+        return -math.inf
+    relative_gate = float(to_lufs(np.array([kept.mean()]))[0]) + RELATIVE_GATE_LU
+    kept = powers[(loud > ABSOLUTE_GATE_LUFS) & (loud > relative_gate)]
+    return float(to_lufs(np.array([kept.mean()]))[0])
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: float) -> float:
+    """BS.1770-4 gated integrated loudness in LUFS; ``-inf`` when every block is below -70 LUFS."""
+    return gated_loudness(block_powers(audio, sample_rate, BLOCK_S, BLOCK_STEP_S))

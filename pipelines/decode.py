@@ -46,17 +46,17 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
-def _open(path: str) -> av.container.InputContainer:
+def _open(path: str, kind: str = "video") -> av.container.InputContainer:
     if not os.path.exists(path):
         raise InputError(f"input not found: {path}")
     if os.path.isdir(path):
-        raise InputError(f"input is a directory, not a video file: {path}")
+        raise InputError(f"input is a directory, not a {kind} file: {path}")
     if os.path.getsize(path) == 0:
         raise InputError(f"input is empty (0 bytes): {path}")
     try:
         return av.open(path, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise InputError(f"not a readable video file: {path} ({exc.strerror or exc})") from exc
+        raise InputError(f"not a readable {kind} file: {path} ({exc.strerror or exc})") from exc
     except PermissionError as exc:
         raise InputError(f"cannot read input (permission denied): {path}") from exc
 
@@ -308,7 +308,7 @@ def load_audio(path: str, sample_rate: int, mono: bool = True) -> np.ndarray:
     Mono ``(n,)`` (channels averaged) or stereo ``(n, 2)``. Raises :class:`InputError` for
     files that are missing, unreadable or have no audio stream.
     """
-    with _open(path) as container:
+    with _open(path, "audio") as container:
         if not container.streams.audio:
             raise InputError(f"no audio stream in {path}")
         layout = "mono" if mono else "stereo"

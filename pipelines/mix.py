@@ -42,66 +42,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from engines.loudness import k_weight
+# The gates, block powers and integrated loudness live in engines.loudness (the music analyzer
+# needs them too); the ones pipelines and tests use from here are re-exported.
+from engines.loudness import (  # noqa: F401 - re-exports
+    ABSOLUTE_GATE_LUFS,
+    BLOCK_S,
+    BLOCK_STEP_S,
+    RELATIVE_GATE_LU,
+    as_2d,
+    block_powers,
+    integrated_loudness,
+    to_lufs,
+)
 
 #: What :meth:`MixResult.report` writes for a silent signal (``-inf`` LUFS).
 LUFS_FLOOR = -70.0
-#: BS.1770 gates.
-ABSOLUTE_GATE_LUFS = -70.0
-RELATIVE_GATE_LU = -10.0
-BLOCK_S = 0.4
-BLOCK_STEP_S = 0.1
-
-def _channel_weights(n_channels: int) -> np.ndarray:
-    """BS.1770 channel weights: 1.0 for L, R, C; 0 for LFE and 1.41 for Ls/Rs in 5.1 order."""
-    if n_channels == 6:
-        return np.array([1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
-    return np.ones(n_channels)
-
-
-def _as_2d(audio: np.ndarray) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float64)
-    if x.ndim == 1:
-        return x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"audio must be (n,) or (n, channels), got shape {x.shape}")
-    return x
-
-
-def _to_lufs(power: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return -0.691 + 10.0 * np.log10(power)
-
-
-def _block_powers(audio: np.ndarray, sample_rate: float, block_s: float, step_s: float) -> np.ndarray:
-    """Channel-weighted mean square of K-weighted audio in blocks of ``block_s`` every ``step_s``.
-
-    Audio shorter than one block yields a single block over the whole signal.
-    """
-    x = _as_2d(audio)
-    z = k_weight(x, sample_rate) ** 2 @ _channel_weights(x.shape[1])
-    n = z.shape[0]
-    if n == 0:
-        return np.zeros(0)
-    block = max(1, round(block_s * sample_rate))
-    step = max(1, round(step_s * sample_rate))
-    if n <= block:
-        return np.array([float(z.mean())])
-    csum = np.concatenate(([0.0], np.cumsum(z)))
-    starts = np.arange(0, n - block + 1, step)
-    return np.asarray((csum[starts + block] - csum[starts]) / block)
-
-
-def integrated_loudness(audio: np.ndarray, sample_rate: float) -> float:
-    """BS.1770-4 gated integrated loudness in LUFS; ``-inf`` when every block is below -70 LUFS."""
-    powers = _block_powers(audio, sample_rate, BLOCK_S, BLOCK_STEP_S)
-    loud = _to_lufs(powers)
-    kept = powers[loud > ABSOLUTE_GATE_LUFS]
-    if kept.size == 0:
-        return -math.inf
-    relative_gate = float(_to_lufs(np.array([kept.mean()]))[0]) + RELATIVE_GATE_LU
-    kept = powers[(loud > ABSOLUTE_GATE_LUFS) & (loud > relative_gate)]
-    return float(_to_lufs(np.array([kept.mean()]))[0])
 
 
 def sliding_loudness(
@@ -112,11 +67,11 @@ def sliding_loudness(
     ``window_s=3.0`` is EBU short-term loudness, ``0.4`` momentary loudness. Silent windows
     give ``-inf``.
     """
-    powers = _block_powers(audio, sample_rate, window_s, hop_s)
-    n = _as_2d(audio).shape[0]
+    powers = block_powers(audio, sample_rate, window_s, hop_s)
+    n = as_2d(audio).shape[0]
     window = min(window_s, n / sample_rate)
     times = np.arange(powers.size) * hop_s + window / 2.0
-    return times, _to_lufs(powers)
+    return times, to_lufs(powers)
 
 
 def short_term_loudness(
@@ -248,7 +203,7 @@ def limiter_gain(
     4. causal boxcar of length ``L``: the attack becomes a linear ramp of ``attack_s``.
     Each output sample averages values that are each <= ``r[n]``, so the ceiling holds exactly.
     """
-    x = _as_2d(audio)
+    x = as_2d(audio)
     n = x.shape[0]
     if n == 0:
         return np.ones(0)
@@ -346,7 +301,7 @@ def _reduction_db(gain: np.ndarray) -> float:
 
 def _to_stereo(audio: np.ndarray, n: int) -> np.ndarray:
     """float64 ``(n, 2)``: mono duplicated, >2 channels averaged down to stereo, padded/trimmed to ``n``."""
-    x = _as_2d(audio)
+    x = as_2d(audio)
     if x.shape[1] == 1:
         x = np.repeat(x, 2, axis=1)
     elif x.shape[1] > 2:
