@@ -53,3 +53,19 @@ def exciting_to_calm(video_dir: Path) -> Path:
 def silent_video(video_dir: Path) -> Path:
     """No audio stream at all."""
     return make_video(video_dir, "silent.mp4", [CALM_DARK], with_audio=False)
+
+
+@pytest.fixture(scope="session")
+def catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real 100-track catalog, built once per test session into a temporary cache.
+
+    ``BACKSCORE_CACHE`` points there for the rest of the session (in-process and for CLI
+    subprocesses), so nothing touches the user's ~/.cache.
+    """
+    from pipelines.catalog import load_catalog
+
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["BACKSCORE_CACHE"] = os.fspath(cache)
+    tracks = load_catalog(cache_dir=os.fspath(cache))
+    assert len(tracks) == 100
+    return cache
