@@ -26,3 +26,13 @@ def load_word(relative: str, sr: int) -> np.ndarray:
     if not path.exists():
         pytest.fail(f"kajongg voice {path} missing: run scripts/fetch_media.sh")
     return load_audio(os.fspath(path), sr)
+
+
+def pink_noise(n: int, seed: int = 0) -> np.ndarray:
+    """1/f noise with unit RMS (float64)."""
+    rng = np.random.default_rng(seed)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f), n)
+    return np.asarray(x / np.sqrt(np.mean(x**2)))

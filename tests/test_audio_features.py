@@ -10,7 +10,7 @@ from scipy import signal
 
 from engines.audio_features import FeatureAudioEncoder, frame_features
 from engines.base import EngineError
-from tests.media import load_word
+from tests.media import load_word, pink_noise
 
 SR = 16000
 #: A handful of words from five speakers (English and German recordings).
@@ -23,15 +23,6 @@ ENC = FeatureAudioEncoder()
 def feats(x: np.ndarray) -> dict[str, float]:
     row = ENC.encode(np.asarray(x, dtype=np.float32))
     return dict(zip(ENC.feature_names, row.tolist(), strict=True))
-
-
-def pink(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
-    return x / np.sqrt(np.mean(x**2))
 
 
 def rms_to(x: np.ndarray, dbfs: float) -> np.ndarray:
@@ -104,7 +95,7 @@ def test_silence() -> None:
 
 
 def test_loudness_rises_with_gain() -> None:
-    x = pink(2 * SR, seed=1)
+    x = pink_noise(2 * SR, seed=1)
     rows = [feats(x * 10 ** (g / 20) * 0.01) for g in (-30, -20, -10, 0, 10, 20)]
     db = [r["loudness_db"] for r in rows]
     lufs = [r["loudness_lufs"] for r in rows]
@@ -120,7 +111,7 @@ def test_loudness_rises_with_gain() -> None:
 def test_dynamic_range_and_silence_fraction() -> None:
     steady = feats(rms_to(harmonic(2 * SR, (220.0,)), -20))
     bursts = np.zeros(2 * SR)
-    bursts[: SR // 2] = rms_to(pink(SR // 2, seed=2), -20)
+    bursts[: SR // 2] = rms_to(pink_noise(SR // 2, seed=2), -20)
     f = feats(bursts)
     assert steady["dynamic_range_db"] < 3.0 and steady["silence"] == 0.0
     assert f["dynamic_range_db"] > 40.0 and f["silence"] == pytest.approx(0.75, abs=0.02)
@@ -144,7 +135,7 @@ def test_drum_loop_tempo(bpm: float) -> None:
 
 
 def test_no_pulse_in_steady_sounds() -> None:
-    for x in (rms_to(pink(2 * SR, seed=3), -20), rms_to(harmonic(2 * SR, (220.0, 277.2, 329.6)), -20)):
+    for x in (rms_to(pink_noise(2 * SR, seed=3), -20), rms_to(harmonic(2 * SR, (220.0, 277.2, 329.6)), -20)):
         f = feats(x)
         assert f["tempo_bpm"] == 0.0
         assert f["onset_rate"] <= 0.5
@@ -188,7 +179,7 @@ def test_speech_detected_in_real_words(background: str) -> None:
     for name in WORDS:
         x, word = _embed(load_word(name, SR))
         if background == "pink":
-            x = x + rms_to(pink(x.size, seed=6), -40.0)  # 20 dB under the word's loudest frame
+            x = x + rms_to(pink_noise(x.size, seed=6), -40.0)  # 20 dB under the word's loudest frame
         elif background == "white":
             x = x + rms_to(rng.standard_normal(x.size), -40.0)
         times, prob = ENC.speech_activity(x.astype(np.float32))
@@ -217,13 +208,13 @@ def test_speech_feature_of_a_window() -> None:
 NEGATIVES = {
     "silence": lambda: np.zeros(4 * SR),
     "white noise": lambda: rms_to(np.random.default_rng(7).standard_normal(4 * SR), -25),
-    "pink noise": lambda: rms_to(pink(4 * SR, seed=8), -25),
-    "quiet pink noise": lambda: rms_to(pink(4 * SR, seed=9), -55),
+    "pink noise": lambda: rms_to(pink_noise(4 * SR, seed=8), -25),
+    "quiet pink noise": lambda: rms_to(pink_noise(4 * SR, seed=9), -55),
     "sustained chord": lambda: rms_to(harmonic(4 * SR, (220.0, 277.2, 329.6)), -20),
     "low minor chord": lambda: rms_to(harmonic(4 * SR, (130.8, 155.6, 196.0, 261.6), n_harm=6), -20),
     "drum loop 120": lambda: drum_loop(4.0, 120.0, seed=10),
     "drum loop 95": lambda: drum_loop(4.0, 95.0, seed=11),
-    "drums over pink": lambda: drum_loop(4.0, 110.0, seed=12) + rms_to(pink(4 * SR, seed=13), -45),
+    "drums over pink": lambda: drum_loop(4.0, 110.0, seed=12) + rms_to(pink_noise(4 * SR, seed=13), -45),
 }
 
 

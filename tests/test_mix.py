@@ -21,7 +21,7 @@ from pipelines.mix import (
     normalize_loudness,
     short_term_loudness,
 )
-from tests.media import load_word
+from tests.media import load_word, pink_noise
 
 CEILING = 10.0 ** (-1.0 / 20.0)
 
@@ -32,11 +32,8 @@ def sine(freq: float, peak_dbfs: float, seconds: float, sr: int) -> np.ndarray:
 
 
 def pink(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
+    """Pink noise peaking at 1.0."""
+    x = pink_noise(n, seed)
     return x / np.abs(x).max()
 
 
