@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -40,6 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     rec.add_argument("--per-segment", action="store_true", help="recommend for each mood segment")
     rec.add_argument("--model", metavar="MODEL", help="blend in a trained recommender (`recommender train`)")
     rec.add_argument("--no-faces", action="store_true")
+    rec.add_argument("--plot", metavar="P.png", help="draw the library, the video's mood path and the picks")
 
     lib = sub.add_parser("library", help="index and list your own music")
     lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="ACTION")
@@ -93,11 +95,14 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from pipelines.analysis import analyze, default_engines
     from pipelines.decode import probe
     from pipelines.libraries import load_library
+    from pipelines.outputs import atomic_output, check_output_path
     from pipelines.recommend import TrackMatrix, profile_from_analysis, rank, rank_per_segment
 
     if args.top_k <= 0:
         raise OptionError(f"--top-k must be at least 1 (got {args.top_k})")
     probe(args.input)  # a bad input fails before the library is built
+    if args.plot:
+        check_output_path(args.plot, args.input, (".png",), "plot")
     prog, update = _count_progress("library")
     tracks = load_library(args.library, progress=update)
     prog.close()
@@ -124,6 +129,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
                     print(f"   {i}. #{r.track_id:<4} {r.title:<28} {r.score:.3f}  {r.reason}")
         return 0
     recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
+    if args.plot:
+        from pipelines.plot import plot_recommendations
+
+        with atomic_output(args.plot) as tmp:
+            plot_recommendations(tmp, profile, tracks, [r.track_id for r in recs],
+                                 title=f"{os.path.basename(args.input)}: top {len(recs)} of {len(tracks)}")
     if args.json:
         json.dump([asdict(r) for r in recs], sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -44,7 +44,8 @@ def test_catalog_list_and_export(catalog_cache: Path, tmp_path: Path) -> None:
     assert len(list(dest.glob("*.ogg"))) == 100 and (dest / "catalog.json").exists()
 
 
-def test_recommend_follows_the_mood(catalog_cache: Path, calm_to_exciting: Path, video_dir: Path) -> None:
+def test_recommend_follows_the_mood(catalog_cache: Path, calm_to_exciting: Path, video_dir: Path,
+                                    tmp_path: Path) -> None:
     from pipelines.synth_video import BRIGHT_FAST, CALM_DARK
     from tests.conftest import make_video
 
@@ -63,8 +64,10 @@ def test_recommend_follows_the_mood(catalog_cache: Path, calm_to_exciting: Path,
                           "--no-faces").stdout)
     assert [s["segment"]["emotion"] for s in segs] == ["sad", "exciting"]
     assert all(catalog[r["track_id"]]["emotions"][0] in AROUSED for r in segs[1]["recommendations"])
-    text = cli("recommend", os.fspath(calm_to_exciting), "--no-faces").stdout
+    png = tmp_path / "rec.png"
+    text = cli("recommend", os.fspath(calm_to_exciting), "--no-faces", "--plot", os.fspath(png)).stdout
     assert "sad → exciting" in text or "sad -> exciting" in text
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
 
 
 def test_score_with_a_catalog_track(catalog_cache: Path, calm_to_exciting: Path, tmp_path: Path) -> None:
