@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from engines.base import AffectEstimate, AffectModel, AudioEncoder, FrameEncoder
-from pipelines.decode import MIX_SAMPLE_RATE, DecodedMedia, DecodeOptions, decode_audio, decode_video, probe
+from pipelines.decode import MIX_SAMPLE_RATE, DecodeOptions, decode_audio, decode_video, probe
 from pipelines.frames import MediaInfo, VideoFrame
 from pipelines.segments import CutOptions, MoodSegment, SegmentOptions, detect_cuts, segment_timeline
 
@@ -304,18 +304,6 @@ def to_mono16k(audio48k: np.ndarray, target_rate: int) -> np.ndarray:
 
     g = gcd(MIX_SAMPLE_RATE, target_rate)
     return resample_poly(mono, target_rate // g, MIX_SAMPLE_RATE // g).astype(np.float32)
-
-
-def analyze_decoded(media: DecodedMedia, engines: Engines, options: AnalysisOptions | None = None,
-                    progress: Callable[[float], None] | None = None) -> Analysis:
-    """Analyse already-decoded media (sequentially)."""
-    o = options or AnalysisOptions()
-    bounds = window_bounds(media.duration_s, o.window_s, o.hop_s)
-    sound = analyze_sound(media.audio, engines.audio, bounds)
-    table = encode_frames(media.frames, engines)
-    if progress:
-        progress(0.8)
-    return _finish(media.info, media.duration_s, table, sound, bounds, engines, o)
 
 
 def _finish(info: MediaInfo, duration: float, table: FrameTable, sound: SoundAnalysis,
