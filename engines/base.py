@@ -198,6 +198,10 @@ class MusicStream(abc.ABC):
 
 class MusicEngine(abc.ABC):
     name: str
+    #: Chunks between a requested mood change and the new music proper (the procedural
+    #: composer plays one transition bar first: 1; MusicGen switches at the next chunk: 0).
+    #: The offline plan uses it to request a change early enough to land on time.
+    change_latency_chunks: int = 0
 
     @abc.abstractmethod
     def open_stream(self, options: MusicStreamOptions) -> MusicStream:

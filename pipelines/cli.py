@@ -34,6 +34,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sc.add_argument("--style", default="auto", help=f"music style: auto (from the mood) or one of {', '.join(STYLES)}")
     sc.add_argument("--seed", type=int, default=0, help="random seed for the composer (default 0)")
     sc.add_argument("--no-faces", action="store_true", help="skip face-expression analysis")
+    sc.add_argument("--engine", default="procedural", metavar="procedural|musicgen",
+                    help="music engine: the embedded procedural composer (default) or MusicGen (needs --weights)")
+    sc.add_argument("--weights", metavar="DIR", help="local model weights for --engine musicgen "
+                    "(or BACKSCORE_MUSICGEN_WEIGHTS, or the Hugging Face cache)")
     sc.add_argument("--track", type=int, metavar="ID",
                     help="put this library track under the video instead of composing (see `backscore recommend`)")
     sc.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite",
@@ -45,6 +49,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     an.add_argument("--timeline", metavar="T.json", help="write JSON here instead of stdout")
     an.add_argument("--plot", metavar="P.png")
     an.add_argument("--no-faces", action="store_true")
+
+    en = sub.add_parser("engines", help="list the engines, whether each is available here and why not")
+    en.add_argument("--weights", metavar="DIR", help="where to look for MusicGen weights")
 
     sv = sub.add_parser("synth-video", help="write a synthetic test video whose mood changes at known times")
     sv.add_argument("output", help="output file (.mp4, .webm, .mkv, .avi)")
@@ -80,6 +87,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
             faces=not args.no_faces,
             track_id=args.track,
             library=args.library,
+            engine=args.engine,
+            weights=args.weights,
         ),
         progress=progress,
     )
@@ -120,6 +129,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_engines(args: argparse.Namespace) -> int:
+    from engines.registry import engine_statuses
+
+    statuses = engine_statuses({"musicgen": args.weights} if args.weights else None)
+    width = max(len(s.name) for s in statuses)
+    for s in statuses:
+        mark = "yes" if s.available else "no "
+        print(f"{s.name:<{width}}  {s.kind:<8}  {mark}  {s.detail}")
+    return 0
+
+
 def _cmd_synth_video(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -146,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     handlers: dict[str, Handler] = {"score": _cmd_score, "analyze": _cmd_analyze, "synth-video": _cmd_synth_video,
-                                    **music_handlers}
+                                    "engines": _cmd_engines, **music_handlers}
     try:
         return handlers[args.command](args)
     except BackscoreError as exc:

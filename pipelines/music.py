@@ -1,9 +1,10 @@
 """Music plan: drive a music stream chunk by chunk so the BGM follows the mood segments.
 
 The offline job uses the same :class:`engines.base.MusicStream` interface a live session
-uses, one bar per call. Because it knows the whole timeline it can look ahead: a stream
-plays one transition bar before a new section, so the new mood is requested one bar early,
-at the bar whose successor starts closest to the segment boundary. The music change then
+uses, one chunk (a bar, for the composer) per call. Because it knows the whole timeline it
+can look ahead: the composer plays one transition bar before a new section, so the new mood
+is requested one bar early, at the bar whose successor starts closest to the segment
+boundary (``MusicEngine.change_latency_chunks``). The music change then
 lands within half a bar of the mood change (and of the shot cut it was snapped to).
 """
 
@@ -77,9 +78,10 @@ def compose(
     bar_len = 2.0
     try:
         while t < duration_s:
-            # The bar requested now is a transition bar if the mood changed, and the new
-            # section starts one bar later: ask for the mood in force 1.5 bars ahead.
-            probe = t + 1.5 * bar_len if bars else t
+            # With a transition bar the new section starts one chunk after the request: ask
+            # for the mood in force (latency + 0.5) chunks ahead, so the change lands on the
+            # chunk boundary nearest the mood change.
+            probe = t + (engine.change_latency_chunks + 0.5) * bar_len if bars else t
             seg = _segment_at(segments, min(probe, max(0.0, duration_s - 1e-6)))
             pace = pace_at(min(probe, duration_s)) if pace_at else None
             chunk = stream.generate(control_for(seg, style, pace), 0.0)

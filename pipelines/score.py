@@ -51,6 +51,9 @@ class ScoreRequest:
     #: Put this library track under the video instead of composing (``library`` names it).
     track_id: int | None = None
     library: str = "catalog"
+    #: Music engine by name (engines.registry) and its weights directory.
+    engine: str = "procedural"
+    weights: str | None = None
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
 
@@ -76,6 +79,15 @@ def default_music_engine() -> MusicEngine:
     from engines.composer import ProceduralMusicEngine
 
     return ProceduralMusicEngine()
+
+
+def _music_engine(request: ScoreRequest) -> MusicEngine:
+    from engines.registry import create_music_engine
+
+    try:
+        return create_music_engine(request.engine, request.weights)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from exc
 
 
 def _pace_function(analysis: Analysis) -> Callable[[float], float]:
@@ -133,6 +145,8 @@ def score(
     prog = progress or Progress(SCORE_STAGES, enabled=False)
     timings: dict[str, float] = {}
     track = None
+    if music_engine is None and request.track_id is None:  # load weights before the long work
+        music_engine = _music_engine(request)
     if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
         from pipelines.libraries import find_track, load_library
 

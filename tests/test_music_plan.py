@@ -44,6 +44,7 @@ class ScriptedStream(MusicStream):
 
 class ScriptedEngine(MusicEngine):
     name = "scripted"
+    change_latency_chunks = 1  # it plays a transition bar, like the procedural composer
 
     def __init__(self) -> None:
         self.streams: list[ScriptedStream] = []
@@ -89,3 +90,31 @@ def test_sections_from_bars_groups_by_identity() -> None:
     secs = sections_from_bars(bars, 15.0)
     assert [(s.start_s, s.end_s, s.key, s.transition_s) for s in secs] == [(0.0, 8.0, "C", None),
                                                                            (8.0, 15.0, "A", 6.0)]
+
+
+class InstantStream(MusicStream):
+    """Switches at the next chunk, no transition (like MusicGen); 2 s chunks."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def generate(self, control: MoodControl, min_duration_s: float = 0.0) -> MusicChunk:
+        bar = BarInfo(self.t, 2.0, 100.0, "?", "unknown", "lofi", control.emotion, 0, False, "?")
+        chunk = MusicChunk(np.zeros((16000, 2), np.float32), 8000, self.t, (bar,))
+        self.t += 2.0
+        return chunk
+
+
+class InstantEngine(MusicEngine):
+    name = "instant"
+
+    def open_stream(self, options: MusicStreamOptions) -> MusicStream:
+        return InstantStream()
+
+
+@pytest.mark.parametrize("boundary", [6.9, 7.2, 8.0])
+def test_engine_without_transition_switches_at_the_nearest_chunk(boundary: float) -> None:
+    music = compose(InstantEngine(), [seg(0, boundary, "sad"), seg(boundary, 16.0, "exciting")], 16.0,
+                    sample_rate=8000)
+    first_exciting = next(b.start_s for b in music.bars if b.emotion == "exciting")
+    assert abs(first_exciting - boundary) <= 1.0 + 1e-6

@@ -150,6 +150,8 @@ class ProceduralMusicEngine(MusicEngine):
     ``gain_db``: tinysoundfont master gain (default keeps 4-5 parts below 0.9 peak; a
     stateless soft limiter guards the rest)."""
 
+    change_latency_chunks = 1  # one transition bar before the new section
+
     name = "procedural"
 
     def __init__(self, gain_db: float = MASTER_GAIN_DB) -> None:
