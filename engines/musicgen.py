@@ -64,7 +64,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import (
-    EMOTIONS,
     STYLES,
     BarInfo,
     EngineUnavailable,
@@ -74,6 +73,8 @@ from engines.base import (
     MusicStream,
     MusicStreamOptions,
 )
+from engines.composer.styles import check_emotion
+from engines.composer.styles import resolve_style as resolve_style_preset
 
 if TYPE_CHECKING:
     import torch
@@ -86,16 +87,6 @@ INSTALL_HINT = "pip install 'backscore[neural]'"
 
 # --------------------------------------------------------------------------- descriptions
 
-#: Style used when neither the stream nor the control names one (same table as the composer).
-AUTO_STYLE: dict[str, str] = {
-    "exciting": "epic",
-    "happy": "cheerful",
-    "relaxing": "calm",
-    "neutral": "lofi",
-    "sad": "sad",
-    "tense": "tense",
-    "fearful": "cinematic",
-}
 
 #: style -> (genre words, instrument words).
 STYLE_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -138,15 +129,10 @@ def tempo_words(bpm: float) -> str:
 
 
 def resolve_style(stream_style: str | None, control: MoodControl) -> str:
-    """The stream's fixed style, else the control's, else :data:`AUTO_STYLE` of the emotion."""
-    if control.emotion not in EMOTIONS:
-        raise ValueError(f"unknown emotion {control.emotion!r}; expected one of {', '.join(EMOTIONS)}")
-    style = stream_style if stream_style not in (None, "auto") else control.style
-    if style in (None, "auto"):
-        return AUTO_STYLE[control.emotion]
-    if style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)} or auto")
-    return str(style)
+    """The stream's fixed style, else the control's, else the emotion's automatic style (the
+    composer's own table, :data:`engines.composer.styles.AUTO_STYLE`)."""
+    check_emotion(control.emotion)
+    return resolve_style_preset(stream_style, control.style, control.emotion).name
 
 
 def describe(control: MoodControl, style: str | None) -> str:
