@@ -58,11 +58,11 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engines import weights as _weights
 from engines.base import (
     STYLES,
     BarInfo,
@@ -161,47 +161,14 @@ def describe(control: MoodControl, style: str | None) -> str:
 # --------------------------------------------------------------------------- weights
 
 
-def _hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
-
-
-def cached_snapshot(model_id: str = MODEL_ID) -> Path | None:
-    """A snapshot of ``model_id`` with a ``config.json`` in the Hugging Face cache, or ``None``."""
-    snaps = _hf_hub_cache() / ("models--" + model_id.replace("/", "--")) / "snapshots"
-    if not snaps.is_dir():
-        return None
-    found = sorted(p for p in snaps.iterdir() if (p / "config.json").is_file())
-    return found[-1] if found else None
-
-
 def find_weights(weights: str | None = None) -> tuple[str | None, str]:
-    """Where MusicGen weights would be read from, without importing transformers.
-
-    Returns ``(path or None, where)``; ``where`` says which source was used or what is missing.
-    """
-    if weights:
-        ok = (Path(weights) / "config.json").is_file()
-        return (weights if ok else None), f"--weights {weights}" + ("" if ok else " (no config.json there)")
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        ok = (Path(env) / "config.json").is_file()
-        return (env if ok else None), f"{WEIGHTS_ENV}={env}" + ("" if ok else " (no config.json there)")
-    snap = cached_snapshot()
-    if snap is not None:
-        return str(snap), f"Hugging Face cache ({snap})"
-    return None, f"not in the Hugging Face cache ({_hf_hub_cache()})"
+    """Where MusicGen weights would be read from, without importing transformers."""
+    return _weights.find_weights(weights, MODEL_ID, WEIGHTS_ENV, source="--weights")
 
 
 def missing_weights_message(where: str) -> str:
-    return (
-        f"MusicGen weights ({MODEL_ID}) not found: {where}. Provide a local copy with --weights DIR or "
-        f"{WEIGHTS_ENV}=DIR; to fetch it on a machine with internet: "
-        f"huggingface-cli download {MODEL_ID} --local-dir DIR"
-    )
+    return _weights.missing_weights_message("MusicGen weights", MODEL_ID, where,
+                                            f"--weights DIR or {WEIGHTS_ENV}=DIR")
 
 
 # --------------------------------------------------------------------------- options

@@ -72,6 +72,19 @@ def _musicgen(weights: str | None) -> EngineStatus:
     return EngineStatus("musicgen", "music", True, f"{MODEL_ID} weights from {where}")
 
 
+def _neural(name: str, kind: str, module: str, weights: str | None) -> EngineStatus:
+    """clip / wav2vec2: transformers and torch installed, and weights found (nothing imported)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    if not _has("transformers") or not _has("torch"):
+        return EngineStatus(name, kind, False, f"package not installed: transformers/torch ({mod.INSTALL_HINT})")
+    path, where = mod.find_weights(weights)
+    if path is None:
+        return EngineStatus(name, kind, False, mod.missing_weights_message(where))
+    return EngineStatus(name, kind, True, f"{mod.MODEL_ID} weights from {where}")
+
+
 def _not_implemented(name: str, kind: str, package: str, what: str) -> EngineStatus:
     state = "installed" if _has(package) else "not installed"
     return EngineStatus(name, kind, False, f"not implemented yet ({what}); package {package} {state}")
@@ -88,8 +101,8 @@ def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]
         EngineStatus("feature-audio", "audio", True, "loudness, spectrum, onsets and speech activity (numpy)"),
         EngineStatus("feature-affect", "affect", True, "documented feature -> valence/arousal mapping"),
         fer,
-        _not_implemented("clip", "embedding", "transformers", "CLIP frame embeddings"),
-        _not_implemented("wav2vec2", "embedding", "transformers", "wav2vec 2.0 audio embeddings"),
+        _neural("clip", "frames", "engines.clip_encoder", weights.get("clip")),
+        _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2")),
         _not_implemented("onnxruntime", "runtime", "onnxruntime", "ONNX Runtime inference backend"),
         _not_implemented("tensorrt", "runtime", "tensorrt", "TensorRT inference backend"),
     ]

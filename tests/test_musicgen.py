@@ -271,7 +271,7 @@ def test_registry_reports_and_creates(weights: Path, tmp_path: Path, monkeypatch
     by_name = {s.name: s for s in engine_statuses()}
     assert by_name["procedural"].available and by_name["feature-affect"].available
     assert not by_name["musicgen"].available and "--weights DIR" in by_name["musicgen"].detail
-    for name in ("clip", "wav2vec2", "onnxruntime", "tensorrt"):
+    for name in ("onnxruntime", "tensorrt"):
         assert not by_name[name].available and "not implemented yet" in by_name[name].detail
     ok = {s.name: s for s in engine_statuses({"musicgen": str(weights)})}["musicgen"]
     assert ok.available and str(weights) in ok.detail

@@ -1,0 +1,259 @@
+"""CLIP frame encoder and wav2vec2 audio encoder with tiny random-weight models of the real
+transformers classes, saved with ``save_pretrained`` and loaded through ``from_pretrained``
+(nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+import torch
+
+from engines.base import EMOTIONS, EngineUnavailable
+from engines.clip_encoder import FEATURE_NAMES, TEMPLATES, ClipFrameEncoder
+from engines.clip_encoder import MODEL_ID as CLIP_ID
+from engines.clip_encoder import WEIGHTS_ENV as CLIP_ENV
+from engines.wav2vec2_encoder import MODEL_ID as W2V_ID
+from engines.wav2vec2_encoder import WEIGHTS_ENV as W2V_ENV
+from engines.wav2vec2_encoder import Wav2Vec2AudioEncoder, feature_label
+
+W2V_LABELS = {0: "neu", 1: "hap", 2: "ang", 3: "sad"}
+
+
+def _tokenizer() -> Any:
+    """Word-level stand-in for CLIP's BPE: ``<|startoftext|> ... <|endoftext|>`` with the end token
+    having the highest id, as in the real vocabulary (CLIP pools the text at the argmax id)."""
+    from tokenizers import Tokenizer, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "<|startoftext|>": 2}
+    for t in TEMPLATES:
+        for w in t.replace("{}", "").split():
+            vocab.setdefault(w, len(vocab))
+    for e in EMOTIONS:
+        vocab.setdefault(e, len(vocab))
+    vocab["<|endoftext|>"] = len(vocab)
+    tk = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<|startoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="module")
+def clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    d = tmp_path_factory.mktemp("clip")
+    tok = _tokenizer()
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                num_attention_heads=4, max_position_embeddings=16, projection_dim=16,
+                pad_token_id=0, bos_token_id=2, eos_token_id=2)  # 2: the released config's legacy value
+    vision = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=32, patch_size=8, projection_dim=16)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    with torch.no_grad():
+        model.logit_scale.fill_(np.log(20.0))  # sharper than the init (log 1/0.07) so classes differ
+    model.save_pretrained(d)
+    ip = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def clip(clip_weights: Path) -> ClipFrameEncoder:
+    return ClipFrameEncoder.from_pretrained(str(clip_weights), batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def w2v_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    d = tmp_path_factory.mktemp("w2v")
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8, do_stable_layer_norm=False,
+        feat_extract_norm="group", id2label=W2V_LABELS, label2id={v: k for k, v in W2V_LABELS.items()},
+    )
+    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(d)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def w2v(w2v_weights: Path) -> Wav2Vec2AudioEncoder:
+    return Wav2Vec2AudioEncoder.from_pretrained(str(w2v_weights), batch_size=2)
+
+
+def _frames(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 40, 48, 3), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- CLIP
+
+
+def test_clip_probabilities(clip: ClipFrameEncoder) -> None:
+    assert clip.feature_names == FEATURE_NAMES == tuple(f"clip_{e}" for e in EMOTIONS)
+    out = clip.encode(_frames(5))
+    assert out.shape == (5, len(EMOTIONS)) and out.dtype == np.float32
+    assert np.all(out >= 0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(out[0], out[1])  # different frames, different probabilities
+    assert clip.encode(np.zeros((0, 40, 48, 3), np.uint8)).shape == (0, len(EMOTIONS))
+
+
+def test_clip_embed_and_batching(clip: ClipFrameEncoder) -> None:
+    frames = _frames(5, seed=1)
+    emb = clip.embed(frames)
+    assert emb.shape == (5, 16) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    one = np.concatenate([clip.encode(f[None]) for f in frames])
+    np.testing.assert_allclose(clip.encode(frames, previous=frames[0]), one, atol=1e-5)
+    np.testing.assert_allclose(clip.probabilities(emb), one, atol=1e-5)
+
+
+def test_clip_text_embeddings_are_template_means(clip: ClipFrameEncoder) -> None:
+    te = clip.text_embeddings
+    assert tuple(te.shape) == (len(EMOTIONS), 16)
+    sims = (te @ te.T).numpy()
+    assert np.all(sims[~np.eye(len(EMOTIONS), dtype=bool)] < 0.999)  # the emotions' prompts differ
+    ids = clip.processor.tokenizer("a sad scene")["input_ids"]
+    assert ids[-1] == len(clip.processor.tokenizer) - 1  # ends with <|endoftext|>
+    tok = clip.processor.tokenizer([t.format("sad") for t in TEMPLATES], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = clip.model.get_text_features(**tok)
+    feats = out if isinstance(out, torch.Tensor) else out.pooler_output
+    mean = torch.nn.functional.normalize(torch.nn.functional.normalize(feats, dim=-1).mean(0), dim=0)
+    np.testing.assert_allclose(te[EMOTIONS.index("sad")].numpy(), mean.numpy(), atol=1e-5)
+
+
+def test_clip_rejects_bad_frames(clip: ClipFrameEncoder) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        clip.encode(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        clip.encode(np.zeros((8, 8, 3), np.uint8))
+
+
+# --------------------------------------------------------------------------- wav2vec2
+
+
+def test_w2v_row(w2v: Wav2Vec2AudioEncoder) -> None:
+    assert w2v.sample_rate == 16000
+    assert w2v.feature_names == ("w2v_neu", "w2v_hap", "w2v_ang", "w2v_sad", "w2v_valence", "w2v_arousal")
+    rng = np.random.default_rng(0)
+    row = w2v.encode((0.1 * rng.standard_normal(16000)).astype(np.float32))
+    assert row.shape == (6,) and row.dtype == np.float32
+    np.testing.assert_allclose(row[:4].sum(), 1.0, atol=1e-5)
+    p = row[:4]
+    np.testing.assert_allclose(row[4], 0.8 * p[1] - 0.6 * p[2] - 0.7 * p[3], atol=1e-5)
+    np.testing.assert_allclose(row[5], 0.5 * p[1] + 0.8 * p[2] - 0.5 * p[3], atol=1e-5)
+    assert -1 <= row[4] <= 1 and -1 <= row[5] <= 1
+    with pytest.raises(ValueError, match="mono"):
+        w2v.encode(np.zeros((2, 16000), np.float32))
+
+
+def test_w2v_windows_batch_equals_one_by_one(w2v: Wav2Vec2AudioEncoder) -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(16000 * 4) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t * (1 + t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    bounds = [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (2.0, 3.5), (3.9, 4.0)]  # last one too short -> zeros
+    rows, (times, prob) = w2v.encode_windows(audio, bounds)
+    assert rows.shape == (5, 6) and rows.dtype == np.float32
+    for i, (s, e) in enumerate(bounds[:4]):
+        np.testing.assert_allclose(rows[i], w2v.encode(audio[int(s * 16000) : int(e * 16000)]), atol=1e-5)
+    assert not rows[4].any()
+    assert times.shape == prob.shape and len(times) > 100
+
+
+def test_feature_label() -> None:
+    assert feature_label("Happy!") == "happy" and feature_label("neu") == "neu"
+    assert feature_label("very sad / low") == "very_sad_low"
+
+
+# --------------------------------------------------------------------------- weights & registry
+
+
+def test_missing_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(EngineUnavailable) as err:
+        ClipFrameEncoder.from_pretrained(str(tmp_path / "nope"))
+    msg = str(err.value)
+    assert CLIP_ID in msg and CLIP_ENV in msg and f"huggingface-cli download {CLIP_ID}" in msg
+    with pytest.raises(EngineUnavailable) as err:
+        Wav2Vec2AudioEncoder.from_pretrained(str(tmp_path / "nope"))
+    msg = str(err.value)
+    assert W2V_ID in msg and W2V_ENV in msg and f"huggingface-cli download {W2V_ID}" in msg
+    # no dir, no env var, empty HF cache
+    monkeypatch.delenv(CLIP_ENV, raising=False)
+    monkeypatch.delenv(W2V_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(EngineUnavailable, match="not in the Hugging Face cache"):
+        ClipFrameEncoder.from_pretrained()
+    with pytest.raises(EngineUnavailable, match="not in the Hugging Face cache"):
+        Wav2Vec2AudioEncoder.from_pretrained()
+    # a directory with a config.json but no usable weights
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(EngineUnavailable, match="not found"):
+        Wav2Vec2AudioEncoder.from_pretrained(str(tmp_path / "broken"))
+
+
+def test_env_vars_and_registry(clip_weights: Path, w2v_weights: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from engines.registry import engine_statuses
+
+    monkeypatch.delenv(CLIP_ENV, raising=False)
+    monkeypatch.delenv(W2V_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    by_name = {s.name: s for s in engine_statuses()}
+    assert not by_name["clip"].available and CLIP_ENV in by_name["clip"].detail
+    assert not by_name["wav2vec2"].available and W2V_ENV in by_name["wav2vec2"].detail
+    assert by_name["clip"].kind == "frames" and by_name["wav2vec2"].kind == "audio"
+    by_name = {s.name: s for s in engine_statuses({"clip": str(clip_weights), "wav2vec2": str(w2v_weights)})}
+    assert by_name["clip"].available and str(clip_weights) in by_name["clip"].detail
+    assert by_name["wav2vec2"].available and str(w2v_weights) in by_name["wav2vec2"].detail
+    monkeypatch.setenv(CLIP_ENV, str(clip_weights))
+    monkeypatch.setenv(W2V_ENV, str(w2v_weights))
+    by_name = {s.name: s for s in engine_statuses()}
+    assert by_name["clip"].available and by_name["wav2vec2"].available
+    assert ClipFrameEncoder.from_pretrained().feature_names == FEATURE_NAMES
+    assert Wav2Vec2AudioEncoder.from_pretrained().labels == tuple(W2V_LABELS.values())
+
+
+def test_without_transformers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import engines.registry as registry
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    for cls in (ClipFrameEncoder, Wav2Vec2AudioEncoder):
+        with pytest.raises(EngineUnavailable, match=r"pip install 'backscore\[neural\]'"):
+            cls.from_pretrained()
+    monkeypatch.setattr(registry, "_has", lambda package: package not in ("transformers", "torch"))
+    by_name = {s.name: s for s in registry.engine_statuses()}
+    for name in ("clip", "wav2vec2"):
+        assert not by_name[name].available and "backscore[neural]" in by_name[name].detail
+
+
+def test_hf_cache_snapshot_is_found(clip_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CLIP_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snap = tmp_path / "hub" / ("models--" + CLIP_ID.replace("/", "--")) / "snapshots" / "0123abc"
+    snap.parent.mkdir(parents=True)
+    snap.symlink_to(clip_weights, target_is_directory=True)
+    enc = ClipFrameEncoder.from_pretrained()
+    assert enc.encode(_frames(1)).shape == (1, len(EMOTIONS))
