@@ -1,6 +1,6 @@
 # backscore -- see README.md. Every target sets itself up (.venv, test media) first.
 PY := .venv/bin/python
-.PHONY: setup media demo test check bench clean
+.PHONY: setup media demo test check bench bench-gpu clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -20,6 +20,9 @@ check: setup
 
 bench: setup media
 	$(PY) -m pipelines.bench --out BENCHMARKS.md
+
+bench-gpu: setup
+	$(PY) -m pipelines.bench_neural --out BENCHMARKS.md
 
 clean:
 	rm -rf out bench-out .pytest_cache .mypy_cache .ruff_cache
