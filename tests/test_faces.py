@@ -382,7 +382,7 @@ def test_analyze_same_format_on_both_backends(
 
 def test_backend_selection() -> None:
     with pytest.raises(ValueError, match="backend"):
-        FaceExpressionAnalyzer(backend="onnx")  # type: ignore[arg-type]
+        FaceExpressionAnalyzer(backend="tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="CPU only"):
         FaceExpressionAnalyzer(device="cuda", backend="numpy")
 

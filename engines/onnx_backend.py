@@ -1,0 +1,99 @@
+"""ONNX export and ONNX Runtime inference for the engines' torch models.
+
+A torch model is exported once (dynamic batch axis; the legacy TorchScript exporter, which
+needs only the ``onnx`` package) to a file cached on disk under a key of the caller's choice
+(e.g. a hash of the weights), then run with ONNX Runtime: the CUDA provider when asked for and
+available, else the CPU provider. The same ONNX graphs are what a TensorRT engine would be
+built from (not available on the machines this was developed on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engines.base import EngineUnavailable
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'backscore[neural]' (onnx, onnxruntime)"
+OPSET = 17
+
+
+def cache_dir() -> str:
+    """Where exported graphs are kept: ``$BACKSCORE_CACHE/onnx`` (default ``~/.cache/backscore/onnx``)."""
+    root = os.environ.get("BACKSCORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "backscore")
+    return os.path.join(root, "onnx")
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: str,
+    input_name: str = "input",
+    output_name: str = "output",
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+) -> str:
+    """Export ``module`` (eval mode) to ``path`` atomically; axis 0 is dynamic ("batch") by default."""
+    import torch
+
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError as exc:
+        raise EngineUnavailable(f"ONNX export needs the onnx package: {INSTALL_HINT}") from exc
+    axes = dict(dynamic_axes) if dynamic_axes is not None else {input_name: {0: "batch"}, output_name: {0: "batch"}}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        module.eval()
+        with torch.inference_mode():
+            torch.onnx.export(module, (example,), tmp, input_names=[input_name], output_names=[output_name],
+                              dynamic_axes={k: dict(v) for k, v in axes.items()}, opset_version=OPSET,
+                              dynamo=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    log.info("exported %s to %s", type(module).__name__, path)
+    return path
+
+
+def ort_providers(device: str = "cpu") -> list[str]:
+    """ONNX Runtime providers to use for ``device`` ("cuda" falls back to CPU when unavailable)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise EngineUnavailable(f"the ONNX Runtime backend needs onnxruntime: {INSTALL_HINT}") from exc
+    available = set(ort.get_available_providers())
+    wanted = (["CUDAExecutionProvider"] if device.startswith("cuda") else []) + ["CPUExecutionProvider"]
+    return [p for p in wanted if p in available]
+
+
+class OnnxModel:
+    """One ONNX graph in an ONNX Runtime session: ``run(x) -> first output`` (numpy in, numpy out)."""
+
+    def __init__(self, path: str, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        providers = ort_providers(device)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.providers: Sequence[str] = self.session.get_providers()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out: Any = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(out[0])
