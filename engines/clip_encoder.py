@@ -124,16 +124,9 @@ class ClipFrameEncoder(FrameEncoder):
             from transformers import CLIPModel, CLIPProcessor
         except ImportError as exc:
             raise EngineUnavailable(f"the CLIP frame encoder needs transformers and torch: {INSTALL_HINT}") from exc
-        path, where = find_weights(weights)
-        if path is None:
-            if not allow_download or weights or os.environ.get(WEIGHTS_ENV):
-                raise EngineUnavailable(missing_weights_message(where))
-            path = MODEL_ID
-        try:
-            processor = CLIPProcessor.from_pretrained(path, local_files_only=not allow_download)
-            model = CLIPModel.from_pretrained(path, local_files_only=not allow_download)
-        except (OSError, ValueError) as exc:
-            raise EngineUnavailable(f"{missing_weights_message(where)} ({type(exc).__name__}: {exc})") from exc
+        model, processor, path = _weights.load_pretrained(
+            CLIPModel, CLIPProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
+            explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
         log.info("clip: loaded %s on %s", path, device)
         return cls(model, processor, device, batch_size)
 

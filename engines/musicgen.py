@@ -298,16 +298,9 @@ class MusicGenEngine(MusicEngine):
             from transformers import AutoProcessor, MusicgenForConditionalGeneration
         except ImportError as exc:
             raise EngineUnavailable(f"the MusicGen engine needs transformers: {INSTALL_HINT}") from exc
-        path, where = find_weights(weights)
-        if path is None:
-            if not allow_download or weights or os.environ.get(WEIGHTS_ENV):
-                raise EngineUnavailable(missing_weights_message(where))
-            path = MODEL_ID
-        try:
-            processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
-            model = MusicgenForConditionalGeneration.from_pretrained(path, local_files_only=not allow_download)
-        except (OSError, ValueError) as exc:
-            raise EngineUnavailable(f"{missing_weights_message(where)} ({type(exc).__name__}: {exc})") from exc
+        model, processor, path = _weights.load_pretrained(
+            MusicgenForConditionalGeneration, AutoProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
+            explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
         log.info("musicgen: loaded %s on %s", path, device)
         return cls(model, processor, options, device)
 

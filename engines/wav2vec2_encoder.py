@@ -138,16 +138,10 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
             from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
         except ImportError as exc:
             raise EngineUnavailable(f"the wav2vec2 audio encoder needs transformers and torch: {INSTALL_HINT}") from exc
-        path, where = find_weights(weights)
-        if path is None:
-            if not allow_download or weights or os.environ.get(WEIGHTS_ENV):
-                raise EngineUnavailable(missing_weights_message(where))
-            path = MODEL_ID
-        try:
-            fe = AutoFeatureExtractor.from_pretrained(path, local_files_only=not allow_download)
-            model = Wav2Vec2ForSequenceClassification.from_pretrained(path, local_files_only=not allow_download)
-        except (OSError, ValueError) as exc:
-            raise EngineUnavailable(f"{missing_weights_message(where)} ({type(exc).__name__}: {exc})") from exc
+        model, fe, path = _weights.load_pretrained(
+            Wav2Vec2ForSequenceClassification, AutoFeatureExtractor, find_weights(weights), MODEL_ID,
+            missing_weights_message, explicit=bool(weights or os.environ.get(WEIGHTS_ENV)),
+            allow_download=allow_download)
         log.info("wav2vec2: loaded %s on %s", path, device)
         return cls(model, fe, device, batch_size)
 

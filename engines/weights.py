@@ -7,7 +7,11 @@ Looked up without importing torch or transformers, so ``backscore engines`` stay
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from engines.base import EngineUnavailable
 
 
 def hf_hub_cache() -> Path:
@@ -54,3 +58,31 @@ def missing_weights_message(what: str, model_id: str, where: str, provide: str) 
         f"{what} ({model_id}) not found: {where}. Provide a local copy: {provide}; to fetch it on a machine "
         f"with internet: huggingface-cli download {model_id} --local-dir DIR"
     )
+
+
+def load_pretrained(
+    model_cls: Any,
+    processor_cls: Any,
+    found: tuple[str | None, str],
+    model_id: str,
+    message: Callable[[str], str],
+    explicit: bool,
+    allow_download: bool,
+) -> tuple[Any, Any, str]:
+    """``(model, processor, path)`` from what :func:`find_weights` found.
+
+    Nothing found: :class:`EngineUnavailable` with ``message(where)`` -- unless downloads are
+    allowed and the user did not name a location (``explicit``), then the hub id is used.
+    A location that does not load (missing files, wrong model) is the same clear error.
+    """
+    path, where = found
+    if path is None:
+        if not allow_download or explicit:
+            raise EngineUnavailable(message(where))
+        path = model_id
+    try:
+        processor = processor_cls.from_pretrained(path, local_files_only=not allow_download)
+        model = model_cls.from_pretrained(path, local_files_only=not allow_download)
+    except (OSError, ValueError) as exc:
+        raise EngineUnavailable(f"{message(where)} ({type(exc).__name__}: {exc})") from exc
+    return model, processor, path
