@@ -71,9 +71,8 @@ def _setup_logging(verbosity: int) -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from pipelines.progress import Progress
-    from pipelines.score import SCORE_STAGES, ScoreRequest, score, validate_style
+    from pipelines.score import SCORE_STAGES, ScoreRequest, score
 
-    validate_style(args.style)  # fail fast, before loading models
     progress = Progress(SCORE_STAGES, enabled=None if not args.quiet else False)
     result = score(
         ScoreRequest(
