@@ -1,0 +1,133 @@
+"""Turning decoded media (PyAV frames from a file, a WebRTC track or a gRPC chunk) into live-session input.
+
+* :class:`VideoSampler` -- keeps frames at the analysis rate and makes the small RGB
+  thumbnail (and, about once a second, the grey picture for faces), like the offline decoder.
+* :class:`AudioIngest` -- resamples any PyAV audio frame to 48 kHz stereo float32.
+* :class:`TrackClock` -- per-track media time starting at 0 from the first frame's pts
+  (WebRTC tracks start at random RTP timestamps).
+* :func:`feed_file` -- plays a video file into a session at real time (or as fast as allowed),
+  as a camera would: used by the gRPC/HTTP sample sources, the load test and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from pipelines.clock import Clock
+from pipelines.decode import DecodeOptions, _even, thumbnail_rgb
+from pipelines.errors import InputError
+from pipelines.frames import AudioFrame, VideoFrame
+from pipelines.live import LiveSession
+from pipelines.live_music import OUTPUT_RATE
+
+
+class TrackClock:
+    """Media seconds of a track's frames relative to its first frame."""
+
+    def __init__(self) -> None:
+        self._t0: float | None = None
+
+    def __call__(self, pts: int | None, time_base: Fraction | None) -> float | None:
+        if pts is None or time_base is None:
+            return None
+        t = float(pts * time_base)
+        if self._t0 is None:
+            self._t0 = t
+        return t - self._t0
+
+
+class VideoSampler:
+    def __init__(self, options: DecodeOptions | None = None) -> None:
+        self.options = o = options or DecodeOptions()
+        self._next_t = 0.0
+        self._next_face_t = 0.0
+        self._step = 1.0 / o.analysis_fps
+        self._face_step = 1.0 / o.face_fps if o.face_fps > 0 else float("inf")
+
+    def offer(self, frame: av.VideoFrame, t: float) -> VideoFrame | None:
+        """The analysis frame for ``frame`` at media time ``t``, or None when it is not needed."""
+        if t + 1e-6 < self._next_t:
+            return None
+        o = self.options
+        self._next_t = max(self._next_t + self._step, t + self._step / 2)
+        aspect = frame.height / max(1, frame.width)
+        tw, th = _even(o.thumb_width), _even(o.thumb_width * aspect)
+        rgb = thumbnail_rgb(frame, tw, th)
+        gray: np.ndarray | None = None
+        if t + 1e-6 >= self._next_face_t:
+            self._next_face_t = max(self._next_face_t + self._face_step, t + self._face_step / 2)
+            fw = _even(min(o.face_width, frame.width))
+            gray = frame.to_ndarray(width=fw, height=_even(fw * aspect), format="gray",
+                                    interpolation="FAST_BILINEAR")
+        return VideoFrame(pts_s=t, rgb=rgb, gray=gray)
+
+
+class AudioIngest:
+    def __init__(self) -> None:
+        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=OUTPUT_RATE)
+
+    def convert(self, frame: av.AudioFrame, t: float) -> list[AudioFrame]:
+        out: list[AudioFrame] = []
+        for f in self._resampler.resample(frame):
+            samples = f.to_ndarray().reshape(-1, 2).astype(np.float32)  # packed flt: (1, n*2)
+            out.append(AudioFrame(pts_s=t, samples=samples, sample_rate=OUTPUT_RATE))
+            t += samples.shape[0] / OUTPUT_RATE
+        return out
+
+
+async def feed_file(session: LiveSession, path: str, clock: Clock, *, realtime: bool = True,
+                    loop: bool = False, speed: float = 1.0) -> float:
+    """Decode ``path`` and push it into ``session`` as a live source would; returns media seconds fed.
+
+    With ``realtime`` the frames are pushed when their time comes on ``clock`` (``speed`` x).
+    """
+    sampler = VideoSampler()
+    offset = 0.0
+    fed = 0.0
+    start = clock.now()
+    while True:
+        try:
+            container = av.open(path)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise InputError(f"cannot open {path}: {exc}") from exc
+        with container:
+            streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
+            if not container.streams.video:
+                raise InputError(f"{path} has no video stream")
+            vclock, aclock = TrackClock(), TrackClock()
+            audio = AudioIngest()
+            last = 0.0
+            for packet in container.demux(*streams):
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        t = vclock(frame.pts, frame.time_base)
+                    elif isinstance(frame, av.AudioFrame):
+                        t = aclock(frame.pts, frame.time_base)
+                    else:
+                        continue
+                    if t is None:
+                        continue
+                    last = max(last, t)
+                    if realtime:
+                        wait = start + (offset + t) / speed - clock.now()
+                        if wait > 0:
+                            await clock.sleep(wait)
+                    else:
+                        await asyncio.sleep(0)
+                    if session.closed:
+                        return fed
+                    if isinstance(frame, av.VideoFrame):
+                        vf = sampler.offer(frame, offset + t)
+                        if vf is not None:
+                            session.push_video(vf)
+                    else:
+                        for af in audio.convert(frame, offset + t):
+                            session.push_audio(af)
+                    fed = offset + last
+        if not loop:
+            return fed
+        offset = fed + 0.04

@@ -1,0 +1,171 @@
+"""The offline jobs as request/response functions for the HTTP and gRPC front ends.
+
+Each function takes a file the front end has saved (an upload) and returns JSON-able data,
+an output file, or an iterator of audio chunks. They are blocking (run them in a thread); all
+failures are :class:`~pipelines.errors.BackscoreError` subclasses with a message fit for the
+client (the front ends map them to HTTP 4xx / gRPC INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engines.base import BarInfo, MusicStreamOptions
+from pipelines.errors import OptionError
+from pipelines.tracks import TrackInfo
+
+PCM_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    style: str | None = None
+    seed: int = 0
+    faces: bool = True
+    top_k: int = 5
+    per_segment: bool = False
+    library: str = "catalog"
+    #: Music engine name (engines.registry) for score jobs.
+    engine: str = "procedural"
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        from pipelines.score import validate_style
+
+        validate_style(self.style)
+        if self.top_k <= 0 or self.top_k > 100:
+            raise OptionError(f"top_k must be between 1 and 100 (got {self.top_k})")
+
+
+@dataclass
+class _LibraryCache:
+    tracks: dict[str, list[TrackInfo]] = field(default_factory=dict)
+
+    def get(self, spec: str) -> list[TrackInfo]:
+        if spec not in self.tracks:
+            from pipelines.libraries import load_library
+
+            self.tracks[spec] = load_library(spec)
+        return self.tracks[spec]
+
+
+_libraries = _LibraryCache()
+
+
+def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
+    """Timeline JSON (the same schema as ``backscore analyze --json``)."""
+    from pipelines.analysis import analyze, default_engines
+    from pipelines.timeline import timeline_dict
+
+    analysis = analyze(path, default_engines(faces=options.faces))
+    data = timeline_dict(analysis)
+    data["input"]["path"] = None  # a server-side temp file means nothing to the client
+    return data
+
+
+def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
+    """Top-k tracks for the whole video (or per mood segment)."""
+    from pipelines.analysis import analyze, default_engines
+    from pipelines.decode import probe
+    from pipelines.recommend import TrackMatrix, profile_from_analysis, rank, rank_per_segment, trajectory_text
+
+    probe(path)
+    tracks = _libraries.get(options.library)
+    analysis = analyze(path, default_engines(faces=options.faces))
+    profile = profile_from_analysis(analysis)
+    matrix = TrackMatrix(tracks)
+    out: dict[str, Any] = {"duration_s": round(analysis.duration_s, 3), "mood": trajectory_text(profile),
+                           "library_size": len(tracks)}
+    if options.per_segment:
+        out["segments"] = [
+            {"start_s": round(seg.start_s, 3), "end_s": round(seg.end_s, 3), "emotion": seg.emotion,
+             "recommendations": [asdict(r) for r in recs]}
+            for seg, recs in rank_per_segment(profile, matrix, options.top_k)
+        ]
+    else:
+        out["recommendations"] = [asdict(r) for r in rank(profile, matrix, options.top_k)]
+    return out
+
+
+def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool = False) -> dict[str, Any]:
+    """Write the scored video (or, with ``bgm_only``, the BGM as WAV) to ``output_path``; returns the timeline."""
+    from pipelines.score import ScoreRequest, score
+
+    request = ScoreRequest(
+        input_path=path,
+        output_path=None if bgm_only else output_path,
+        bgm_path=output_path if bgm_only else None,
+        style=options.style,
+        seed=options.seed,
+        faces=options.faces,
+        engine=options.engine,
+        weights=options.weights,
+    )
+    result = score(request)
+    data = dict(result.timeline)
+    data["input"] = {**data.get("input", {}), "path": None}
+    return data
+
+
+def wav_header(sample_rate: int = PCM_RATE, channels: int = 2) -> bytes:
+    """A 16-bit PCM WAV header for a stream of unknown length (sizes set to the maximum, as streamers do)."""
+    byte_rate = sample_rate * channels * 2
+    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt "
+            + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, byte_rate, channels * 2, 16)
+            + b"data" + struct.pack("<I", 0xFFFFFFFF))
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class BgmChunk:
+    """One streamed piece of BGM: 16-bit little-endian stereo PCM at 48 kHz and the bars it holds."""
+
+    index: int
+    start_s: float
+    pcm: bytes
+    bars: tuple[BarInfo, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / (4 * PCM_RATE)
+
+
+def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
+    """Analyse ``path`` then yield its BGM chunk by chunk, as the music stream generates it.
+
+    The analysis must see the whole video first (mood segments); the music then streams: the
+    first chunk is ready after one bar of composition, not after the whole piece.
+    """
+    from pipelines.analysis import analyze, default_engines
+    from pipelines.music import _segment_at, control_for
+    from pipelines.score import ScoreRequest, _music_engine, _pace_function
+
+    engine = _music_engine(ScoreRequest(path, None, engine=options.engine, weights=options.weights))
+    analysis = analyze(path, default_engines(faces=options.faces))
+    pace = _pace_function(analysis)
+    stream = engine.open_stream(MusicStreamOptions(sample_rate=PCM_RATE, seed=options.seed, style=options.style))
+    duration = analysis.duration_s
+    t = 0.0
+    bar_len = 2.0
+    i = 0
+    try:
+        while t < duration:
+            probe_t = t + (engine.change_latency_chunks + 0.5) * bar_len if i else t
+            seg = _segment_at(analysis.segments, min(probe_t, max(0.0, duration - 1e-6)))
+            chunk = stream.generate(control_for(seg, options.style, pace(min(probe_t, duration))), 0.0)
+            audio = chunk.audio[: max(0, int(round((duration - chunk.start_s) * PCM_RATE)))]
+            if chunk.bars:
+                bar_len = chunk.bars[-1].duration_s
+            yield BgmChunk(i, chunk.start_s, pcm16(audio), chunk.bars)
+            t = chunk.end_s
+            i += 1
+    finally:
+        stream.close()
