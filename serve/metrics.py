@@ -1,0 +1,61 @@
+"""Prometheus metrics of the service (base units, ``_total`` / ``_seconds`` names).
+
+All metrics live in one :data:`REGISTRY` that ``GET /metrics`` exposes. Ray Serve's own
+metrics (request counts and latencies per deployment, replica queue lengths) are exported by
+Ray on its metrics port and complement these; ``deploy/grafana-dashboard.json`` plots both.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+STAGE_SECONDS = Histogram(
+    "backscore_stage_seconds", "Time spent per pipeline stage (live: per window or chunk).",
+    ["stage"], registry=REGISTRY, buckets=_LATENCY_BUCKETS,
+)
+REQUEST_SECONDS = Histogram(
+    "backscore_request_seconds", "HTTP/gRPC request latency by endpoint.", ["endpoint", "code"],
+    registry=REGISTRY, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+REQUESTS_TOTAL = Counter("backscore_requests_total", "Requests by endpoint and status code.",
+                         ["endpoint", "code"], registry=REGISTRY)
+ACTIVE_SESSIONS = Gauge("backscore_active_sessions", "Live sessions now open.", ["transport"], registry=REGISTRY)
+SESSIONS_TOTAL = Counter("backscore_sessions_total", "Live sessions started.", ["transport"], registry=REGISTRY)
+UNDERRUNS_TOTAL = Counter("backscore_audio_underruns_total",
+                          "Output audio frames that could not be filled with BGM in time.", registry=REGISTRY)
+WINDOWS_DROPPED_TOTAL = Counter("backscore_windows_dropped_total",
+                                "Analysis windows skipped because analysis fell behind the media.", registry=REGISTRY)
+MOOD_CHANGE_SECONDS = Histogram(
+    "backscore_mood_change_to_music_seconds",
+    "From a confirmed mood change to the new music reaching the play head.",
+    registry=REGISTRY, buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0),
+)
+QUEUE_DEPTH = Gauge("backscore_queue_depth", "Items waiting in a bounded queue.", ["queue"], registry=REGISTRY)
+BATCH_SIZE = Histogram("backscore_batch_size", "Requests per batched model call.", ["deployment"],
+                       registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64))
+
+
+class PrometheusHooks:
+    """:class:`pipelines.live.LiveHooks` that feed the metrics above."""
+
+    def stage(self, name: str, seconds: float) -> None:
+        STAGE_SECONDS.labels(stage=name).observe(seconds)
+
+    def underrun(self) -> None:
+        UNDERRUNS_TOTAL.inc()
+
+    def mood_change(self, latency_s: float) -> None:
+        MOOD_CHANGE_SECONDS.observe(latency_s)
+
+    def windows_dropped(self, n: int) -> None:
+        WINDOWS_DROPPED_TOTAL.inc(n)
+
+
+def exposition() -> tuple[bytes, str]:
+    """``(body, content_type)`` for ``GET /metrics``."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
