@@ -83,8 +83,8 @@ class LiveOptions:
     def __post_init__(self) -> None:
         if self.style is not None and self.style not in STYLES:
             raise OptionError(f"unknown style {self.style!r}; choose one of: auto, {', '.join(STYLES)}")
-        if self.frame_ms <= 0 or (OUTPUT_RATE * self.frame_ms) % 1000:
-            raise OptionError(f"frame_ms must divide into whole samples at {OUTPUT_RATE} Hz, got {self.frame_ms}")
+        if self.frame_ms not in (10, 20, 40, 60):
+            raise OptionError(f"frame_ms must be an Opus frame size (10, 20, 40 or 60), got {self.frame_ms}")
         if self.window_s <= 0 or self.hop_s <= 0:
             raise OptionError("window_s and hop_s must be positive")
 

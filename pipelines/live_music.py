@@ -182,6 +182,8 @@ class StreamTable:
         stream = self.engine.open_stream(MusicStreamOptions(sample_rate=self.sample_rate, seed=seed, style=ctx.style))
         held = _Held(stream, ctx.generated, generation, now, ctx.generated / self.sample_rate)
         self._streams[ctx.stream_id] = held
+        while len(self._streams) > self.max_streams:  # the least recently used go first
+            self._close(next(iter(self._streams)))
         return held, ctx.generated > 0
 
     def generate(self, request: MusicRequest) -> MusicReply:

@@ -1,0 +1,254 @@
+"""The live session core on a virtual clock: real engines, real synthesized media, fakes only around them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.composer import ProceduralMusicEngine
+from pipelines.clock import VirtualClock
+from pipelines.frames import AudioFrame
+from pipelines.live import LiveOptions, LiveSession, MoodReport, paced_frames
+from pipelines.live_backend import AffectStep, LocalBackend
+from pipelines.live_ingest import feed_file
+from pipelines.live_music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer, StreamTable
+from pipelines.segments import MoodTracker
+from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from engines.base import MoodControl
+
+CHANGE_AT = 8.0
+
+
+@pytest.fixture(scope="module")
+def calm_then_exciting(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("live") / "calm_exciting.mp4"
+    write_video(os.fspath(path), [CALM_DARK, replace(BRIGHT_FAST, duration_s=10.0)])
+    return path
+
+
+# --------------------------------------------------------------------------- playout buffer
+
+
+def test_playout_pull_counts_underruns_only_after_start() -> None:
+    buf = PlayoutBuffer()
+    assert buf.pull(960).shape == (960, 2)
+    assert buf.underruns == 0  # nothing started yet: silence is not an underrun
+    buf.append(np.ones((1500, 2), np.float32))
+    assert np.all(buf.pull(960) == 1.0)
+    part = buf.pull(960)
+    assert np.all(part[:540] == 1.0) and np.all(part[540:] == 0.0)
+    assert buf.underruns == 1
+    assert buf.head == 3 * 960
+
+
+def test_splice_crossfades_with_equal_power_and_drops_old_future() -> None:
+    buf = PlayoutBuffer()
+    buf.append(np.full((4800, 2), 0.5, np.float32))
+    buf.pull(960)
+    at = buf.splice(2000, np.full((3000, 2), -0.5, np.float32), fade=480)
+    assert at == 2000 and buf.end == 5000
+    out = np.concatenate([buf.pull(960) for _ in range(5)])[:, 0]
+    before, fade, after = out[: 2000 - 960], out[2000 - 960 : 2000 - 960 + 480], out[2000 - 960 + 480 :]
+    assert np.all(before == 0.5) and np.allclose(after[: 3000 - 480], -0.5)
+    # equal power: old*cos + new*sin, monotonic from +0.5 towards -0.5 without a jump
+    assert fade[0] > 0.45 and fade[-1] < -0.45 and np.all(np.diff(fade) < 0)
+    assert np.max(np.abs(np.diff(out[: 2000 - 960 + 480]))) < 0.01
+
+
+def test_splice_before_head_is_clamped_to_head() -> None:
+    buf = PlayoutBuffer()
+    buf.append(np.zeros((960 * 3, 2), np.float32))
+    buf.pull(960)
+    assert buf.splice(10, np.ones((960, 2), np.float32), fade=0) == 960
+
+
+# --------------------------------------------------------------------------- music worker streams
+
+
+def _control(emotion: str = "relaxing") -> MoodControl:
+    return MoodControl(valence=0.4, arousal=-0.4, emotion=emotion)
+
+
+def test_stream_table_continues_and_restores_a_lost_stream() -> None:
+    engine = ProceduralMusicEngine()
+    table = StreamTable(engine)
+    ctx = MusicContext("s:0", seed=3)
+    r1 = table.generate(MusicRequest(ctx, _control()))
+    r2 = table.generate(MusicRequest(r1.context, _control()))
+    assert not r1.restored and not r2.restored
+    assert r2.context.generated == r1.audio.shape[0] + r2.audio.shape[0]
+    assert r2.bars[0].start_s == pytest.approx(r1.audio.shape[0] / OUTPUT_RATE, abs=1e-3)
+    # a new replica (empty table) gets the context: it restores a stream at the same position
+    other = StreamTable(engine)
+    r3 = other.generate(MusicRequest(r2.context, _control()))
+    assert r3.restored and r3.context.generation == 1
+    assert r3.bars[0].start_s == pytest.approx(r2.context.generated / OUTPUT_RATE, abs=1e-3)
+    assert float(np.sqrt(np.mean(r3.audio**2))) > 1e-3
+    # the restored stream then continues normally on that replica
+    assert not other.generate(MusicRequest(r3.context, _control())).restored
+
+
+def test_stream_table_evicts_idle_and_excess_streams() -> None:
+    now = [0.0]
+    table = StreamTable(ProceduralMusicEngine(), max_streams=2, idle_s=10.0, clock=lambda: now[0])
+    for i in range(3):
+        table.generate(MusicRequest(MusicContext(f"s:{i}"), _control()))
+    assert len(table) == 2
+    now[0] = 11.0
+    table.generate(MusicRequest(MusicContext("s:9"), _control()))
+    assert len(table) == 1
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.stages: dict[str, int] = {}
+        self.underruns = 0
+        self.latencies: list[float] = []
+        self.dropped = 0
+
+    def stage(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0) + 1
+
+    def underrun(self) -> None:
+        self.underruns += 1
+
+    def mood_change(self, latency_s: float) -> None:
+        self.latencies.append(latency_s)
+
+    def windows_dropped(self, n: int) -> None:
+        self.dropped += n
+
+
+async def _run_session(video: Path, backend: LocalBackend, seconds: float,
+                       options: LiveOptions | None = None) -> tuple[LiveSession, list[MoodReport], list[tuple[int, np.ndarray]], _Recorder]:
+    clock = VirtualClock()
+    hooks = _Recorder()
+    reports: list[MoodReport] = []
+    session = LiveSession(backend, options, clock=clock, hooks=hooks, on_report=reports.append)
+    session.start()
+    frames: list[tuple[int, np.ndarray]] = []
+
+    async def read() -> None:
+        async for pts, frame in paced_frames(session):
+            frames.append((pts, frame))
+
+    tasks = [asyncio.create_task(feed_file(session, os.fspath(video), clock)), asyncio.create_task(read())]
+    await clock.advance(seconds, step=0.02)
+    await session.close()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return session, reports, frames, hooks
+
+
+async def test_live_session_follows_mood_change_with_paced_bgm(calm_then_exciting: Path) -> None:
+    session, reports, frames, hooks = await _run_session(calm_then_exciting, LocalBackend.default(inline=True), 17.5)
+    assert session.error is None
+    # output: one 20 ms frame per 20 ms of clock, pts advancing by 960 samples, never silent once music started
+    pts = np.array([p for p, _ in frames])
+    assert len(frames) == pytest.approx(17.5 * 50, abs=2)
+    assert np.all(np.diff(pts) == 960)
+    audio = np.concatenate([f for _, f in frames])
+    started = int(4.0 * OUTPUT_RATE)
+    rms = np.sqrt(np.mean(audio[started:] ** 2))
+    assert rms > 0.01
+    assert hooks.underruns == 0 and session.playout.underruns == 0
+    # mood: calm/sad first, exciting/happy after the change; the music follows
+    early = [r for r in reports if 3.5 <= r.media_s <= CHANGE_AT]
+    late = [r for r in reports if r.media_s >= CHANGE_AT + 5.0]
+    assert early and late
+    assert all(r.emotion in ("sad", "relaxing", "neutral", "tense", "fearful") for r in early)
+    assert all(r.emotion in ("exciting", "happy") for r in late)
+    assert all(r.arousal > e.arousal + 0.5 for r in late for e in early)
+    assert late[-1].music is not None and early[-1].music is not None
+    assert late[-1].music["emotion"] == late[-1].emotion
+    assert late[-1].music["tempo_bpm"] > early[-1].music["tempo_bpm"] + 20
+    # the change reached the play head within 1.5 s of being confirmed (beat-aligned splice)
+    assert session.mood_changes >= 1 and hooks.latencies
+    assert max(hooks.latencies) <= 1.5
+    assert {"frame_encode", "audio_encode", "affect", "music"} <= set(hooks.stages)
+
+
+class _LosesStreams(LocalBackend):
+    """Fault injection around the real worker: the music replica is replaced mid-session."""
+
+    def __init__(self, lose_after: int) -> None:
+        base = LocalBackend.default(inline=True)
+        super().__init__(base._frame, base._audio, base._affect, ProceduralMusicEngine(), base._faces, inline=True)
+        self.calls = 0
+        self.lose_after = lose_after
+
+    async def music(self, request: MusicRequest) -> MusicReply:
+        self.calls += 1
+        if self.calls == self.lose_after:
+            self.streams = StreamTable(ProceduralMusicEngine())  # a fresh replica without our stream
+        return await super().music(request)
+
+
+async def test_live_session_survives_losing_the_music_worker(calm_then_exciting: Path) -> None:
+    backend = _LosesStreams(lose_after=2)
+    session, _, frames, hooks = await _run_session(calm_then_exciting, backend, 9.0)
+    assert session.music_restores == 1
+    assert hooks.underruns == 0
+    audio = np.concatenate([f for _, f in frames])[int(4 * OUTPUT_RATE) :]
+    # no gap: every 100 ms of output after the start carries music
+    blocks = audio[: len(audio) // 4800 * 4800].reshape(-1, 4800, 2)
+    assert np.all(np.sqrt(np.mean(blocks**2, axis=(1, 2))) > 1e-3)
+
+
+class _SlowAffect(LocalBackend):
+    """Injects latency around the affect model, as an overloaded replica would."""
+
+    def __init__(self, clock: VirtualClock, delay_s: float) -> None:
+        base = LocalBackend.default(faces=False, inline=True)
+        super().__init__(base._frame, base._audio, base._affect, ProceduralMusicEngine(), None, inline=True)
+        self.clock, self.delay_s = clock, delay_s
+
+    async def affect(self, features: Mapping[str, float], tracker: MoodTracker, t_s: float) -> AffectStep:
+        await self.clock.sleep(self.delay_s)
+        return await super().affect(features, tracker, t_s)
+
+
+async def test_analysis_drops_oldest_windows_instead_of_falling_behind(calm_then_exciting: Path) -> None:
+    clock = VirtualClock()
+    backend = _SlowAffect(clock, delay_s=1.2)  # slower than the 0.5 s hop
+    session = LiveSession(backend, LiveOptions(max_lag_s=2.0), clock=clock)
+    session.start()
+    feed = asyncio.create_task(feed_file(session, os.fspath(calm_then_exciting), clock))
+    await clock.advance(14.0, step=0.05)
+    lag = session._media_end() - session._window(session._next_window)[1]
+    await session.close()
+    feed.cancel()
+    await asyncio.gather(feed, return_exceptions=True)
+    assert session.windows_dropped > 0
+    assert lag < 2.0 + 2 * 1.2  # bounded: at most the allowed lag plus the window in flight
+
+
+async def test_mix_original_returns_client_audio_under_the_bgm() -> None:
+    clock = VirtualClock()
+    session = LiveSession(LocalBackend.default(faces=False, inline=True), LiveOptions(mix_original=True), clock=clock)
+    tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(960) / OUTPUT_RATE)).astype(np.float32)
+    session.push_audio(AudioFrame(0.0, np.stack([tone, tone], axis=1), OUTPUT_RATE))
+    out = session.pull_frame()  # no BGM yet: exactly the client's audio
+    assert np.allclose(out[:, 0], tone, atol=1e-6)
+    with pytest.raises(ValueError, match="48000"):
+        session.push_audio(AudioFrame(0.0, np.zeros((160, 2), np.float32), 16_000))
+    await session.close()
+
+
+def test_bad_live_options_are_rejected() -> None:
+    from pipelines.errors import OptionError
+
+    with pytest.raises(OptionError, match="unknown style"):
+        LiveOptions(style="polka")
+    with pytest.raises(OptionError, match="frame_ms"):
+        LiveOptions(frame_ms=7)
