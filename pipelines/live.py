@@ -379,7 +379,12 @@ class LiveSession:
             self._speech = 0.0
             return None  # no sound, or digital silence: says nothing about the mood
         t0 = self.clock.now()
-        mono = to_mono16k(seg, self.backend.names.audio_rate)
+        # resampling (and scipy's first import) is CPU work: off the event loop, on the backend's
+        # own pool when it has one (inline for deterministic tests)
+        run_blocking = getattr(self.backend, "run_blocking", None)
+        rate = self.backend.names.audio_rate
+        mono = await (run_blocking(to_mono16k, seg, rate) if run_blocking is not None
+                      else asyncio.to_thread(to_mono16k, seg, rate))
         row, speech = await self.backend.encode_audio(mono)
         self.hooks.stage("audio_encode", self.clock.now() - t0)
         self._speech = speech

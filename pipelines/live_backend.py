@@ -105,27 +105,28 @@ class LocalBackend:
         e = default_engines(faces=faces)
         return cls(e.frame, e.audio, e.affect, ProceduralMusicEngine(), e.faces, inline=inline)
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """Run blocking work on this backend's pool (or inline)."""
         if self._pool is None:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def encode_frames(self, rgb: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-        return await self._run(self._frame.encode, rgb, previous)
+        return await self.run_blocking(self._frame.encode, rgb, previous)
 
     async def analyze_faces(self, gray: np.ndarray) -> np.ndarray:
         if self._faces is None:
             return np.zeros((len(gray), 0), np.float32)
-        return await self._run(self._faces.analyze, gray)
+        return await self.run_blocking(self._faces.analyze, gray)
 
     async def encode_audio(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
-        return await self._run(encode_audio_window, self._audio, samples)
+        return await self.run_blocking(encode_audio_window, self._audio, samples)
 
     async def affect(self, features: Mapping[str, float], tracker: MoodTracker, t_s: float) -> AffectStep:
-        return await self._run(affect_step, self._affect, features, tracker, t_s)
+        return await self.run_blocking(affect_step, self._affect, features, tracker, t_s)
 
     async def music(self, request: MusicRequest) -> MusicReply:
-        return await self._run(self.streams.generate, request)
+        return await self.run_blocking(self.streams.generate, request)
 
     async def close_music(self, stream_id: str) -> None:
         self.streams.close(stream_id)
