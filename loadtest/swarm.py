@@ -89,6 +89,33 @@ async def _consume_audio(track: MediaStreamTrack, res: SessionResult, glitch_ms:
     res.rms = (sq / n) ** 0.5 if n else 0.0
 
 
+class _Monotonic(MediaStreamTrack):
+    """Re-stamps a looping MediaPlayer track so pts keep increasing across the loop point.
+
+    (aiortc's MediaPlayer restarts pts at 0 when it loops; its VP8 encoder then fails.)
+    """
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._offset = 0
+        self._last = -1
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        if frame.pts is not None:
+            if frame.pts + self._offset <= self._last:
+                self._offset = self._last + 1 - frame.pts
+            frame.pts += self._offset
+            self._last = frame.pts
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+
 async def run_session(index: int, url: str, video: str, duration: float, glitch_ms: float,
                       style: str | None) -> SessionResult:
     res = SessionResult(index)
@@ -98,9 +125,9 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
     tasks: list[asyncio.Task[None]] = []
     try:
         if player.video is not None:
-            pc.addTrack(player.video)
+            pc.addTrack(_Monotonic(player.video))
         if player.audio is not None:
-            pc.addTrack(player.audio)
+            pc.addTrack(_Monotonic(player.audio))
         else:
             pc.addTransceiver("audio", direction="recvonly")
         channel = pc.createDataChannel("mood")
@@ -172,12 +199,14 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
 
 
 def default_video() -> str:
+    """A synthetic clip alternating calm and exciting scenes every 10 s (40 s; looped by the clients)."""
     from dataclasses import replace
 
     from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 
     path = os.path.join(tempfile.mkdtemp(prefix="backscore-swarm-"), "calm_exciting.mp4")
-    write_video(path, [replace(CALM_DARK, duration_s=10.0), replace(BRIGHT_FAST, duration_s=10.0)])
+    calm, exciting = replace(CALM_DARK, duration_s=10.0), replace(BRIGHT_FAST, duration_s=10.0)
+    write_video(path, [calm, exciting, calm, exciting])
     return path
 
 
