@@ -165,16 +165,36 @@ def emotion_probs(valence: float, arousal: float, f: Mapping[str, float] | None 
     return p / p.sum()
 
 
+@dataclass(frozen=True)
+class FeatureScores:
+    """The feature terms' verdict on one window, before the emotion step."""
+
+    valence: float
+    arousal: float
+    #: Share of the valence / arousal terms' weight carried by features that were present.
+    valence_coverage: float
+    arousal_coverage: float
+    #: The window's features with the derived ones (face_valence, face_arousal, pulse) added.
+    derived: dict[str, float]
+
+
+def feature_scores(features: Mapping[str, float]) -> FeatureScores:
+    """Valence and arousal of the documented feature terms, with their evidence coverage."""
+    f = _derived(features)
+    valence, cov_v = _score(f, VALENCE_TERMS)
+    arousal, cov_a = _score(f, AROUSAL_TERMS)
+    return FeatureScores(valence, arousal, cov_v, cov_a, f)
+
+
 class FeatureAffectModel(AffectModel):
     """The documented feature-to-affect mapping above."""
 
     def predict_one(self, features: Mapping[str, float]) -> AffectEstimate:
-        f = _derived(features)
-        valence, cov_v = _score(f, VALENCE_TERMS)
-        arousal, cov_a = _score(f, AROUSAL_TERMS)
-        probs = emotion_probs(valence, arousal, f)
+        sc = feature_scores(features)
+        valence, arousal = sc.valence, sc.arousal
+        probs = emotion_probs(valence, arousal, sc.derived)
         top = int(np.argmax(probs))
-        coverage = 0.5 * (cov_v + cov_a)
+        coverage = 0.5 * (sc.valence_coverage + sc.arousal_coverage)
         return AffectEstimate(
             valence=valence,
             arousal=arousal,

@@ -69,7 +69,7 @@ def find_weights(weights: str | None = None) -> tuple[str | None, str]:
 
 def missing_weights_message(where: str) -> str:
     return _weights.missing_weights_message(
-        "CLIP weights", MODEL_ID, where, f"set {WEIGHTS_ENV}=DIR (or pass the directory as the encoder's weights)")
+        "CLIP weights", MODEL_ID, where, f"--weights clip=DIR or {WEIGHTS_ENV}=DIR")
 
 
 def _features(out: Any) -> torch.Tensor:

@@ -21,7 +21,7 @@ MUSIC_ENGINES: tuple[str, ...] = ("procedural", "musicgen")
 
 @dataclass(frozen=True)
 class EngineStatus:
-    """One engine: ``kind`` is music / frames / audio / affect / faces / embedding / runtime."""
+    """One engine: ``kind`` is music / frames / audio / affect / faces / embedding / runtime / backend."""
 
     name: str
     kind: str
@@ -85,6 +85,29 @@ def _neural(name: str, kind: str, module: str, weights: str | None) -> EngineSta
     return EngineStatus(name, kind, True, f"{mod.MODEL_ID} weights from {where}")
 
 
+def _affect_engines(clip: EngineStatus, w2v: EngineStatus, amt_weights: str | None) -> list[EngineStatus]:
+    """``--affect-engine clip+wav2vec2`` and ``amt`` (engines/affect_engines.py), nothing imported."""
+    from engines.affect_engines import AMT_WEIGHTS_ENV, find_amt_weights
+
+    both = clip.available and w2v.available
+    fused = EngineStatus("clip+wav2vec2", "affect", both,
+                         "CLIP zero-shot mood + wav2vec2 emotion head fused with the feature terms "
+                         "(--affect-engine clip+wav2vec2; clip or wav2vec2 alone need only their own weights)" if both
+                         else "needs " + " and ".join(s.name for s in (clip, w2v) if not s.available)
+                         + " (see above)")
+    if not _has("torch"):
+        return [fused, EngineStatus("amt", "affect", False, "package not installed: torch")]
+    path, where = find_amt_weights(amt_weights)
+    if path is None:
+        amt = EngineStatus("amt", "affect", False, f"no trained AMT weights ({where}): --weights amt=DIR or "
+                           f"{AMT_WEIGHTS_ENV}=DIR, made by `backscore amt train`; --affect-engine amt uses the "
+                           "default model without them")
+    else:
+        amt = EngineStatus("amt", "affect", True, f"Affective Multimodal Transformer from {where} "
+                           "(--affect-engine amt)")
+    return [fused, amt]
+
+
 def _not_implemented(name: str, kind: str, package: str, what: str) -> EngineStatus:
     state = "installed" if _has(package) else "not installed"
     return EngineStatus(name, kind, False, f"not implemented yet ({what}); package {package} {state}")
@@ -95,8 +118,24 @@ def _onnxruntime() -> EngineStatus:
         return EngineStatus("onnxruntime", "runtime", False,
                             "package not installed: onnx/onnxruntime (pip install 'backscore[neural]')")
     return EngineStatus("onnxruntime", "runtime", True,
-                        "ONNX export + ONNX Runtime for the face-expression CNN (FaceExpressionAnalyzer(backend="
-                        "'onnx')); the other neural models are not exported yet")
+                        "ONNX export + ONNX Runtime: the face-expression CNN (FaceExpressionAnalyzer(backend='onnx')); "
+                        "CLIP towers, wav2vec2, MusicGen text encoder / decoder step / EnCodec decoder "
+                        "(engines/onnx_export.py)")
+
+
+def _backends() -> list[EngineStatus]:
+    """The neural-model backends (engines/backends.py), decided without importing torch or tensorrt."""
+    from engines.backends import ENV_VAR, backend_statuses, requested_backend
+
+    statuses = backend_statuses(light=True)
+    try:
+        pinned, _ = requested_backend("auto")
+    except ValueError:  # a bad $BACKSCORE_BACKEND: choose_backend says so when a model is loaded
+        pinned = "auto"
+    chosen = pinned if pinned != "auto" else next((b.name for b in statuses if b.available), None)
+    note = f" [chosen by ${ENV_VAR}]" if pinned != "auto" else " [auto choice]"
+    return [EngineStatus(b.name, "backend", b.available, b.reason + (note if b.name == chosen else ""))
+            for b in statuses]
 
 
 def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]:
@@ -110,10 +149,11 @@ def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]
         EngineStatus("feature-audio", "audio", True, "loudness, spectrum, onsets and speech activity (numpy)"),
         EngineStatus("feature-affect", "affect", True, "documented feature -> valence/arousal mapping"),
         fer,
-        _neural("clip", "frames", "engines.clip_encoder", weights.get("clip")),
-        _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2")),
+        clip := _neural("clip", "frames", "engines.clip_encoder", weights.get("clip")),
+        w2v := _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2")),
+        *_affect_engines(clip, w2v, weights.get("amt")),
         _onnxruntime(),
-        _not_implemented("tensorrt", "runtime", "tensorrt", "TensorRT inference backend"),
+        *_backends(),
     ]
     return statuses
 

@@ -84,8 +84,7 @@ def find_weights(weights: str | None = None) -> tuple[str | None, str]:
 def missing_weights_message(where: str) -> str:
     return _weights.missing_weights_message(
         "wav2vec2 emotion weights", MODEL_ID, where,
-        f"a Wav2Vec2ForSequenceClassification emotion checkpoint: set {WEIGHTS_ENV}=DIR (or pass the directory "
-        "as the encoder's weights)")
+        f"a Wav2Vec2ForSequenceClassification emotion checkpoint, --weights wav2vec2=DIR or {WEIGHTS_ENV}=DIR")
 
 
 # --------------------------------------------------------------------------- encoder
@@ -176,6 +175,10 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
         self, samples: np.ndarray, bounds: Sequence[tuple[float, float]]
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         """Like :meth:`AudioEncoder.encode_windows`, batching windows of equal length."""
+        return self.window_rows(samples, bounds), self.speech_activity(samples)
+
+    def window_rows(self, samples: np.ndarray, bounds: Sequence[tuple[float, float]]) -> np.ndarray:
+        """The rows of :meth:`encode_windows` without the speech activity (zeros for a window too short)."""
         sr = self.sample_rate
         rows = np.zeros((len(bounds), len(self.feature_names)), dtype=np.float32)
         by_len: dict[int, list[tuple[int, np.ndarray]]] = {}
@@ -189,7 +192,7 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
                 out = self._rows(self._probabilities([seg for _, seg in part]))
                 for (i, _), row in zip(part, out, strict=True):
                     rows[i] = row
-        return rows, self.speech_activity(samples)
+        return rows
 
     def speech_activity(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Delegates to :meth:`engines.audio_features.FeatureAudioEncoder.speech_activity`."""

@@ -13,9 +13,9 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -45,6 +45,14 @@ class Engines:
     audio: AudioEncoder
     affect: AffectModel
     faces: FaceAnalyzer | None = None
+    #: Optional image model (CLIP) fed with larger RGB pictures (``VideoFrame.picture``, made at
+    #: :data:`PICTURE_FPS` only when this is set); its columns join each window's picture features.
+    picture: FrameEncoder | None = None
+
+
+#: Pictures per second for :attr:`Engines.picture` (Video2Music samples CLIP features at 1 fps;
+#: two per second puts about four in every 2 s window).
+PICTURE_FPS = 2.0
 
 
 def default_engines(faces: bool = True) -> Engines:
@@ -58,6 +66,22 @@ def default_engines(faces: bool = True) -> Engines:
 
         face_model = FaceExpressionAnalyzer()
     return Engines(FeatureFrameEncoder(), FeatureAudioEncoder(), FeatureAffectModel(), face_model)
+
+
+def create_engines(affect_engine: str = "default", weights: str | Mapping[str, str] | Sequence[str] | None = None,
+                   faces: bool = True) -> Engines:
+    """The engines for ``--affect-engine NAME`` (see :func:`engines.affect_engines.create_affect_engines`),
+    plus the face analyzer unless ``faces`` is off. Raises ``EngineUnavailable`` (missing weights)
+    or ``ValueError`` (unknown name) before any work starts."""
+    from engines.affect_engines import create_affect_engines
+
+    parts = create_affect_engines(affect_engine, weights)
+    face_model: FaceAnalyzer | None = None
+    if faces:
+        from engines.faces import FaceExpressionAnalyzer
+
+        face_model = FaceExpressionAnalyzer()
+    return Engines(parts.frame, parts.audio, parts.affect, face_model, parts.picture)
 
 
 #: Peak level below which a whole soundtrack counts as digital silence (-80 dBFS).
@@ -128,11 +152,17 @@ class FrameTable:
     face_times: np.ndarray
     face_names: tuple[str, ...]
     face_values: np.ndarray
+    #: Rows of :attr:`Engines.picture` on the frames that carry a picture (none by default).
+    picture_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    picture_names: tuple[str, ...] = ()
+    picture_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 def encode_frames(frames: Sequence[VideoFrame], engines: Engines, batch: int = 64,
-                  faces: tuple[np.ndarray, np.ndarray] | None = None) -> FrameTable:
-    """Picture features of every analysed frame; face rows are computed here unless given."""
+                  faces: tuple[np.ndarray, np.ndarray] | None = None,
+                  pictures: tuple[np.ndarray, np.ndarray] | None = None) -> FrameTable:
+    """Picture features of every analysed frame; face rows (and the picture encoder's rows,
+    when :attr:`Engines.picture` is set) are computed here unless given."""
     times = np.array([f.pts_s for f in frames], dtype=np.float64)
     rows: list[np.ndarray] = []
     prev: np.ndarray | None = None
@@ -141,25 +171,58 @@ def encode_frames(frames: Sequence[VideoFrame], engines: Engines, batch: int = 6
         rows.append(engines.frame.encode(arr, prev))
         prev = arr[-1]
     values = np.concatenate(rows) if rows else np.zeros((0, len(engines.frame.feature_names)), np.float32)
-    if engines.faces is None:
-        return FrameTable(times, engines.frame.feature_names, values, np.zeros(0), (), np.zeros((0, 0), np.float32))
-    if faces is None:
-        worker = FaceWorker(engines.faces, threaded=False)
-        for f in frames:
-            worker.put(f)
-        faces = worker.result()
-    return FrameTable(times, engines.frame.feature_names, values, faces[0], engines.faces.feature_names, faces[1])
+    table = FrameTable(times, engines.frame.feature_names, values, np.zeros(0), (), np.zeros((0, 0), np.float32))
+    if engines.faces is not None:
+        if faces is None:
+            faces = _run_worker(FaceWorker(engines.faces, threaded=False), frames)
+        table.face_times, table.face_names, table.face_values = faces[0], engines.faces.feature_names, faces[1]
+    if engines.picture is not None:
+        if pictures is None:
+            pictures = _run_worker(picture_worker(engines.picture, threaded=False), frames)
+        table.picture_times, table.picture_names, table.picture_values = (
+            pictures[0], engines.picture.feature_names, pictures[1])
+    return table
+
+
+def _run_worker(worker: FaceWorker, frames: Sequence[VideoFrame]) -> tuple[np.ndarray, np.ndarray]:
+    for f in frames:
+        worker.put(f)
+    return worker.result()
+
+
+class _PictureAnalyzer:
+    """A :class:`FrameEncoder` seen as a :class:`FaceAnalyzer` (pictures in, rows out)."""
+
+    def __init__(self, encoder: FrameEncoder) -> None:
+        self._encoder = encoder
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self._encoder.feature_names
+
+    def analyze(self, gray_frames: np.ndarray) -> np.ndarray:
+        return self._encoder.encode(gray_frames)
+
+
+def picture_worker(encoder: FrameEncoder, threaded: bool = True) -> FaceWorker:
+    """A worker running ``encoder`` (CLIP) on the frames that carry a ``picture``."""
+    return FaceWorker(_PictureAnalyzer(encoder), batch=8, threaded=threaded, source="picture")
 
 
 class FaceWorker:
     """Runs the face analyzer on the frames that carry a grey picture, in batches.
 
     Threaded, it works while the video is still being decoded (OpenCV and numpy release the
-    GIL); ``result()`` waits for it and returns ``(times_s, rows)``.
+    GIL); ``result()`` waits for it and returns ``(times_s, rows)``. ``source="picture"`` runs it
+    on the frames' RGB ``picture`` instead (see :func:`picture_worker`).
     """
 
-    def __init__(self, analyzer: FaceAnalyzer, batch: int = 16, threaded: bool = True) -> None:
+    def __init__(self, analyzer: FaceAnalyzer, batch: int = 16, threaded: bool = True,
+                 source: str = "gray") -> None:
+        if source not in ("gray", "picture"):
+            raise ValueError(f"source must be 'gray' or 'picture', got {source!r}")
         self._analyzer = analyzer
+        self._source = source
         self._batch = batch
         self._times: list[float] = []
         self._rows: list[np.ndarray] = []
@@ -169,11 +232,15 @@ class FaceWorker:
         self._error: BaseException | None = None
         if threaded:
             self._queue = queue.Queue(maxsize=256)
-            self._thread = threading.Thread(target=self._run, name="faces", daemon=True)
+            name = "faces" if source == "gray" else "pictures"
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
 
+    def _image(self, frame: VideoFrame) -> np.ndarray | None:
+        return frame.gray if self._source == "gray" else frame.picture
+
     def put(self, frame: VideoFrame) -> None:
-        if frame.gray is None:
+        if self._image(frame) is None:
             return
         if self._queue is not None:
             self._queue.put(frame)
@@ -188,8 +255,8 @@ class FaceWorker:
     def _flush(self) -> None:
         if not self._pending:
             return
-        grays = np.stack([f.gray for f in self._pending if f.gray is not None])
-        self._rows.append(self._analyzer.analyze(grays))
+        images = [self._image(f) for f in self._pending]
+        self._rows.append(self._analyzer.analyze(np.stack([x for x in images if x is not None])))
         self._times.extend(f.pts_s for f in self._pending)
         self._pending = []
 
@@ -241,6 +308,12 @@ def _frame_window_features(table: FrameTable, s: float, e: float, cuts: np.ndarr
         f["face_presence"] = float(len(with_face) / len(rows)) if len(rows) else 0.0
         for j, name in enumerate(table.face_names[1:], start=1):
             f[name] = float(with_face[:, j].mean()) if len(with_face) else 0.0
+    if table.picture_names and len(table.picture_times):
+        pidx = np.nonzero((table.picture_times >= s) & (table.picture_times < e))[0]
+        if len(pidx) == 0:  # fewer pictures than windows: the nearest one
+            pidx = np.array([int(np.argmin(np.abs(table.picture_times - 0.5 * (s + e))))])
+        for j, name in enumerate(table.picture_names):
+            f[name] = float(np.mean(table.picture_values[pidx, j]))
     return f
 
 
@@ -333,21 +406,41 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
     """
     o = options or AnalysisOptions()
     eng = engines or default_engines()
+    decode_options = o.decode
+    if eng.picture is not None and decode_options.picture_fps <= 0:
+        decode_options = replace(decode_options, picture_fps=PICTURE_FPS)
     info = probe(path)
     faces = FaceWorker(eng.faces) if eng.faces is not None else None
+    pictures = picture_worker(eng.picture) if eng.picture is not None else None
+    on_frame = None if faces is None and pictures is None else _fan_out(faces, pictures)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sound") as pool:
         sound_future = None
         if info.duration_s > 0:
             guess = window_bounds(info.duration_s, o.window_s, o.hop_s)
             sound_future = pool.submit(lambda: analyze_sound(decode_audio(path, info.duration_s), eng.audio, guess))
         try:
-            info, frames, duration = decode_video(path, o.decode, progress, on_frame=faces.put if faces else None)
+            info, frames, duration = decode_video(path, decode_options, progress, on_frame=on_frame)
         finally:
-            face_rows = faces.result() if faces is not None else None
+            try:
+                face_rows = faces.result() if faces is not None else None
+            finally:
+                picture_rows = pictures.result() if pictures is not None else None
         bounds = window_bounds(duration, o.window_s, o.hop_s)
         if sound_future is not None and duration == info.duration_s:
             sound = sound_future.result()
         else:
             sound = analyze_sound(decode_audio(path, duration), eng.audio, bounds)
-    table = encode_frames(frames, eng, faces=face_rows)
+    table = encode_frames(frames, eng, faces=face_rows, pictures=picture_rows)
     return _finish(info, duration, table, sound, bounds, eng, o)
+
+
+def _fan_out(*workers: FaceWorker | None) -> Callable[[VideoFrame], None]:
+    active = [w for w in workers if w is not None]
+    if len(active) == 1:
+        return active[0].put
+
+    def put(frame: VideoFrame) -> None:
+        for w in active:
+            w.put(frame)
+
+    return put

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from engines.base import STYLES, EngineError
+from pipelines.cli_amt import add_affect_options
+from pipelines.cli_amt import add_commands as add_amt_commands
 from pipelines.cli_music import Handler, add_commands
 from pipelines.errors import BackscoreError
 
@@ -36,8 +38,11 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sc.add_argument("--no-faces", action="store_true", help="skip face-expression analysis")
     sc.add_argument("--engine", default="procedural", metavar="procedural|musicgen",
                     help="music engine: the embedded procedural composer (default) or MusicGen (needs --weights)")
-    sc.add_argument("--weights", metavar="DIR", help="local model weights for --engine musicgen "
-                    "(or BACKSCORE_MUSICGEN_WEIGHTS, or the Hugging Face cache)")
+    sc.add_argument("--weights", action="append", metavar="[NAME=]DIR",
+                    help="local model weights, repeatable: a plain DIR for --engine musicgen (or "
+                    "BACKSCORE_MUSICGEN_WEIGHTS, or the Hugging Face cache); NAME=DIR for the affect engine's models "
+                    "(clip=DIR, wav2vec2=DIR, amt=DIR; a plain DIR when the music engine needs none)")
+    add_affect_options(sc, weights=False)
     sc.add_argument("--track", type=int, metavar="ID",
                     help="put this library track under the video instead of composing (see `backscore recommend`)")
     sc.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite",
@@ -49,9 +54,12 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     an.add_argument("--timeline", metavar="T.json", help="write JSON here instead of stdout")
     an.add_argument("--plot", metavar="P.png")
     an.add_argument("--no-faces", action="store_true")
+    add_affect_options(an)
 
     en = sub.add_parser("engines", help="list the engines, whether each is available here and why not")
-    en.add_argument("--weights", metavar="DIR", help="where to look for MusicGen weights")
+    en.add_argument("--weights", action="append", metavar="[NAME=]DIR",
+                    help="where to look for weights, repeatable: a plain DIR for MusicGen, NAME=DIR for musicgen, "
+                    "clip, wav2vec2, amt")
 
     sv = sub.add_parser("synth-video", help="write a synthetic test video whose mood changes at known times")
     sv.add_argument("output", help="output file (.mp4, .webm, .mkv, .avi)")
@@ -61,7 +69,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sv.add_argument("--pattern", default="calm-exciting-calm",
                     help="dash-separated scenes from: calm, exciting (default calm-exciting-calm)")
     sv.add_argument("--scene-seconds", type=float, default=8.0)
-    return p, add_commands(sub)
+    return p, {**add_commands(sub), **add_amt_commands(sub)}
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -70,9 +78,11 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from pipelines.cli_amt import split_weights
     from pipelines.progress import Progress
     from pipelines.score import SCORE_STAGES, ScoreRequest, score
 
+    affect_weights, music_weights = split_weights(args.weights, args.engine)
     progress = Progress(SCORE_STAGES, enabled=None if not args.quiet else False)
     result = score(
         ScoreRequest(
@@ -87,7 +97,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
             track_id=args.track,
             library=args.library,
             engine=args.engine,
-            weights=args.weights,
+            weights=music_weights,
+            affect_engine=args.affect_engine,
+            affect_weights=affect_weights,
         ),
         progress=progress,
     )
@@ -104,7 +116,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pipelines.analysis import analyze, default_engines
+    from pipelines.analysis import analyze
+    from pipelines.cli_amt import engines_from_args
+    from pipelines.decode import probe
     from pipelines.outputs import atomic_output, check_output_path
     from pipelines.timeline import timeline_dict, write_timeline
 
@@ -112,7 +126,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         check_output_path(args.timeline, args.input, (".json",), "timeline")
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
-    analysis = analyze(args.input, default_engines(faces=not args.no_faces))
+    probe(args.input)  # a bad input fails before any model is loaded
+    analysis = analyze(args.input, engines_from_args(args))
     data = timeline_dict(analysis)
     if args.timeline:
         with atomic_output(args.timeline) as tmp:
@@ -130,8 +145,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _cmd_engines(args: argparse.Namespace) -> int:
     from engines.registry import engine_statuses
+    from pipelines.cli_amt import split_weights
 
-    statuses = engine_statuses({"musicgen": args.weights} if args.weights else None)
+    affect, music = split_weights(args.weights, "musicgen")
+    statuses = engine_statuses({**affect, **({"musicgen": music} if music else {})})
     width = max(len(s.name) for s in statuses)
     for s in statuses:
         mark = "yes" if s.available else "no "

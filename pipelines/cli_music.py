@@ -42,6 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     rec.add_argument("--model", metavar="MODEL", help="blend in a trained recommender (`recommender train`)")
     rec.add_argument("--no-faces", action="store_true")
     rec.add_argument("--plot", metavar="P.png", help="draw the library, the video's mood path and the picks")
+    from pipelines.cli_amt import add_affect_options
+
+    add_affect_options(rec)
 
     lib = sub.add_parser("library", help="index and list your own music")
     lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="ACTION")
@@ -92,7 +95,8 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from pipelines.analysis import analyze, default_engines
+    from pipelines.analysis import analyze
+    from pipelines.cli_amt import engines_from_args
     from pipelines.decode import probe
     from pipelines.libraries import load_library
     from pipelines.outputs import atomic_output, check_output_path
@@ -103,6 +107,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     probe(args.input)  # a bad input fails before the library is built
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
+    engines = engines_from_args(args)  # missing weights fail before the library is built
     prog, update = _count_progress("library")
     tracks = load_library(args.library, progress=update)
     prog.close()
@@ -111,7 +116,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         from pipelines.recommender import RecommenderModel
 
         model = RecommenderModel.load(args.model)
-    analysis = analyze(args.input, default_engines(faces=not args.no_faces))
+    analysis = analyze(args.input, engines)
     profile = profile_from_analysis(analysis)
     matrix = TrackMatrix(tracks)
     model_scores = model.predict_proba(analysis, matrix) if model is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
@@ -34,6 +34,11 @@ class DecodeOptions:
     face_fps: float = 1.0
     thumb_width: int = 96
     face_width: int = 256
+    #: RGB pictures for image models (CLIP) on this many analysed frames per second; 0 (the
+    #: default) makes none, so the default path pays nothing for them.
+    picture_fps: float = 0.0
+    #: Shorter side of those pictures, px (CLIP's processor resizes to 224 and centre-crops).
+    picture_size: int = 224
     #: Skip decoding of non-reference frames (B-frames) when the analysis rate is far below
     #: the video's frame rate: they are never looked at, and skipping them saves ~30% of decode.
     skip_nonref: bool = True
@@ -137,6 +142,9 @@ def iter_media(
         fw, fh = _even(min(opts.face_width, info.width)), _even(min(opts.face_width, info.width) * aspect)
         next_t = 0.0
         next_face_t = 0.0
+        picture_step = 1.0 / opts.picture_fps if opts.picture_fps > 0 else float("inf")
+        next_picture_t = 0.0 if opts.picture_fps > 0 else float("inf")
+        pw, ph = picture_dims(info.width, info.height, opts.picture_size)
         step = 1.0 / opts.analysis_fps
         face_step = 1.0 / opts.face_fps if opts.face_fps > 0 else float("inf")
         t0: float | None = None if video else _stream_start(vstream)
@@ -161,13 +169,14 @@ def iter_media(
                         gray: np.ndarray | None = None
                         if t + 1e-6 >= next_face_t:
                             next_face_t = max(next_face_t + face_step, t + face_step / 2)
-                            gray = frame.to_ndarray(width=fw, height=fh, format="gray", interpolation="FAST_BILINEAR")
-                            rotation = int(getattr(frame, "rotation", 0) or 0)
-                            if rotation % 90 == 0 and rotation % 360:
-                                # phone videos are often stored sideways with a display
-                                # rotation: faces must be upright for the detector
-                                gray = np.ascontiguousarray(np.rot90(gray, k=rotation // 90))
-                        yield VideoFrame(pts_s=t, rgb=rgb, gray=gray)
+                            gray = _upright(frame, frame.to_ndarray(width=fw, height=fh, format="gray",
+                                                                    interpolation="FAST_BILINEAR"))
+                        picture: np.ndarray | None = None
+                        if t + 1e-6 >= next_picture_t:
+                            next_picture_t = max(next_picture_t + picture_step, t + picture_step / 2)
+                            picture = _upright(frame, frame.to_ndarray(width=pw, height=ph, format="rgb24",
+                                                                       interpolation="BILINEAR"))
+                        yield VideoFrame(pts_s=t, rgb=rgb, gray=gray, picture=picture)
                         if progress is not None and info.duration_s > 0 and t - last_progress >= 1.0:
                             last_progress = t
                             progress(min(1.0, t / info.duration_s))
@@ -185,6 +194,22 @@ def iter_media(
                     yield _audio_frame(out, None, t0)
         except av.error.FFmpegError as exc:
             raise InputError(f"corrupt or truncated video data in {path} ({exc.strerror or exc})") from exc
+
+
+def picture_dims(width: int, height: int, size: int) -> tuple[int, int]:
+    """``(w, h)`` of a picture whose shorter side is ``size`` px, keeping the aspect ratio (even sizes)."""
+    w, h = max(1, width), max(1, height)
+    scale = size / min(w, h)
+    return _even(w * scale), _even(h * scale)
+
+
+def _upright(frame: av.VideoFrame, picture: np.ndarray) -> np.ndarray:
+    """Phone videos are often stored sideways with a display rotation: faces and image models
+    want the picture upright."""
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    if rotation % 90 == 0 and rotation % 360:
+        return np.ascontiguousarray(np.rot90(picture, k=rotation // 90))
+    return picture
 
 
 def _stream_start(stream: av.video.stream.VideoStream) -> float:
@@ -237,7 +262,9 @@ def decode_video(
 ) -> tuple[MediaInfo, list[VideoFrame], float]:
     """Decode the analysis frames only: ``(info, frames, duration_s)``.
 
-    ``on_frame`` sees each frame as soon as it is decoded (to start work on it early).
+    ``on_frame`` sees each frame as soon as it is decoded (to start work on it early); the
+    large RGB ``picture`` (``DecodeOptions.picture_fps``) is then handed over to it only and
+    not kept in the returned frames.
     """
     info: MediaInfo | None = None
     frames: list[VideoFrame] = []
@@ -245,9 +272,11 @@ def decode_video(
         if isinstance(item, MediaInfo):
             info = item
         elif isinstance(item, VideoFrame):
-            frames.append(item)
             if on_frame is not None:
                 on_frame(item)
+                if item.picture is not None:
+                    item = replace(item, picture=None)
+            frames.append(item)
     assert info is not None
     if not frames:
         raise InputError(f"no decodable video frames in {path}")

@@ -18,11 +18,15 @@ class VideoFrame:
     ``rgb``: ``uint8`` (h, w, 3) thumbnail for colour/motion/cut features.
     ``gray``: optional larger ``uint8`` (H, W) picture for face detection (only on the
     frames picked for face analysis).
+    ``picture``: optional ``uint8`` (H, W, 3) RGB picture whose shorter side is
+    ``DecodeOptions.picture_size`` (224 px) for image models such as CLIP (only on the frames
+    picked at ``DecodeOptions.picture_fps``; never made on the default path).
     """
 
     pts_s: float
     rgb: np.ndarray
     gray: np.ndarray | None = None
+    picture: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import STYLES, MusicEngine
-from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze, default_engines
+from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze, create_engines
 from pipelines.decode import MIX_SAMPLE_RATE, probe
 from pipelines.errors import InputError, OptionError
 from pipelines.music import ComposedMusic, compose
@@ -54,6 +54,10 @@ class ScoreRequest:
     #: Music engine by name (engines.registry) and its weights directory.
     engine: str = "procedural"
     weights: str | None = None
+    #: Affect engine by name (engines.affect_engines.AFFECT_ENGINES) and its models' weights
+    #: (clip / wav2vec2 / amt -> DIR; "" -> the chosen engine's model).
+    affect_engine: str = "default"
+    affect_weights: Mapping[str, str] | None = None
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
 
@@ -86,6 +90,13 @@ def _music_engine(request: ScoreRequest) -> MusicEngine:
 
     try:
         return create_music_engine(request.engine, request.weights)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from exc
+
+
+def _affect_engines(request: ScoreRequest) -> Engines:
+    try:
+        return create_engines(request.affect_engine, request.affect_weights, faces=request.faces)
     except ValueError as exc:
         raise OptionError(str(exc)) from exc
 
@@ -147,6 +158,7 @@ def score(
     track = None
     if music_engine is None and request.track_id is None:  # load weights before the long work
         music_engine = _music_engine(request)
+    eng = engines or _affect_engines(request)
     if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
         from pipelines.libraries import find_track, load_library
 
@@ -154,7 +166,6 @@ def score(
 
     t = time.perf_counter()
     prog.stage("analyse")
-    eng = engines or default_engines(faces=request.faces)
     analysis = analyze(request.input_path, eng, request.analysis, prog.update)
     timings["analyse"] = time.perf_counter() - t
     log.info("analysed %s: %.1f s, %d windows, %d cuts, segments: %s", request.input_path, analysis.duration_s,

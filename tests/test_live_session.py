@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines.base import MoodControl
 from engines.composer import ProceduralMusicEngine
 from pipelines.clock import VirtualClock
 from pipelines.frames import AudioFrame
@@ -20,7 +21,6 @@ from pipelines.live_ingest import feed_file
 from pipelines.live_music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer, StreamTable
 from pipelines.segments import MoodTracker
 from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
-from engines.base import MoodControl
 
 CHANGE_AT = 8.0
 
@@ -128,8 +128,10 @@ class _Recorder:
         self.dropped += n
 
 
-async def _run_session(video: Path, backend: LocalBackend, seconds: float,
-                       options: LiveOptions | None = None) -> tuple[LiveSession, list[MoodReport], list[tuple[int, np.ndarray]], _Recorder]:
+Run = tuple[LiveSession, list[MoodReport], list[tuple[int, np.ndarray]], _Recorder]
+
+
+async def _run_session(video: Path, backend: LocalBackend, seconds: float, options: LiveOptions | None = None) -> Run:
     clock = VirtualClock()
     hooks = _Recorder()
     reports: list[MoodReport] = []

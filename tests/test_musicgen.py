@@ -271,7 +271,7 @@ def test_registry_reports_and_creates(weights: Path, tmp_path: Path, monkeypatch
     by_name = {s.name: s for s in engine_statuses()}
     assert by_name["procedural"].available and by_name["feature-affect"].available
     assert not by_name["musicgen"].available and "--weights DIR" in by_name["musicgen"].detail
-    assert not by_name["tensorrt"].available and "not implemented yet" in by_name["tensorrt"].detail
+    assert by_name["tensorrt"].kind == "backend" and by_name["torch-cpu"].available
     import importlib.util
 
     has_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))

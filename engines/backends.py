@@ -1,0 +1,381 @@
+"""Inference backends for the neural models, which one to use, and a runner per backend.
+
+Backends, in the order ``auto`` tries them (:data:`BACKENDS`):
+
+``tensorrt``
+    A TensorRT engine built from the model's ONNX graph (FP16 by default), plans cached on disk
+    (:mod:`engines.tensorrt_backend`). Needs ``tensorrt`` and a CUDA device seen by torch.
+``ort-cuda``
+    The ONNX graph on ONNX Runtime's CUDA execution provider. Needs ``onnxruntime-gpu`` and a GPU
+    (checked by opening a one-node session on that provider).
+``torch-cuda``
+    The torch module itself on a CUDA device. Needs a CUDA build of torch and a GPU.
+``ort-cpu``
+    The ONNX graph on ONNX Runtime's CPU provider. Needs ``onnx`` (export) and ``onnxruntime``.
+``torch-cpu``
+    The torch module on the CPU. Needs torch.
+
+:func:`choose_backend` takes ``"auto"`` (the first available in that order) or a backend name;
+``"auto"`` defers to ``$BACKSCORE_BACKEND`` when it is set, so a deployment can pin one without
+code changes. An explicit choice that cannot run here raises :class:`EngineUnavailable` with
+the reason; an unknown name raises ``ValueError`` listing the names.
+
+:func:`make_runner` / :func:`spec_runner` turn a torch module (or an
+:class:`engines.onnx_export.ExportSpec`) into a callable, numpy arrays in (positional, in input
+order) and the first output as a numpy array out, on any backend; exported graphs and TensorRT
+plans are cached on disk.
+
+:func:`backend_statuses` with ``light=True`` decides without importing torch or tensorrt
+(``backscore engines``): the torch build is read from its ``version.py``, a GPU from
+``/dev/nvidiactl`` or ``/proc/driver/nvidia/gpus``, the CUDA provider from the installed
+``onnxruntime-gpu`` distribution.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from engines.base import EngineUnavailable
+
+if TYPE_CHECKING:
+    import torch
+
+    from engines.onnx_export import AxisRange, ExportSpec
+
+#: Every backend, in the order ``auto`` tries them.
+BACKENDS: tuple[str, ...] = ("tensorrt", "ort-cuda", "torch-cuda", "ort-cpu", "torch-cpu")
+#: Environment variable that pins the backend ``auto`` resolves to.
+ENV_VAR = "BACKSCORE_BACKEND"
+#: Other spellings accepted for backend names.
+ALIASES: dict[str, str] = {
+    "trt": "tensorrt", "onnxruntime-cuda": "ort-cuda", "onnxruntime-cpu": "ort-cpu", "onnxruntime": "ort-cpu",
+}
+ORT_HINT = "pip install 'backscore[neural]' (onnx, onnxruntime)"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend and whether it can run here (``reason`` says what it runs on, or why not)."""
+
+    name: str
+    available: bool
+    reason: str
+
+    @property
+    def device(self) -> str:
+        """``"cuda"`` or ``"cpu"``."""
+        return "cpu" if self.name.endswith("-cpu") else "cuda"
+
+    @property
+    def runtime(self) -> str:
+        """``"tensorrt"``, ``"onnxruntime"`` or ``"torch"``."""
+        return {"tensorrt": "tensorrt", "ort-cuda": "onnxruntime", "ort-cpu": "onnxruntime"}.get(self.name, "torch")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _has(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _has_distribution(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def nvidia_device_present() -> bool:
+    """An NVIDIA driver with a GPU is visible (device node or ``/proc`` entry), without loading CUDA."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return os.path.exists("/dev/nvidiactl") or (gpus.is_dir() and any(gpus.iterdir()))
+
+
+def torch_build() -> tuple[str | None, str | None]:
+    """``(torch version, CUDA version or None)`` read from ``torch/version.py`` without importing torch."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None, None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "version.py"
+        if path.is_file():
+            text = path.read_text()
+            version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+            cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+            return (version.group(1) if version else "?"), (cuda.group(1) if cuda else None)
+    return "?", None
+
+
+def torch_cuda_light() -> tuple[bool, str]:
+    """Whether torch could use CUDA here, without importing torch (build + a visible GPU)."""
+    version, cuda = torch_build()
+    if version is None:
+        return False, "package not installed: torch"
+    if cuda is None:
+        return False, f"torch {version} is a CPU-only build"
+    if not nvidia_device_present():
+        return False, f"torch {version} (CUDA {cuda}) finds no NVIDIA GPU here"
+    return True, f"torch {version} (CUDA {cuda}), NVIDIA GPU present"
+
+
+def torch_cuda() -> tuple[bool, str]:
+    """Whether torch can use a CUDA device here (imports torch)."""
+    if not _has("torch"):
+        return False, "package not installed: torch"
+    import torch
+
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
+    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda}), {torch.cuda.get_device_name(0)}"
+
+
+@functools.lru_cache(maxsize=1)
+def _ort_cuda_probe() -> str | None:
+    """None when a session on CUDAExecutionProvider really runs there, else why not."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        node = helper.make_node("Identity", ["x"], ["y"])
+        graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = min(model.ir_version, 8)
+        sess = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        if sess.get_providers()[0] != "CUDAExecutionProvider":
+            return "a session asked for CUDAExecutionProvider fell back to the CPU (CUDA/cuDNN libraries missing?)"
+    except Exception as exc:
+        return f"CUDAExecutionProvider does not start: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _ort_base() -> tuple[bool, str]:
+    missing = [p for p in ("onnxruntime", "onnx", "torch") if not _has(p)]
+    if missing:
+        return False, f"package not installed: {', '.join(missing)} ({ORT_HINT}; torch exports the graphs)"
+    return True, ""
+
+
+def check_backend(name: str, light: bool = False) -> Backend:
+    """Whether backend ``name`` can run here, and why (not). ``light``: no torch/tensorrt import."""
+    name = ALIASES.get(name, name)
+    if name == "tensorrt":
+        from engines.tensorrt_backend import available
+
+        ok, why = available(light=light)
+        return Backend(name, ok, why)
+    if name == "torch-cpu":
+        if not _has("torch"):
+            return Backend(name, False, "package not installed: torch")
+        version, _ = torch_build()
+        return Backend(name, True, f"torch {version} on the CPU")
+    if name == "torch-cuda":
+        ok, why = torch_cuda_light() if light else torch_cuda()
+        return Backend(name, ok, why)
+    if name in ("ort-cpu", "ort-cuda"):
+        ok, why = _ort_base()
+        if not ok:
+            return Backend(name, False, why)
+        if name == "ort-cpu":
+            if light:
+                return Backend(name, True, "onnxruntime, CPUExecutionProvider")
+            import onnxruntime as ort
+
+            if "CPUExecutionProvider" not in ort.get_available_providers():
+                return Backend(name, False, f"onnxruntime {ort.__version__} lists no CPUExecutionProvider")
+            return Backend(name, True, f"onnxruntime {ort.__version__}, CPUExecutionProvider")
+        if light:
+            if not _has_distribution("onnxruntime-gpu"):
+                return Backend(name, False, "onnxruntime without CUDAExecutionProvider (pip install onnxruntime-gpu)")
+        else:
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return Backend(name, False, f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (providers "
+                               f"{', '.join(ort.get_available_providers())}; pip install onnxruntime-gpu)")
+        if not nvidia_device_present():
+            return Backend(name, False, "onnxruntime-gpu installed, but no NVIDIA GPU is visible here")
+        if light:
+            return Backend(name, True, "onnxruntime-gpu, NVIDIA GPU present")
+        problem = _ort_cuda_probe()
+        return Backend(name, problem is None, problem or "onnxruntime, CUDAExecutionProvider")
+    raise ValueError(f"unknown backend {name!r}; expected auto or one of {', '.join(BACKENDS)}")
+
+
+def backend_statuses(light: bool = False) -> list[Backend]:
+    """Every backend in :data:`BACKENDS` order with whether it can run here."""
+    return [check_backend(name, light) for name in BACKENDS]
+
+
+def requested_backend(preference: str | None = "auto") -> tuple[str, str]:
+    """``(name or "auto", where the choice came from)``; ``"auto"`` defers to ``$BACKSCORE_BACKEND``."""
+    pref, source = (preference or "auto").strip().lower(), "argument"
+    if pref == "auto" and os.environ.get(ENV_VAR, "").strip():
+        pref, source = os.environ[ENV_VAR].strip().lower(), f"${ENV_VAR}"
+    pref = ALIASES.get(pref, pref)
+    if pref != "auto" and pref not in BACKENDS:
+        raise ValueError(f"unknown backend {pref!r} ({source}); expected auto or one of {', '.join(BACKENDS)}")
+    return pref, source
+
+
+def choose_backend(preference: str | None = "auto") -> Backend:
+    """The backend to use: ``preference`` if named (it must be available), else the first available.
+
+    ``"auto"`` (or ``None``) uses ``$BACKSCORE_BACKEND`` when set, else tries :data:`BACKENDS` in order.
+    """
+    name, source = requested_backend(preference)
+    if name != "auto":
+        b = check_backend(name)
+        if not b.available:
+            raise EngineUnavailable(f"backend {name} ({source}) cannot run here: {b.reason}")
+        return b
+    tried = []
+    for candidate in BACKENDS:
+        b = check_backend(candidate)
+        if b.available:
+            return b
+        tried.append(f"{b.name}: {b.reason}")
+    raise EngineUnavailable("no inference backend can run here: " + "; ".join(tried))
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class Runner(Protocol):
+    """numpy arrays in (the model's inputs, in order), the first output as numpy out."""
+
+    backend: str
+    input_names: tuple[str, ...]
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray: ...
+
+
+def _check_arity(names: Sequence[str], arrays: Sequence[Any]) -> None:
+    if len(arrays) != len(names):
+        raise ValueError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(arrays)}")
+
+
+class TorchRunner:
+    """The torch module itself (moved to ``device``, eval mode, inference mode)."""
+
+    def __init__(self, module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], input_names: Sequence[str],
+                 device: str = "cpu", backend: str = "torch-cpu") -> None:
+        import torch
+
+        self.backend = backend
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.input_names = tuple(input_names)
+        self.dtypes = [t.dtype for t in example_inputs]
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        import torch
+
+        _check_arity(self.input_names, arrays)
+        with torch.inference_mode():
+            xs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype=d)
+                  for a, d in zip(arrays, self.dtypes, strict=True)]
+            out = self.module(*xs)
+        return np.asarray(out.float().cpu().numpy())
+
+
+_ORT_TYPES: dict[str, Any] = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8,
+}
+
+
+class OrtRunner:
+    """An ONNX graph in an ONNX Runtime session (CUDA provider for ``device="cuda"``, else CPU)."""
+
+    def __init__(self, path: str, input_names: Sequence[str] | None = None, device: str = "cpu",
+                 threads: int | None = None, backend: str = "ort-cpu") -> None:
+        import onnxruntime as ort
+
+        self.backend = backend
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else [
+            "CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        if device.startswith("cuda") and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            raise EngineUnavailable("ONNX Runtime did not start the CUDA execution provider for " + path)
+        graph_inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self.input_names = tuple(input_names) if input_names is not None else tuple(graph_inputs)
+        if sorted(self.input_names) != sorted(graph_inputs):
+            raise ValueError(f"graph inputs are {list(graph_inputs)}, not {list(self.input_names)}")
+        self.dtypes = {n: _ORT_TYPES.get(t, np.float32) for n, t in graph_inputs.items()}
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        _check_arity(self.input_names, arrays)
+        feed = {n: np.ascontiguousarray(a, dtype=self.dtypes[n]) for n, a in zip(self.input_names, arrays, strict=True)}
+        return np.asarray(self.session.run([self.output_name], feed)[0])
+
+
+class _TensorRTAdapter:
+    def __init__(self, runner: Any) -> None:
+        self.backend = "tensorrt"
+        self.runner = runner
+        self.input_names: tuple[str, ...] = tuple(runner.input_names)
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        return np.asarray(self.runner(*arrays))
+
+
+def spec_runner(spec: ExportSpec, backend: str | Backend | None = "auto", precision: str = "fp16",
+                threads: int | None = None) -> Runner:
+    """A :class:`Runner` of an export spec on ``backend`` (a name, ``"auto"`` or a :class:`Backend`)."""
+    b = backend if isinstance(backend, Backend) else choose_backend(backend)
+    if not b.available:
+        raise EngineUnavailable(f"backend {b.name} cannot run here: {b.reason}")
+    if b.runtime == "torch":
+        return TorchRunner(spec.module, spec.example_inputs, spec.input_names, b.device, b.name)
+    if b.runtime == "onnxruntime":
+        from engines.onnx_export import export_spec
+
+        return OrtRunner(export_spec(spec), spec.input_names, b.device, threads, b.name)
+    from engines.tensorrt_backend import spec_runner as trt_runner
+
+    return _TensorRTAdapter(trt_runner(spec, precision))
+
+
+def make_runner(torch_module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
+                dynamic_axes: Mapping[str, Mapping[int, str]], backend: str | Backend | None = "auto", *,
+                input_names: Sequence[str] | None = None, output_names: Sequence[str] = ("output",),
+                name: str | None = None, axis_ranges: Mapping[str, AxisRange] | None = None,
+                precision: str = "fp16", threads: int | None = None) -> Runner:
+    """A numpy-in/numpy-out callable running ``torch_module`` on ``backend``.
+
+    ``example_inputs``: one tensor per positional input (its dtype is the input's dtype; its
+    shape is exported); ``dynamic_axes``: tensor name -> ``{axis: symbolic name}`` over
+    ``input_names`` (default ``input0``, ``input1``, ...) and ``output_names``; ``axis_ranges``:
+    symbolic name -> ``(min, opt, max)`` for the TensorRT profile. The torch backends run the
+    module itself (moved to the backend's device).
+    """
+    from engines.onnx_export import ExportSpec
+
+    examples = tuple(example_inputs)
+    names = tuple(input_names) if input_names is not None else tuple(f"input{i}" for i in range(len(examples)))
+    spec = ExportSpec(name or type(torch_module).__name__.lower(), torch_module, examples, names,
+                      tuple(output_names), {k: dict(v) for k, v in dynamic_axes.items()}, dict(axis_ranges or {}))
+    return spec_runner(spec, backend, precision, threads)

@@ -1,0 +1,72 @@
+"""Tiny random-weight models of the real transformers classes (CLIP, wav2vec2, MusicGen), built in
+memory for the export/backend tests; configs as in test_neural_encoders.py and test_musicgen.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+CLIP_VOCAB = 40
+W2V_LABELS = {0: "neu", 1: "hap", 2: "ang", 3: "sad"}
+K = 4  # MusicGen codebooks
+
+
+def tiny_clip() -> Any:
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    text = dict(vocab_size=CLIP_VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                num_attention_heads=4, max_position_embeddings=16, projection_dim=16,
+                pad_token_id=0, bos_token_id=2, eos_token_id=2)  # 2: pools at the argmax id, as the released config
+    vision = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                  image_size=32, patch_size=8, projection_dim=16)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    with torch.no_grad():
+        model.logit_scale.fill_(np.log(20.0))
+    return model.eval()
+
+
+def tiny_wav2vec2() -> Any:
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8, do_stable_layer_norm=False,
+        feat_extract_norm="group", id2label=W2V_LABELS, label2id={v: k for k, v in W2V_LABELS.items()},
+    )
+    return Wav2Vec2ForSequenceClassification(cfg).eval()
+
+
+def tiny_musicgen(text_width: int = 24) -> Any:
+    """A tiny MusicGen; ``text_width`` != 32 (the decoder's) exercises the enc_to_dec projection.
+    The EnCodec codebooks (zeros at init: every code would decode alike) get random entries."""
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+
+    torch.manual_seed(0)
+    text = T5Config(vocab_size=100, d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                    pad_token_id=0, eos_token_id=1)
+    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, hidden_size=16, num_filters=4,
+                          upsampling_ratios=[8, 5, 4, 4], codebook_size=64, target_bandwidths=[1.2],
+                          num_lstm_layers=1, normalize=False, chunk_length_s=None)
+    dec = MusicgenDecoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                ffn_dim=64, num_codebooks=K, pad_token_id=64, bos_token_id=64,
+                                max_position_embeddings=2048)
+    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(), decoder=dec.to_dict())
+    model = MusicgenForConditionalGeneration(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            book = layer.codebook
+            book.embed.copy_(torch.randn(book.embed.shape, generator=gen))
+            book.embed_avg.copy_(book.embed)
+    return model
