@@ -13,6 +13,7 @@ from engines.base import STYLES, EngineError
 from pipelines.cli_amt import add_affect_options
 from pipelines.cli_amt import add_commands as add_amt_commands
 from pipelines.cli_music import Handler, add_commands
+from pipelines.cli_serve import add_parser as add_serve_parser
 from pipelines.errors import BackscoreError
 
 log = logging.getLogger("backscore")
@@ -69,7 +70,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     sv.add_argument("--pattern", default="calm-exciting-calm",
                     help="dash-separated scenes from: calm, exciting (default calm-exciting-calm)")
     sv.add_argument("--scene-seconds", type=float, default=8.0)
-    return p, {**add_commands(sub), **add_amt_commands(sub)}
+    return p, {**add_commands(sub), **add_amt_commands(sub), **add_serve_parser(sub)}
 
 
 def _setup_logging(verbosity: int) -> None:

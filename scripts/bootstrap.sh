@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv in the repo root (if missing) and install backscore into it from the package
 # registries. Idempotent and quick when nothing changed (keyed by the dependency files).
-#   scripts/bootstrap.sh          runtime + dev tools (tests, lint) + the service (Ray Serve, aiortc, gRPC)
+#   scripts/bootstrap.sh          runtime + dev tools (tests, lint) + the service (Ray Serve, WebRTC, gRPC) + the service (Ray Serve, aiortc, gRPC)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

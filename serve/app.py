@@ -1,0 +1,82 @@
+"""The Serve application: ``serve run serve.app:build_app`` or ``import_path: serve.app:build_app`` in a config.
+
+Arguments (``serve run serve.app:build_app backend=local`` or the config's ``args:``):
+
+* ``backend`` -- ``"ray"`` (default): the gateway calls the model deployments of
+  :mod:`serve.deployments` (each scaled on its own); ``"local"``: the engines run inside the
+  gateway replica (the smallest setup: one replica, no other deployment).
+* ``engine`` / ``weights`` -- the music engine (``procedural`` or ``musicgen``) and its weights
+  directory (MusicGen also reads ``BACKSCORE_MUSICGEN_WEIGHTS``).
+* ``faces`` -- run the face-expression model (default true).
+* ``max_upload_mb``, ``job_threads``, ``max_pending_jobs``, ``libraries`` (name -> SQLite
+  path, besides ``catalog``), ``style``, ``seed``, ``mix_original``, ``tmp_dir`` -- gateway options.
+* ``batch`` -- ``{"max_batch_size": n, "batch_wait_timeout_s": s}`` for the batched deployments.
+
+Per-deployment resources and autoscaling come from the config's ``deployments:`` section
+(``deploy/local.yaml``, ``deploy/gpu.yaml``), over the defaults in :mod:`serve.deployments`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from ray.serve import Application
+from ray.serve.deployment import Deployment
+
+from serve import deployments
+from serve.gateway import Gateway
+
+
+class BatchArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.005
+
+
+class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["ray", "local"] = "ray"
+    engine: str = "procedural"
+    weights: str | None = None
+    faces: bool = True
+    max_upload_mb: float | None = None
+    job_threads: int = 2
+    max_pending_jobs: int = 8
+    libraries: dict[str, str] | None = None
+    style: str | None = None
+    seed: int = 0
+    mix_original: bool = False
+    tmp_dir: str | None = None
+    music_idle_s: float = 120.0
+    batch: BatchArgs = BatchArgs()
+
+
+def _deployment(obj: object) -> Deployment:
+    assert isinstance(obj, Deployment), obj
+    return obj
+
+
+def _bool(v: Any) -> Any:
+    """``serve run ... faces=false`` passes strings."""
+    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return v.lower() in ("true", "1", "yes")
+    return v
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    a = AppArgs.model_validate({k: _bool(v) for k, v in (args or {}).items()})
+    gateway_kw: dict[str, Any] = {
+        "faces": a.faces, "max_upload_mb": a.max_upload_mb, "job_threads": a.job_threads,
+        "max_pending_jobs": a.max_pending_jobs, "libraries": a.libraries, "engine": a.engine, "weights": a.weights,
+        "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
+    }
+    if a.backend == "local":
+        return Gateway.bind("local", **gateway_kw)
+    wait = a.batch.batch_wait_timeout_s
+    size = a.batch.max_batch_size
+    frame = _deployment(deployments.FrameEncoder).bind(faces=a.faces, max_batch_size=size, batch_wait_timeout_s=wait)
+    audio = _deployment(deployments.AudioEncoder).bind(max_batch_size=size, batch_wait_timeout_s=wait)
+    affect = _deployment(deployments.AffectFusion).bind(max_batch_size=2 * size, batch_wait_timeout_s=wait)
+    music = _deployment(deployments.MusicGenerator).bind(engine=a.engine, weights=a.weights, idle_s=a.music_idle_s)
+    return Gateway.bind("ray", frame, audio, affect, music, **gateway_kw)

@@ -1,0 +1,321 @@
+"""Ray Serve deployments of the live engines: one deployment per kind of model, each scaled on its own.
+
+* :class:`FrameEncoder` -- picture features (``encode_frames``) and face expressions
+  (``analyze_faces``). Requests of several sessions are batched (``@serve.batch``): their
+  frames are concatenated into one encoder call and the rows split back. Each request's
+  ``previous`` frame is put in front of its own frames (a request without one repeats its
+  first frame, whose difference features are then zero, exactly as the encoder does without
+  a previous frame), so the pairwise features (motion, content/histogram change) never mix
+  two sessions: valid for any encoder that honours the :class:`engines.base.FrameEncoder`
+  contract (a row depends on its frame and the frame before it).
+* :class:`AudioEncoder` -- sound features and speech probability of one window
+  (:func:`pipelines.live_backend.encode_audio_window`); batched so a burst of windows costs
+  one hop to the worker thread.
+* :class:`AffectFusion` -- the affect model over the fused window features, one batched
+  ``predict`` across sessions, then each session's :class:`~pipelines.segments.MoodTracker`
+  (which travels with the request: the deployment is stateless) is pushed, as
+  :func:`pipelines.live_backend.affect_step` does for one window.
+* :class:`MusicGenerator` -- the only stateful one: the music streams of a
+  :class:`~pipelines.live_music.StreamTable`. Requests carry the stream id as Serve's
+  *multiplexed model id* (``handle.options(multiplexed_model_id=stream_id)``, see
+  :mod:`serve.backend`): the replica that opened a stream advertises its id and the router
+  sends that stream's later chunks there. The affinity is best effort (Serve falls back to
+  another replica when the holder is saturated, or after about a second without a match, or
+  when the holder died); a replica that gets a stream it does not hold restores it from the
+  request's :class:`~pipelines.live_music.MusicContext` and the session crossfades, so the
+  worst case is an audible new piece in the same mood, never an error. Trade-offs: Ray
+  reports each advertised stream id (``serve_registered_multiplexed_model_id`` gauge,
+  tagged by id), and batching across streams is not possible (Serve splits batches by
+  model id) -- fine for the composer, which renders one stream per call anyway.
+
+Every deployment records :data:`serve.metrics.BATCH_SIZE` and :data:`serve.metrics.STAGE_SECONDS`
+in its own process, and the same values as Ray metrics (``ray_backscore_*`` on Ray's metrics
+export port, tagged with deployment and replica), which is how a cluster scrapes them: the
+gateway's ``GET /metrics`` shows the gateway process's registry only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from ray import serve as ray_serve
+from ray.serve import metrics as ray_metrics
+
+from pipelines.live_backend import AffectStep, encode_audio_window
+from pipelines.live_music import MusicReply, MusicRequest, StreamTable
+from pipelines.segments import MoodTracker
+from serve.metrics import _LATENCY_BUCKETS, BATCH_SIZE, STAGE_SECONDS
+
+log = logging.getLogger(__name__)
+
+_BATCH_BUCKETS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+
+
+class _Recorder:
+    """Batch sizes and stage seconds into the process registry and Ray's metrics."""
+
+    def __init__(self, deployment: str) -> None:
+        self.deployment = deployment
+        self._batch = ray_metrics.Histogram("backscore_batch_size", "Requests per batched model call.",
+                                            boundaries=_BATCH_BUCKETS)
+        self._stage = ray_metrics.Histogram("backscore_stage_seconds", "Time spent per stage in a deployment.",
+                                            boundaries=list(_LATENCY_BUCKETS), tag_keys=("stage",))
+
+    def batch(self, n: int) -> None:
+        BATCH_SIZE.labels(deployment=self.deployment).observe(n)
+        self._batch.observe(n)
+
+    def stage(self, name: str, seconds: float) -> None:
+        STAGE_SECONDS.labels(stage=name).observe(seconds)
+        self._stage.observe(seconds, tags={"stage": name})
+
+
+def _configure_batch(method: Any, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+    """Set a ``@serve.batch`` method's parameters from deployment arguments."""
+    method.set_max_batch_size(max_batch_size)
+    method.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+
+def _split(rows: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    i = 0
+    for n in sizes:
+        out.append(rows[i : i + n])
+        i += n
+    return out
+
+
+def encode_frames_batched(encoder: Any, items: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+    """Several ``encode(frames, previous)`` requests as few encoder calls (one per frame size); see module doc."""
+    results: list[np.ndarray | None] = [None] * len(items)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (rgb, _) in enumerate(items):
+        groups.setdefault(tuple(rgb.shape[1:]), []).append(i)
+    for idx in groups.values():
+        seqs: list[np.ndarray] = []
+        for i in idx:
+            rgb, previous = items[i]
+            if len(rgb) == 0:
+                continue
+            lead = previous if previous is not None and previous.shape == rgb.shape[1:] else rgb[0]
+            seqs.append(np.concatenate([lead[None], rgb]))
+        rows = encoder.encode(np.concatenate(seqs)) if seqs else None
+        pos = 0
+        for i in idx:
+            rgb, _ = items[i]
+            if len(rgb) == 0:
+                results[i] = np.zeros((0, len(encoder.feature_names)), np.float32)
+                continue
+            assert rows is not None
+            results[i] = rows[pos + 1 : pos + 1 + len(rgb)]
+            pos += 1 + len(rgb)
+    return [r for r in results if r is not None]
+
+
+def analyze_faces_batched(faces: Any, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Several ``analyze(gray)`` requests as one call per picture size."""
+    width = len(faces.feature_names)
+    results: list[np.ndarray] = [np.zeros((len(g), width), np.float32) for g in items]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, g in enumerate(items):
+        if len(g):
+            groups.setdefault(tuple(g.shape[1:]), []).append(i)
+    for idx in groups.values():
+        rows = faces.analyze(np.concatenate([items[i] for i in idx]))
+        for i, part in zip(idx, _split(rows, [len(items[i]) for i in idx]), strict=True):
+            results[i] = part
+    return results
+
+
+def affect_steps(model: Any, items: Sequence[tuple[Mapping[str, float], MoodTracker, float]]) -> list[AffectStep]:
+    """:func:`pipelines.live_backend.affect_step` for several sessions with one ``predict`` call."""
+    estimates = model.predict([dict(f) for f, _, _ in items])
+    return [AffectStep(est, tracker.push(t_s, est), tracker) for est, (_, tracker, t_s) in
+            zip(estimates, items, strict=True)]
+
+
+@ray_serve.deployment(
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=32,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
+)
+class FrameEncoder:
+    """Picture features and face expressions (see module doc)."""
+
+    def __init__(self, faces: bool = True, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
+        from pipelines.analysis import default_engines
+
+        engines = default_engines(faces=faces)
+        self._encoder, self._faces = engines.frame, engines.faces
+        self._metrics = _Recorder("FrameEncoder")
+        _configure_batch(self._encode_batch, max_batch_size, batch_wait_timeout_s)
+        _configure_batch(self._faces_batch, max_batch_size, batch_wait_timeout_s)
+
+    def feature_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(frame columns, face columns -- empty without a face analyzer)."""
+        faces = tuple(self._faces.feature_names) if self._faces is not None else ()
+        return tuple(self._encoder.feature_names), faces
+
+    def ping(self) -> str:
+        return "ok"
+
+    async def encode_frames(self, rgb: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        result: np.ndarray = await self._encode_batch((rgb, previous))
+        return result
+
+    async def analyze_faces(self, gray: np.ndarray) -> np.ndarray:
+        if self._faces is None:
+            return np.zeros((len(gray), 0), np.float32)
+        result: np.ndarray = await self._faces_batch(gray)
+        return result
+
+    @ray_serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _encode_batch(self, items: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
+        self._metrics.batch(len(items))
+        t0 = time.perf_counter()
+        out = await asyncio.to_thread(encode_frames_batched, self._encoder, items)
+        self._metrics.stage("serve_frame_encode", time.perf_counter() - t0)
+        return out
+
+    @ray_serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _faces_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        self._metrics.batch(len(items))
+        t0 = time.perf_counter()
+        out = await asyncio.to_thread(analyze_faces_batched, self._faces, items)
+        self._metrics.stage("serve_faces", time.perf_counter() - t0)
+        return out
+
+
+@ray_serve.deployment(
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=32,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
+)
+class AudioEncoder:
+    """Sound features and speech probability of one mono window at the encoder's rate."""
+
+    def __init__(self, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
+        from pipelines.analysis import default_engines
+
+        self._encoder = default_engines(faces=False).audio
+        self._metrics = _Recorder("AudioEncoder")
+        _configure_batch(self._batch, max_batch_size, batch_wait_timeout_s)
+
+    def feature_names(self) -> tuple[tuple[str, ...], int]:
+        return tuple(self._encoder.feature_names), int(self._encoder.sample_rate)
+
+    def ping(self) -> str:
+        return "ok"
+
+    async def encode_audio(self, mono: np.ndarray) -> tuple[np.ndarray, float]:
+        result: tuple[np.ndarray, float] = await self._batch(mono)
+        return result
+
+    def _encode_many(self, items: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        return [encode_audio_window(self._encoder, x) for x in items]
+
+    @ray_serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _batch(self, items: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        self._metrics.batch(len(items))
+        t0 = time.perf_counter()
+        out = await asyncio.to_thread(self._encode_many, items)
+        self._metrics.stage("serve_audio_encode", time.perf_counter() - t0)
+        return out
+
+
+@ray_serve.deployment(
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=64,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
+)
+class AffectFusion:
+    """Affect of fused window features plus the session's rolling mood (stateless; see module doc)."""
+
+    def __init__(self, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005) -> None:
+        from pipelines.analysis import default_engines
+
+        self._model = default_engines(faces=False).affect
+        self._metrics = _Recorder("AffectFusion")
+        _configure_batch(self._batch, max_batch_size, batch_wait_timeout_s)
+
+    def ping(self) -> str:
+        return "ok"
+
+    async def affect(self, features: Mapping[str, float], tracker: MoodTracker, t_s: float) -> AffectStep:
+        result: AffectStep = await self._batch((features, tracker, t_s))
+        return result
+
+    @ray_serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _batch(self, items: list[tuple[Mapping[str, float], MoodTracker, float]]) -> list[AffectStep]:
+        self._metrics.batch(len(items))
+        t0 = time.perf_counter()
+        out = affect_steps(self._model, items)  # a few microseconds per window: not worth a thread hop
+        self._metrics.stage("serve_affect", time.perf_counter() - t0)
+        return out
+
+
+class _StreamLease:
+    """What the multiplexed loader returns: unloading it (Serve's LRU) closes the stream."""
+
+    def __init__(self, table: StreamTable, stream_id: str) -> None:
+        self._table, self.stream_id, self._open = table, stream_id, True
+
+    def __del__(self) -> None:  # Serve calls it on LRU unload; the GC may call it again
+        if self._open:
+            self._open = False
+            self._table.close(self.stream_id)
+
+
+_MAX_STREAMS = 256
+
+
+@ray_serve.deployment(
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=16,
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
+)
+class MusicGenerator:
+    """Music streams keyed by stream id (multiplexed: see module doc)."""
+
+    def __init__(self, engine: str = "procedural", weights: str | None = None, idle_s: float = 120.0,
+                 threads: int = 2) -> None:
+        from engines.registry import create_music_engine
+
+        self.streams = StreamTable(create_music_engine(engine, weights), max_streams=_MAX_STREAMS, idle_s=idle_s)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="music")
+        self._metrics = _Recorder("MusicGenerator")
+        self.engine_name = engine
+
+    def ping(self) -> str:
+        return "ok"
+
+    @ray_serve.multiplexed(max_num_models_per_replica=_MAX_STREAMS)
+    async def _lease(self, stream_id: str) -> _StreamLease:
+        return _StreamLease(self.streams, stream_id)
+
+    async def music(self, request: MusicRequest) -> MusicReply:
+        sid = request.context.stream_id
+        routed = ray_serve.get_multiplexed_model_id()
+        if routed and routed != sid:
+            raise ValueError(f"request for stream {sid!r} routed as {routed!r}")
+        await self._lease(sid)  # advertise the stream on this replica (affinity for its next chunks)
+        self._metrics.batch(1)
+        t0 = time.perf_counter()
+        reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.streams.generate, request)
+        self._metrics.stage("serve_music", time.perf_counter() - t0)
+        return reply
+
+    async def close_music(self, stream_id: str) -> None:
+        self.streams.close(stream_id)
+
+    def open_streams(self) -> int:
+        return len(self.streams)
+
+    def __del__(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
