@@ -1,6 +1,6 @@
 # backscore -- see README.md. Every target sets itself up (.venv, test media) first.
 PY := .venv/bin/python
-.PHONY: setup media demo test check bench bench-gpu clean
+.PHONY: setup media demo serve test check bench bench-gpu bench-live clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -11,18 +11,25 @@ media:
 demo: setup
 	@scripts/demo.sh
 
+serve: setup
+	.venv/bin/serve run deploy/local.yaml
+
 test: setup media
 	$(PY) -m pytest -q
 
 check: setup
 	$(PY) -m ruff check engines pipelines serve tests loadtest
-	$(PY) -m mypy engines pipelines serve
+	$(PY) -m mypy engines pipelines serve loadtest
 
 bench: setup media
 	$(PY) -m pipelines.bench --out BENCHMARKS.md
 
 bench-gpu: setup
 	$(PY) -m pipelines.bench_neural --out BENCHMARKS.md
+
+bench-live: setup
+	$(PY) -m pip install --quiet -e '.[load]'
+	$(PY) -m loadtest.bench_live --out BENCHMARKS.md $(BENCH_LIVE_ARGS)
 
 clean:
 	rm -rf out bench-out .pytest_cache .mypy_cache .ruff_cache
