@@ -54,7 +54,7 @@ from pipelines import service
 from pipelines.errors import BackscoreError
 from pipelines.live import LiveOptions
 from pipelines.live_backend import LiveBackend, LocalBackend
-from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
+from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -349,7 +349,13 @@ class GatewayCore:
         except BaseException:
             self._job_slots.release()
             raise
-        fut.add_done_callback(lambda _: self._job_slots.release())
+        QUEUE_DEPTH.labels(queue="jobs").inc()
+
+        def done(_: concurrent.futures.Future[T]) -> None:
+            QUEUE_DEPTH.labels(queue="jobs").dec()
+            self._job_slots.release()
+
+        fut.add_done_callback(done)
         return fut
 
     async def run_job(self, fn: Callable[..., T], *args: Any) -> T:

@@ -57,7 +57,7 @@ from pipelines.live import LiveHooks, LiveOptions, LiveSession, MoodReport
 from pipelines.live_backend import LiveBackend
 from pipelines.live_ingest import AudioIngest, VideoSampler
 from pipelines.live_music import OUTPUT_RATE
-from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
+from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, SESSIONS_TOTAL, PrometheusHooks
 
 log = logging.getLogger("serve.webrtc")  # not __main__ under python -m
 
@@ -176,7 +176,9 @@ class _Pump:
                 if len(self.queue) >= self.maxlen:
                     self.queue.popleft()
                     self.dropped += 1
+                    QUEUE_DEPTH.labels(queue="webrtc_client_frames").dec()
                 self.queue.append(frame)
+                QUEUE_DEPTH.labels(queue="webrtc_client_frames").inc()
                 self._ready.set()
         except MediaStreamError:
             pass
@@ -189,8 +191,12 @@ class _Pump:
             await self._ready.wait()
             self._ready.clear()
             while self.queue:
-                await self.handle(self.queue.popleft())
+                frame = self.queue.popleft()
+                QUEUE_DEPTH.labels(queue="webrtc_client_frames").dec()
+                await self.handle(frame)
             if self.ended:
+                QUEUE_DEPTH.labels(queue="webrtc_client_frames").dec(len(self.queue))
+                self.queue.clear()
                 return
 
 
