@@ -379,3 +379,78 @@ def make_runner(torch_module: torch.nn.Module, example_inputs: Sequence[torch.Te
     spec = ExportSpec(name or type(torch_module).__name__.lower(), torch_module, examples, names,
                       tuple(output_names), {k: dict(v) for k, v in dynamic_axes.items()}, dict(axis_ranges or {}))
     return spec_runner(spec, backend, precision, threads)
+
+
+# --------------------------------------------------------------------------- models on a backend
+
+
+def resolve_backend(preference: str | None = "auto") -> tuple[Backend, bool]:
+    """``(backend, pinned)``: :func:`choose_backend`'s answer and whether it was asked for by name
+    (an argument or ``$BACKSCORE_BACKEND``) rather than picked by ``auto``."""
+    name, _ = requested_backend(preference)
+    return choose_backend(preference), name != "auto"
+
+
+def torch_device(backend: Backend, device: str | None = None) -> str:
+    """The torch device for the parts of a model that stay in torch next to ``backend``.
+
+    ``device`` when given (it must agree with a torch backend: ``torch-cpu`` with ``device="cuda"``
+    is a contradiction); else ``"cuda"`` for a GPU backend when torch sees a CUDA device (ONNX
+    Runtime CUDA may run beside a CPU-only torch build), else ``"cpu"``.
+    """
+    if device is not None:
+        if backend.runtime == "torch" and str(device).split(":")[0] != backend.device:
+            raise ValueError(f"device {device!r} contradicts backend {backend.name}")
+        return str(device)
+    if backend.device == "cuda":
+        if backend.runtime == "torch":
+            return "cuda"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def model_runner(spec: ExportSpec, backend: Backend, pinned: bool, *, device: str = "cpu",
+                 precision: str = "fp16", threads: int | None = None) -> Runner:
+    """:func:`spec_runner` of ``spec`` on ``backend``, for an engine.
+
+    A torch backend runs ``spec.module`` on ``device`` (the engine's torch device). When the
+    backend was picked by ``auto`` (``pinned`` false) and its ONNX export, ONNX Runtime session or
+    TensorRT build fails, this logs a warning and falls back to torch on ``device``: ``auto``
+    never makes a model fail that torch runs. A pinned backend raises instead.
+    """
+    import logging
+
+    if backend.runtime == "torch":
+        return TorchRunner(spec.module, spec.example_inputs, spec.input_names, device,
+                           "torch-cuda" if device.startswith("cuda") else "torch-cpu")
+    try:
+        return spec_runner(spec, backend, precision, threads)
+    except Exception as exc:
+        if pinned:
+            if isinstance(exc, EngineUnavailable):
+                raise
+            raise EngineUnavailable(f"{spec.name} does not run on backend {backend.name}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        fallback = "torch-cuda" if device.startswith("cuda") else "torch-cpu"
+        logging.getLogger(__name__).warning("%s: backend %s failed (%s: %s); using %s", spec.name, backend.name,
+                                            type(exc).__name__, exc, fallback)
+        return TorchRunner(spec.module, spec.example_inputs, spec.input_names, device, fallback)
+
+
+def backend_plan(preference: str | None = "auto", light: bool = True) -> tuple[Backend | None, str]:
+    """``(backend or None, one line)``: the backend a neural engine would use here and why,
+    e.g. ``"ort-cpu (auto choice)"`` or ``"tensorrt ($BACKSCORE_BACKEND) cannot run here: ..."``.
+    ``light``: decided without importing torch or tensorrt (``backscore engines``)."""
+    try:
+        name, source = requested_backend(preference)
+    except ValueError as exc:
+        return None, str(exc)
+    if name != "auto":
+        b = check_backend(name, light)
+        return (b, f"{name} ({source})") if b.available else (None, f"{name} ({source}) cannot run here: {b.reason}")
+    for b in backend_statuses(light):
+        if b.available:
+            return b, f"{b.name} (auto choice)"
+    return None, "no inference backend can run here"

@@ -22,6 +22,16 @@ for similarity search. Frames are independent: ``previous`` is accepted for the
 :class:`~engines.base.FrameEncoder` interface and ignored, and a batch gives the same rows
 as the frames one by one (up to float noise).
 
+Backend (``backend=``, :mod:`engines.backends`): the **image tower** -- the per-frame work --
+runs on the chosen backend (``auto``: TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU,
+torch CPU, the first that can run here, or ``$BACKSCORE_BACKEND``), through
+:func:`engines.onnx_export.clip_image_spec` (exported once per weights, cached on disk). The
+**text tower stays in torch** (on the CPU, or on the GPU beside a GPU backend when torch sees
+one): it runs once, when the encoder is built, on 21 prompts, so an export (seconds to tens of
+seconds for ViT-B/32) and a second inference session would cost more than they save.
+:attr:`ClipFrameEncoder.backend` names the backend the image tower runs on. ONNX Runtime CPU
+gives the torch rows within 1e-4 (``tests/test_neural_encoders.py``).
+
 Weights: :meth:`ClipFrameEncoder.from_pretrained` reads a local directory, else
 ``$BACKSCORE_CLIP_WEIGHTS``, else the Hugging Face cache entry of ``openai/clip-vit-base-patch32``,
 always offline unless ``allow_download=True``.
@@ -86,16 +96,25 @@ class ClipFrameEncoder(FrameEncoder):
     """CLIP zero-shot emotion probabilities per frame (see the module doc).
 
     Build it with :meth:`from_pretrained`, or from a ``CLIPModel`` and ``CLIPProcessor`` in memory.
+    ``backend``: ``"auto"`` or a name of :data:`engines.backends.BACKENDS` (the image tower's);
+    ``device``: the torch device of the text tower (and of the image tower on a torch backend),
+    default from the backend. Raises :class:`EngineUnavailable` for a named backend that cannot
+    run here.
     """
 
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
-    def __init__(self, model: Any, processor: Any, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model: Any, processor: Any, device: str | None = None, batch_size: int = 32,
+                 backend: str = "auto") -> None:
         import torch
+
+        from engines.backends import model_runner, resolve_backend, torch_device
+        from engines.onnx_export import clip_image_spec
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.device = torch.device(device)
+        chosen, pinned = resolve_backend(backend)
+        self.device = torch.device(torch_device(chosen, device))
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.batch_size = batch_size
@@ -109,26 +128,36 @@ class ClipFrameEncoder(FrameEncoder):
             emb = emb.reshape(len(EMOTIONS), len(TEMPLATES), -1).mean(dim=1)
             #: (E, D) L2-normalised text embedding per emotion, in EMOTIONS order.
             self.text_embeddings = torch.nn.functional.normalize(emb, dim=-1)
+        spec = clip_image_spec(self.model, batch=(1, batch_size, batch_size))
+        #: numpy ``pixel_values`` (N, 3, S, S) -> (N, D) L2-normalised image embeddings, on :attr:`backend`.
+        self.image_runner = model_runner(spec, chosen, pinned, device=str(self.device))
+        #: The backend the image tower runs on (:data:`engines.backends.BACKENDS`).
+        self.backend: str = self.image_runner.backend
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, weights: str | None = None, device: str = "cpu", allow_download: bool = False,
-                        batch_size: int = 32) -> ClipFrameEncoder:
+    def from_pretrained(cls, weights: str | None = None, device: str | None = None, allow_download: bool = False,
+                        batch_size: int = 32, backend: str = "auto") -> ClipFrameEncoder:
         """Load model and processor from ``weights`` / ``$BACKSCORE_CLIP_WEIGHTS`` / the HF cache.
 
         Never touches the network unless ``allow_download`` (then the hub id is used when no
         local copy is found). Raises :class:`EngineUnavailable` saying how to provide the
-        weights, or how to install transformers.
+        weights, or how to install transformers, or that a named ``backend`` cannot run here
+        (checked before the weights are read).
         """
         try:
             from transformers import CLIPModel, CLIPProcessor
         except ImportError as exc:
             raise EngineUnavailable(f"the CLIP frame encoder needs transformers and torch: {INSTALL_HINT}") from exc
+        from engines.backends import choose_backend
+
+        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
         model, processor, path = _weights.load_pretrained(
             CLIPModel, CLIPProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
             explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
-        log.info("clip: loaded %s on %s", path, device)
-        return cls(model, processor, device, batch_size)
+        enc = cls(model, processor, device, batch_size, backend)
+        log.info("clip: loaded %s, image tower on %s, text tower on torch %s", path, enc.backend, enc.device)
+        return enc
 
     # ------------------------------------------------------------------ inference
     def embed(self, frames: np.ndarray) -> np.ndarray:
@@ -144,12 +173,11 @@ class ClipFrameEncoder(FrameEncoder):
         if len(x) == 0:
             return np.zeros((0, dim), np.float32)
         out = []
-        with torch.inference_mode():
-            for i in range(0, len(x), self.batch_size):
-                batch = [f for f in x[i : i + self.batch_size]]
-                pix = self.processor.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                emb = _features(self.model.get_image_features(pixel_values=pix.to(self.device)))
-                out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy())
+        for i in range(0, len(x), self.batch_size):
+            batch = [f for f in x[i : i + self.batch_size]]
+            pix = self.processor.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+            pixels = pix.numpy() if isinstance(pix, torch.Tensor) else np.asarray(pix)
+            out.append(np.asarray(self.image_runner(pixels.astype(np.float32, copy=False)), np.float32))
         return np.concatenate(out).astype(np.float32)
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:

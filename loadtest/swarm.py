@@ -55,6 +55,7 @@ class SessionResult:
     mood_changes: int = 0
     emotions: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    detect_s: list[float] = field(default_factory=list)
     rms: float = 0.0
     error: str | None = None
 
@@ -145,6 +146,8 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
             changes = int(data.get("mood_changes", 0))
             if changes > last_change[0] and data.get("last_change_latency_s") is not None:
                 res.latencies_s.append(float(data["last_change_latency_s"]))
+                if data.get("last_change_detect_s") is not None:
+                    res.detect_s.append(float(data["last_change_detect_s"]))
             last_change[0] = changes
             res.mood_changes = changes
 
@@ -180,6 +183,7 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
 def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
     lat = sorted(x for r in results for x in r.latencies_s)
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
+    det = sorted(x for r in results for x in r.detect_s)
     return {
         "sessions": len(results),
         "duration_s": duration,
@@ -194,6 +198,8 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
         "mood_change_latency_p50_s": statistics.median(lat) if lat else None,
         "mood_change_latency_p95_s": p95,
         "mood_change_latency_max_s": lat[-1] if lat else None,
+        "mood_detect_p50_s": statistics.median(det) if det else None,
+        "mood_detect_max_s": det[-1] if det else None,
         "per_session": [asdict(r) for r in results],
     }
 

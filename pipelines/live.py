@@ -136,6 +136,8 @@ class MoodReport:
     windows: int
     mood_changes: int
     last_change_latency_s: float | None
+    #: Media seconds from when the new mood began (dated back by the tracker) to its confirmation.
+    last_change_detect_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "mood", **self.__dict__}
@@ -212,6 +214,8 @@ class LiveSession:
         self._switch_to: str | None = None
         self.mood_changes = 0
         self.latencies: list[float] = []
+        self.detections: list[float] = []
+        self._detect_s: float | None = None
         self.music_restores = 0
         # --- tasks
         self._wake = asyncio.Event()
@@ -419,6 +423,7 @@ class LiveSession:
                           step.change.confirmed_s)
             if self._music_emotion is not None and step.change.emotion != self._music_emotion:
                 self._switch_to = step.change.emotion
+                self._detect_s = e - step.change.at_s
         self._music_wake.set()
 
     # ------------------------------------------------------------------ music
@@ -481,6 +486,9 @@ class LiveSession:
         self._place(reply, at)
         self._music_emotion = emotion
         self._pending = _PendingChange(confirmed, at)
+        if self._detect_s is not None:
+            self.detections.append(self._detect_s)
+            self._detect_s = None
         self.mood_changes += 1
         if old is not None:
             with contextlib.suppress(Exception):
@@ -588,6 +596,7 @@ class LiveSession:
             windows=self.windows_done,
             mood_changes=self.mood_changes,
             last_change_latency_s=round(self.latencies[-1], 3) if self.latencies else None,
+            last_change_detect_s=round(self.detections[-1], 3) if self.detections else None,
         )
 
     async def _report_loop(self) -> None:
