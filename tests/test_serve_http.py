@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 APP = "backscore-test"
 TIMINGS: dict[str, float] = {}
+GRPC: dict[str, int] = {}
 
 
 def _free_port() -> int:
@@ -72,7 +73,11 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
     # address="local": always a new cluster of our own (never one another test or user started).
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    ray_serve.start(http_options={"host": "127.0.0.1", "port": port})
+    from serve.grpc_service import GRPC_SERVICER_FUNCTIONS
+
+    GRPC["port"] = _free_port()
+    ray_serve.start(http_options={"host": "127.0.0.1", "port": port},
+                    grpc_options={"port": GRPC["port"], "grpc_servicer_functions": GRPC_SERVICER_FUNCTIONS})
     TIMINGS["ray_start_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     ray_serve.run(build_app({"backend": "ray", "faces": False, "tmp_dir": os.fspath(tmp_root), "max_upload_mb": 1,
@@ -238,3 +243,24 @@ async def test_live_session_over_ray_backend(base_url: str, short_video: Path) -
     assert session.music_restores == 0  # every chunk of a stream reached the replica that holds it
     TIMINGS["live_underruns"] = session.playout.underruns
     TIMINGS["live_mood_changes"] = session.mood_changes
+
+
+def test_grpc_through_the_real_gateway(base_url: str, short_video: Path) -> None:
+    """The product app's ingress answers gRPC too: health, Analyze and a streaming Score."""
+    from serve.grpc_client import BackscoreClient
+
+    with BackscoreClient(f"127.0.0.1:{GRPC['port']}") as client:
+        deadline = time.time() + 30  # the proxy's route table fills a moment after HTTP is up
+        while True:
+            try:
+                reply = client.analyze(os.fspath(short_video), faces=False)
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert reply.duration_s == pytest.approx(8.0, abs=0.2)
+        arousal = [w.arousal for w in reply.windows]
+        assert np.mean(arousal[-4:]) > np.mean(arousal[:4]) + 0.3
+        chunks = list(client.score(os.fspath(short_video)))
+        assert sum(c.duration_s for c in chunks) == pytest.approx(8.0, abs=0.1)
