@@ -24,6 +24,11 @@ chosen engine's model, and for ``clip+wav2vec2`` a folder holding ``clip/`` and 
 Unnamed models come from ``$BACKSCORE_CLIP_WEIGHTS`` / ``$BACKSCORE_WAV2VEC2_WEIGHTS`` /
 ``$BACKSCORE_AMT_WEIGHTS``, else (CLIP, wav2vec2) the Hugging Face cache. Nothing is downloaded.
 
+Backend (``--backend``, :mod:`engines.backends`): CLIP's image tower and the wav2vec2 classifier
+run on ``backend`` (``auto``: the first of TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU,
+torch CPU that can run here, or ``$BACKSCORE_BACKEND``); a named backend that cannot run here
+raises :class:`EngineUnavailable` saying why.
+
 This module imports neither torch nor transformers until an engine is built.
 """
 
@@ -141,26 +146,30 @@ class AffectEngineParts:
     picture: FrameEncoder | None = None
 
 
-def _load(engine: str, model: str, weights: Mapping[str, str], device: str) -> FrameEncoder | AudioEncoder:
+def _load(engine: str, model: str, weights: Mapping[str, str], device: str | None,
+          backend: str) -> FrameEncoder | AudioEncoder:
     path = _model_weights(engine, model, weights)
     try:
         if model == "clip":
             from engines.clip_encoder import ClipFrameEncoder
 
-            return ClipFrameEncoder.from_pretrained(path, device=device)
+            return ClipFrameEncoder.from_pretrained(path, device=device, backend=backend)
         from engines.wav2vec2_encoder import Wav2Vec2AudioEncoder
 
-        return Wav2Vec2AudioEncoder.from_pretrained(path, device=device)
+        return Wav2Vec2AudioEncoder.from_pretrained(path, device=device, backend=backend)
     except EngineUnavailable as exc:
         raise EngineUnavailable(f"--affect-engine {engine}: {exc}") from exc
 
 
 def create_affect_engines(name: str = "default", weights: str | Mapping[str, str] | Sequence[str] | None = None,
-                          device: str = "cpu") -> AffectEngineParts:
+                          device: str | None = None, backend: str = "auto") -> AffectEngineParts:
     """The encoders and affect model of ``--affect-engine name`` (table in the module doc).
 
-    Raises ``ValueError`` for an unknown name or bad ``weights`` and :class:`EngineUnavailable`
-    (saying which model is missing and how to provide it) when weights cannot be loaded.
+    ``backend``: where the neural encoders run (``"auto"`` or a name of
+    :data:`engines.backends.BACKENDS`); ``device``: their torch device (default from the backend).
+    Raises ``ValueError`` for an unknown name, bad ``weights`` or an unknown backend name and
+    :class:`EngineUnavailable` (saying which model is missing and how to provide it, or why the
+    named backend cannot run here) when an encoder cannot be loaded.
     """
     from engines.affect import FeatureAffectModel
     from engines.audio_features import FeatureAudioEncoder
@@ -191,9 +200,9 @@ def create_affect_engines(name: str = "default", weights: str | Mapping[str, str
     else:
         needs = {"clip": "clip" in name, "wav2vec2": "wav2vec2" in name}
         affect = _fused([s for s, k in (("clip", "clip"), ("w2v", "wav2vec2")) if needs[k]])
-    picture = _load(name, "clip", w, device) if needs["clip"] else None
+    picture = _load(name, "clip", w, device, backend) if needs["clip"] else None
     if needs["wav2vec2"]:
-        w2v = _load(name, "wav2vec2", w, device)
+        w2v = _load(name, "wav2vec2", w, device, backend)
         assert isinstance(w2v, AudioEncoder)
         audio = CombinedAudioEncoder(audio, w2v)
     assert picture is None or isinstance(picture, FrameEncoder)

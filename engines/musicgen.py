@@ -44,6 +44,35 @@ the join is the ``overlap_s`` crossfade at its start.
 MusicGen is not told a key and nothing here analyses one, so ``key="?"``, ``mode="unknown"``
 and ``chord="?"``; ``instruments`` are the style's instrument words.
 
+Backends (``backend=``, :mod:`engines.backends`). The parts that are one stateless graph run on
+the chosen backend (``auto``: TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU, torch
+CPU, the first that can run here, or ``$BACKSCORE_BACKEND``), exported once per weights
+(:mod:`engines.onnx_export`):
+
+* the **T5 text encoder** (:func:`~engines.onnx_export.musicgen_text_encoder_spec`), once per chunk;
+* the **EnCodec audio decoder** (:func:`~engines.onnx_export.encodec_decoder_spec`), codes -> waveform,
+  once per stream and chunk.
+
+The **autoregressive decoder loop stays in torch** (on the GPU beside a GPU backend when torch sees
+one, else the CPU), with its KV cache, and so do the EnCodec *encoder* of the audio prompt and the
+sampling. Why: the exported decoder step (:func:`~engines.onnx_export.musicgen_decoder_spec`) has no
+KV cache -- each call recomputes every position so far -- so generating ``n`` steps on ONNX Runtime
+would cost ``O(n^2)`` position-passes (``O(n^3)`` attention) where the cached torch loop costs
+``O(n)`` (``O(n^2)``); with 10 s of prompt context and a 2.25 s chunk (about 615 positions, about
+115 generated steps) every step would re-run ~600 positions instead of one, about 100 times the
+decoder work of the loop here. Running the decoder on TensorRT /
+ONNX Runtime the way TensorRT-LLM runs decoders needs a KV-cache export: a decoder graph that takes
+the past self-attention keys/values of every layer (``rows x heads x past x head_dim``, ``past`` a
+dynamic axis) and returns the present ones, the cross-attention keys/values computed once per chunk
+from the text (a separate graph, or cached inputs), explicit position ids (the per-row left-padding
+shift is a forward hook here, not part of any graph) and a mask over past + new positions; then,
+for speed, preallocated (or paged) cache buffers updated in place on the device (ONNX Runtime I/O
+binding; TensorRT-LLM's attention plugin with per-row sequence lengths and in-flight batching)
+instead of concatenating caches through host memory every step, and MusicGen's four codebook
+embeddings / heads written as a TensorRT-LLM model definition (it is no built-in architecture).
+:attr:`MusicGenEngine.parts` says where each part runs. With ONNX Runtime CPU a tiny model makes
+the same codes as torch and audio within 1e-4 (``tests/test_musicgen.py``).
+
 Weights: ``from_pretrained(weights)`` reads a local directory, else ``$BACKSCORE_MUSICGEN_WEIGHTS``,
 else the Hugging Face cache entry of ``facebook/musicgen-small``, always offline unless
 ``allow_download=True``.
@@ -256,18 +285,42 @@ class MusicGenEngine(MusicEngine):
     """MusicGen behind the :class:`~engines.base.MusicEngine` interface.
 
     Build it with :meth:`from_pretrained`, or directly from a ``MusicgenForConditionalGeneration``
-    and a ``MusicgenProcessor`` already in memory.
+    and a ``MusicgenProcessor`` already in memory. ``backend``: ``"auto"`` or a name of
+    :data:`engines.backends.BACKENDS`, for the text encoder and the EnCodec decoder (see the module
+    doc); ``device``: the torch device of the decoder loop (default from the backend). Raises
+    :class:`EngineUnavailable` for a named backend that cannot run here.
     """
 
     name = "musicgen"
 
     def __init__(self, model: Any, processor: Any, options: MusicGenOptions | None = None,
-                 device: str = "cpu") -> None:
+                 device: str | None = None, backend: str = "auto") -> None:
         import torch
 
+        from engines.backends import Runner, model_runner, resolve_backend, torch_device
+        from engines.onnx_export import encodec_decoder_spec, musicgen_text_encoder_spec
+
         self.options = options or MusicGenOptions()
-        self.device = torch.device(device)
+        chosen, pinned = resolve_backend(backend)
+        self.device = torch.device(torch_device(chosen, device))
         self.model = model.to(self.device).eval()
+        #: Runners of the text encoder and the EnCodec decoder; None: called in torch directly.
+        self._text_runner: Runner | None = None
+        self._codec_runner: Runner | None = None
+        torch_name = "torch-cuda" if self.device.type == "cuda" else "torch-cpu"
+        if chosen.runtime != "torch":
+            text = model_runner(musicgen_text_encoder_spec(model), chosen, pinned, device=str(self.device))
+            codec = model_runner(encodec_decoder_spec(model), chosen, pinned, device=str(self.device))
+            self._text_runner = text if text.backend == chosen.name else None
+            self._codec_runner = codec if codec.backend == chosen.name else None
+        #: Where each part runs: text_encoder, audio_decoder -> backend name; decoder (the
+        #: autoregressive loop with its KV cache) and audio_encoder (prompt -> codes) -> torch.
+        self.parts: dict[str, str] = {
+            "text_encoder": self._text_runner.backend if self._text_runner else torch_name,
+            "audio_decoder": self._codec_runner.backend if self._codec_runner else torch_name,
+            "decoder": torch_name, "audio_encoder": torch_name}
+        #: The backend of the stateless parts (text encoder, EnCodec decoder).
+        self.backend: str = self.parts["audio_decoder"]
         self.processor = processor
         cfg = model.config
         self.num_codebooks = int(cfg.decoder.num_codebooks)
@@ -286,23 +339,28 @@ class MusicGenEngine(MusicEngine):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, weights: str | None = None, device: str = "cpu", allow_download: bool = False,
-                        options: MusicGenOptions | None = None) -> MusicGenEngine:
+    def from_pretrained(cls, weights: str | None = None, device: str | None = None, allow_download: bool = False,
+                        options: MusicGenOptions | None = None, backend: str = "auto") -> MusicGenEngine:
         """Load model and processor from ``weights`` / ``$BACKSCORE_MUSICGEN_WEIGHTS`` / the HF cache.
 
         Never touches the network unless ``allow_download`` (then the hub id is used when no
         local copy is found). Raises :class:`EngineUnavailable` with one message saying how to
-        provide the weights, or how to install transformers.
+        provide the weights, or how to install transformers, or that a named ``backend`` cannot
+        run here (checked before the weights are read).
         """
         try:
             from transformers import AutoProcessor, MusicgenForConditionalGeneration
         except ImportError as exc:
             raise EngineUnavailable(f"the MusicGen engine needs transformers: {INSTALL_HINT}") from exc
+        from engines.backends import choose_backend
+
+        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
         model, processor, path = _weights.load_pretrained(
             MusicgenForConditionalGeneration, AutoProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
             explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
-        log.info("musicgen: loaded %s on %s", path, device)
-        return cls(model, processor, options, device)
+        engine = cls(model, processor, options, device, backend)
+        log.info("musicgen: loaded %s; %s", path, ", ".join(f"{k} on {v}" for k, v in engine.parts.items()))
+        return engine
 
     # ------------------------------------------------------------------ streams
     def open_stream(self, options: MusicStreamOptions) -> MusicGenStream:
@@ -405,7 +463,11 @@ class MusicGenEngine(MusicEngine):
 
         tok = self.processor.tokenizer(texts, padding=True, return_tensors="pt")
         input_ids, attn = tok["input_ids"].to(dev), tok["attention_mask"].to(dev)
-        hidden = self.model.text_encoder(input_ids=input_ids, attention_mask=attn).last_hidden_state
+        if self._text_runner is not None:
+            hidden = torch.from_numpy(np.asarray(self._text_runner(input_ids.cpu().numpy(), attn.cpu().numpy()),
+                                                 np.float32)).to(dev, dtype=self.model.text_encoder.dtype)
+        else:
+            hidden = self.model.text_encoder(input_ids=input_ids, attention_mask=attn).last_hidden_state
         g = self.options.guidance_scale
         cfg = g > 1.0
         rep = 2 if cfg else 1
@@ -446,8 +508,11 @@ class MusicGenEngine(MusicEngine):
             first = max(0, lens[i] - dec_ctx)
             frames = lens[i] + n_new
             row = torch.stack([seq[i, k, off + 1 + k + first : off + 1 + k + frames] for k in range(k_cb)])
-            audio = self.model.audio_encoder.decode(row[None, None], audio_scales=[None]).audio_values
-            wave = audio[0, 0].float().cpu().numpy()
+            if self._codec_runner is not None:
+                wave = np.asarray(self._codec_runner(row[None].cpu().numpy())[0, 0], np.float32)
+            else:
+                audio = self.model.audio_encoder.decode(row[None, None], audio_scales=[None]).audio_values
+                wave = audio[0, 0].float().cpu().numpy()
             keep = wave[(lens[i] - first) * self.hop : (frames - first) * self.hop]
             results.append(np.ascontiguousarray(keep, dtype=np.float32))
         return results

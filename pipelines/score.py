@@ -58,6 +58,8 @@ class ScoreRequest:
     #: (clip / wav2vec2 / amt -> DIR; "" -> the chosen engine's model).
     affect_engine: str = "default"
     affect_weights: Mapping[str, str] | None = None
+    #: Inference backend of the neural models (engines.backends: "auto" or a backend name).
+    backend: str = "auto"
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
 
@@ -89,16 +91,32 @@ def _music_engine(request: ScoreRequest) -> MusicEngine:
     from engines.registry import create_music_engine
 
     try:
-        return create_music_engine(request.engine, request.weights)
+        return create_music_engine(request.engine, request.weights, backend=request.backend)
     except ValueError as exc:
         raise OptionError(str(exc)) from exc
 
 
 def _affect_engines(request: ScoreRequest) -> Engines:
     try:
-        return create_engines(request.affect_engine, request.affect_weights, faces=request.faces)
+        return create_engines(request.affect_engine, request.affect_weights, faces=request.faces,
+                              backend=request.backend)
     except ValueError as exc:
         raise OptionError(str(exc)) from exc
+
+
+def check_backend(backend: str | None) -> None:
+    """A backend named explicitly (not ``auto``) must exist and run here, whichever engines are used:
+    ``OptionError`` for an unknown name, ``EngineUnavailable`` saying why it cannot run.
+    (``auto`` -- and ``$BACKSCORE_BACKEND`` behind it -- is resolved when a neural model loads.)"""
+    from engines.backends import choose_backend, requested_backend
+
+    if (backend or "auto").strip().lower() == "auto":
+        return
+    try:
+        requested_backend(backend)
+    except ValueError as exc:
+        raise OptionError(f"--backend: {exc}") from exc
+    choose_backend(backend)
 
 
 def _pace_function(analysis: Analysis) -> Callable[[float], float]:
@@ -140,6 +158,7 @@ def score(
     from pipelines.mix import MixOptions, mix_bgm, with_mix_loudness
 
     style = validate_style(request.style)
+    check_backend(request.backend)
     # Validate the input and every destination before doing any work.
     probe(request.input_path)
     paths = [p for p in (request.output_path, request.timeline_path, request.plot_path, request.bgm_path) if p]

@@ -4,10 +4,12 @@ real CLI path, run on a synthesized video; the fusion rules; the decoder's 224 p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,17 @@ from pipelines.decode import DecodeOptions, decode_video
 from tests.test_neural_encoders import W2V_LABELS, _tokenizer
 
 CLIP_ENV, W2V_ENV = "BACKSCORE_CLIP_WEIGHTS", "BACKSCORE_WAV2VEC2_WEIGHTS"
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.delenv("BACKSCORE_BACKEND", raising=False)
+        yield
 
 
 def _save_clip(d: Path) -> Path:
@@ -298,3 +311,96 @@ def test_clip_sees_pictures_not_thumbnails(calm_to_exciting: Path, weights_root:
 def test_unavailable_is_engine_error(no_env: None) -> None:
     with pytest.raises(EngineUnavailable, match="--affect-engine clip"):
         create_affect_engines("clip")
+
+
+# --------------------------------------------------------------------------- --backend
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed")
+def test_analyze_on_onnxruntime_cpu_cli(calm_to_exciting: Path, weights_root: Path, tmp_path: Path, no_env: None,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`analyze --affect-engine clip+wav2vec2 --backend onnxruntime-cpu` end to end: the CLIP image tower and
+    wav2vec2 run as exported graphs on ONNX Runtime, and the timeline equals the torch-cpu one."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BACKSCORE_CACHE", str(cache))
+    weights = ["--weights", f"clip={weights_root / 'clip'}", "--weights", f"wav2vec2={weights_root / 'wav2vec2'}"]
+    data = {}
+    for backend in ("onnxruntime-cpu", "torch-cpu"):
+        out = tmp_path / f"{backend}.json"
+        assert main(["analyze", str(calm_to_exciting), "--no-faces", "--affect-engine", "clip+wav2vec2", *weights,
+                     "--backend", backend, "--timeline", str(out)]) == 0
+        data[backend] = json.loads(out.read_text())["windows"]
+        if backend == "onnxruntime-cpu":  # the graphs were exported for ONNX Runtime (none for torch)
+            graphs = sorted(p.name.rsplit("-", 1)[0] for p in (cache / "onnx").iterdir())
+            assert graphs == ["clip-image", "wav2vec2-logits"]
+    ort, ref = data["onnxruntime-cpu"], data["torch-cpu"]
+    assert len(ort) == len(ref) > 20
+    worst = 0.0
+    for a, b in zip(ort, ref, strict=True):
+        for name in (*CLIP_COLUMNS, *W2V_COLUMNS):
+            worst = max(worst, abs(a["features"][name] - b["features"][name]))
+        assert a["valence"] == pytest.approx(b["valence"], abs=1.5e-4)
+        assert a["arousal"] == pytest.approx(b["arousal"], abs=1.5e-4)
+    # the timeline rounds to 4 decimals: one rounding step apart at most (unrounded rows: test_neural_encoders)
+    print(f"\nanalyze clip+wav2vec2, onnxruntime-cpu vs torch-cpu: max abs difference of the neural columns "
+          f"{worst:.2e} (timeline rounded to 1e-4)")
+    assert worst <= 1.5e-4
+
+
+def test_backend_option_reaches_the_encoders(weights_root: Path, no_env: None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    parts = create_affect_engines("clip+wav2vec2", [str(weights_root)], backend="torch-cpu")
+    assert parts.picture is not None and getattr(parts.picture, "backend", None) == "torch-cpu"
+    assert isinstance(parts.audio, CombinedAudioEncoder) and parts.audio.encoders[1].backend == "torch-cpu"
+    monkeypatch.setenv("BACKSCORE_BACKEND", "torch-cpu")  # the variable pins what auto means
+    parts = create_affect_engines("clip", [str(weights_root / "clip")])
+    assert getattr(parts.picture, "backend", None) == "torch-cpu"
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
+def test_unavailable_backend_is_one_clear_error(calm_to_exciting: Path, weights_root: Path, tmp_path: Path,
+                                                no_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    cmd = [sys.executable, "-m", "pipelines.cli", "analyze", str(calm_to_exciting), "--affect-engine",
+           "clip+wav2vec2", "--weights", str(weights_root), "--backend", "tensorrt"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 4 and res.stdout == ""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("backscore: error: backend tensorrt (argument) cannot run here: package not installed")
+    # score and recommend check it before any work, also when no neural model would run
+    out = tmp_path / "o.mp4"
+    assert main(["score", str(calm_to_exciting), "-o", str(out), "--quiet", "--backend", "tensorrt"]) == 4
+    assert main(["recommend", str(calm_to_exciting), "--backend", "trt"]) == 4
+    assert main(["analyze", str(calm_to_exciting), "--backend", "tensorrt"]) == 4
+    errs = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(errs) == 3 and all(e.startswith("backscore: error: backend tensorrt (argument) cannot run here")
+                                  for e in errs)
+    assert not out.exists()
+    assert main(["analyze", str(calm_to_exciting), "--backend", "gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("backscore: error: --backend: unknown backend 'gpu'") and "ort-cpu" in err
+
+
+def test_engines_command_shows_each_neural_backend(capsys: pytest.CaptureFixture[str], weights_root: Path,
+                                                   no_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engines.backends import choose_backend
+
+    args = ["engines", "--weights", f"clip={weights_root / 'clip'}",
+            "--weights", f"wav2vec2={weights_root / 'wav2vec2'}"]
+    assert main(args) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    auto = choose_backend().name
+    assert f"image tower on {auto} (auto choice)" in lines["clip"]
+    assert f"classifier on {auto} (auto choice)" in lines["wav2vec2"]
+    assert main([*args, "--backend", "torch-cpu"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "image tower on torch-cpu (argument)" in lines["clip"] and "[chosen by --backend]" in lines["torch-cpu"]
+    monkeypatch.setenv("BACKSCORE_BACKEND", "torch-cpu")
+    assert main(args) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "classifier on torch-cpu ($BACKSCORE_BACKEND)" in lines["wav2vec2"]
+    if not HAS_TRT:
+        monkeypatch.delenv("BACKSCORE_BACKEND")
+        assert main([*args, "--backend", "tensorrt"]) == 0  # a report, not an error
+        lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+        assert "backend: tensorrt (argument) cannot run here" in lines["clip"]

@@ -181,3 +181,59 @@ def test_runner_on_an_unavailable_backend_fails_clearly() -> None:
     with pytest.raises(EngineUnavailable, match="torch-cuda cannot run here"):
         make_runner(TwoInputs(), (torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3)), {},
                     Backend("torch-cuda", False, "no GPU"))
+
+
+# --------------------------------------------------------------------------- engines' runners
+
+
+def _two_inputs_spec() -> Any:
+    from engines.onnx_export import ExportSpec
+
+    return ExportSpec("two-inputs", TwoInputs().eval(), (torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 100)),
+                      ("ids", "signal"), ("out",), {"ids": {0: "batch", 1: "tokens"}, "signal": {0: "batch", 1: "t"}})
+
+
+def test_model_runner_falls_back_to_torch_only_for_auto(monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from engines.backends import model_runner, resolve_backend
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("exporter says no")
+
+    monkeypatch.setattr(backends, "spec_runner", broken)
+    ort = Backend("ort-cpu", True, "fake")
+    runner = model_runner(_two_inputs_spec(), ort, pinned=False)
+    assert runner.backend == "torch-cpu" and "exporter says no" in caplog.text  # auto: warned, torch instead
+    with pytest.raises(EngineUnavailable, match=r"two-inputs does not run on backend ort-cpu: RuntimeError"):
+        model_runner(_two_inputs_spec(), ort, pinned=True)
+    assert model_runner(_two_inputs_spec(), Backend("torch-cpu", True, "x"), pinned=True).backend == "torch-cpu"
+    assert resolve_backend("torch-cpu") == (check_backend("torch-cpu"), True)
+    assert resolve_backend("auto")[1] is False
+    monkeypatch.setenv(ENV_VAR, "torch-cpu")
+    assert resolve_backend("auto") == (check_backend("torch-cpu"), True)  # the variable pins it too
+
+
+def test_torch_device_follows_the_backend() -> None:
+    from engines.backends import torch_device
+
+    assert torch_device(Backend("torch-cpu", True, "")) == "cpu"
+    assert torch_device(Backend("ort-cpu", True, "")) == "cpu"
+    assert torch_device(Backend("torch-cuda", True, "")) == "cuda"
+    assert torch_device(Backend("ort-cuda", True, "")) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert torch_device(Backend("ort-cpu", True, ""), "cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match="contradicts"):
+        torch_device(Backend("torch-cuda", True, ""), "cpu")
+
+
+def test_backend_plan_says_where_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engines.backends import backend_plan
+
+    b, line = backend_plan("auto")
+    assert b is not None and line == f"{b.name} (auto choice)"
+    assert backend_plan("torch-cpu")[1] == "torch-cpu (argument)"
+    monkeypatch.setenv(ENV_VAR, "torch-cpu")
+    assert backend_plan()[1] == f"torch-cpu (${ENV_VAR})"
+    assert backend_plan("nope")[0] is None and "unknown backend 'nope'" in backend_plan("nope")[1]
+    if importlib.util.find_spec("tensorrt") is None:
+        b, line = backend_plan("tensorrt")
+        assert b is None and line.startswith("tensorrt (argument) cannot run here: package not installed")

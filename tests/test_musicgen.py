@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,15 @@ def build_tiny(directory: Path) -> None:
     processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.delenv("BACKSCORE_BACKEND", raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +217,55 @@ def test_matches_transformers_generate(engine: MusicGenEngine) -> None:
     ref_new = ref[0, 0].numpy()[6 * engine.hop :]
     assert ref_new.shape == ours.shape
     np.testing.assert_allclose(ours, ref_new, atol=1e-5)
+
+
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed")
+def test_backends_give_the_same_audio(weights: Path) -> None:
+    """Text encoder + EnCodec decoder on ONNX Runtime CPU vs torch: same codes, audio within 1e-4."""
+    def run(backend: str) -> tuple[MusicGenEngine, list[np.ndarray], list[np.ndarray]]:
+        eng = MusicGenEngine.from_pretrained(str(weights), options=GREEDY, backend=backend)
+        s = [eng.open_stream(MusicStreamOptions(sample_rate=48_000, seed=i)) for i in range(2)]
+        audio, raw = [], []
+        for control in (SAD, HAPPY):  # the second chunk continues from an audio prompt
+            for c in eng.generate_batch([(s[0], control), (s[1], HAPPY)]):
+                audio.append(c.audio)
+            raw.extend(st.last_generated for st in s)
+        s[0].generate(SAD)  # a lone stream after a batch: prompts of another length
+        audio.append(s[0].last_generated)
+        return eng, audio, raw
+
+    ref_eng, ref, ref_raw = run("torch-cpu")
+    eng, out, raw = run("ort-cpu")
+    assert ref_eng.parts == dict.fromkeys(("text_encoder", "audio_decoder", "decoder", "audio_encoder"), "torch-cpu")
+    assert eng.parts == {"text_encoder": "ort-cpu", "audio_decoder": "ort-cpu", "decoder": "torch-cpu",
+                         "audio_encoder": "torch-cpu"} and eng.backend == "ort-cpu"
+    worst = scale = 0.0
+    for a, b in zip([*ref, *ref_raw], [*out, *raw], strict=True):
+        assert a.shape == b.shape
+        worst = max(worst, float(np.abs(a - b).max()))
+        scale = max(scale, float(np.abs(a).max()))
+    print(f"\nmusicgen ort-cpu vs torch-cpu: max abs error {worst:.2e} (max |audio| {scale:.2e})")
+    assert scale > 1e-3 and worst <= 1e-4
+
+
+def test_backend_choice_and_errors(weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engines.backends import choose_backend
+    from engines.registry import create_music_engine
+
+    eng = create_music_engine("musicgen", str(weights), backend="auto")
+    assert isinstance(eng, MusicGenEngine) and eng.backend == choose_backend().name
+    assert eng.parts["decoder"] == "torch-cpu"  # the loop stays in torch whatever the backend
+    monkeypatch.setenv("BACKSCORE_BACKEND", "torch-cpu")
+    assert MusicGenEngine.from_pretrained(str(weights)).backend == "torch-cpu"
+    monkeypatch.delenv("BACKSCORE_BACKEND")
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(EngineUnavailable, match=r"backend tensorrt \(argument\) cannot run here"):
+            create_music_engine("musicgen", str(weights), backend="tensorrt")
+    with pytest.raises(ValueError, match="unknown backend"):
+        MusicGenEngine.from_pretrained(str(weights), backend="cuda")
 
 
 def test_batch_equals_one_by_one(weights: Path) -> None:

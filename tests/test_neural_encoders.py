@@ -4,6 +4,8 @@ transformers classes, saved with ``save_pretrained`` and loaded through ``from_p
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,20 @@ from engines.wav2vec2_encoder import WEIGHTS_ENV as W2V_ENV
 from engines.wav2vec2_encoder import Wav2Vec2AudioEncoder, feature_label
 
 W2V_LABELS = {0: "neu", 1: "hap", 2: "ang", 3: "sad"}
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+#: The CPU backends every test machine has (ONNX Runtime when installed).
+CPU_BACKENDS = ["torch-cpu", *(["ort-cpu"] if HAS_ORT else [])]
+#: Max abs difference between backends' rows (as tests/test_onnx_export.py, whose TOL is 1e-4).
+BACKEND_TOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.delenv("BACKSCORE_BACKEND", raising=False)
+        yield
 
 
 def _tokenizer() -> Any:
@@ -257,3 +273,75 @@ def test_hf_cache_snapshot_is_found(clip_weights: Path, tmp_path: Path, monkeypa
     snap.symlink_to(clip_weights, target_is_directory=True)
     enc = ClipFrameEncoder.from_pretrained()
     assert enc.encode(_frames(1)).shape == (1, len(EMOTIONS))
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def test_auto_backend_here(clip: ClipFrameEncoder, w2v: Wav2Vec2AudioEncoder) -> None:
+    from engines.backends import choose_backend
+
+    assert clip.backend == w2v.backend == choose_backend().name  # the encoders run where auto points
+    if HAS_ORT and not torch.cuda.is_available():
+        assert clip.backend == "ort-cpu"
+
+
+def test_clip_backends_give_the_same_rows(clip_weights: Path) -> None:
+    frames = _frames(7, seed=3)  # batches of 3: 3 + 3 + 1
+    rows, embs = {}, {}
+    for b in CPU_BACKENDS:
+        enc = ClipFrameEncoder.from_pretrained(str(clip_weights), batch_size=3, backend=b)
+        assert enc.backend == b and enc.image_runner.backend == b
+        embs[b], rows[b] = enc.embed(frames), enc.encode(frames)
+        assert rows[b].shape == (7, len(EMOTIONS)) and rows[b].dtype == np.float32
+    for b in CPU_BACKENDS[1:]:
+        err_e = float(np.abs(embs[b] - embs["torch-cpu"]).max())
+        err_p = float(np.abs(rows[b] - rows["torch-cpu"]).max())
+        print(f"\nclip {b} vs torch-cpu: max abs error embeddings {err_e:.2e}, probabilities {err_p:.2e}")
+        assert err_e <= BACKEND_TOL and err_p <= BACKEND_TOL
+    # torch-cpu is the model itself: get_image_features + normalise, as before backends existed
+    enc = ClipFrameEncoder.from_pretrained(str(clip_weights), backend="torch-cpu")
+    pix = enc.processor.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        out = enc.model.get_image_features(pixel_values=pix)
+        ref = torch.nn.functional.normalize(out if isinstance(out, torch.Tensor) else out.pooler_output, dim=-1)
+    np.testing.assert_allclose(embs["torch-cpu"], ref.numpy(), atol=1e-6)
+
+
+def test_w2v_backends_give_the_same_rows(w2v_weights: Path) -> None:
+    rng = np.random.default_rng(2)
+    audio = (0.2 * rng.standard_normal(16000 * 4)).astype(np.float32)
+    bounds = [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.5), (3.9, 4.0)]  # 3 x 1 s -> batches of 2
+    rows, logits = {}, {}
+    x = np.stack([audio[:16000], audio[16000:32000]])
+    for b in CPU_BACKENDS:
+        enc = Wav2Vec2AudioEncoder.from_pretrained(str(w2v_weights), batch_size=2, backend=b)
+        assert enc.backend == b
+        rows[b] = np.vstack([enc.window_rows(audio, bounds), enc.encode(audio[:8000])[None]])
+        logits[b] = enc.runner(x)  # the random head's logits are small (~1e-3): compare them too
+    for b in CPU_BACKENDS[1:]:
+        err = float(np.abs(rows[b] - rows["torch-cpu"]).max())
+        err_l = float(np.abs(logits[b] - logits["torch-cpu"]).max())
+        scale = float(np.abs(logits["torch-cpu"]).max())
+        print(f"\nwav2vec2 {b} vs torch-cpu: max abs error rows {err:.2e}, logits {err_l:.2e} "
+              f"(max |logit| {scale:.1e})")
+        assert err <= BACKEND_TOL and err_l <= BACKEND_TOL * max(scale, 1e-3)
+    assert not rows["torch-cpu"][5].any()  # too short a window: zeros on every backend
+
+
+def test_backend_env_var_and_bad_choices(clip_weights: Path, w2v_weights: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKSCORE_BACKEND", "torch-cpu")
+    assert ClipFrameEncoder.from_pretrained(str(clip_weights)).backend == "torch-cpu"
+    assert Wav2Vec2AudioEncoder.from_pretrained(str(w2v_weights), backend="auto").backend == "torch-cpu"
+    if HAS_ORT:  # an argument beats the variable; the onnxruntime-* spellings are aliases
+        assert Wav2Vec2AudioEncoder.from_pretrained(str(w2v_weights), backend="onnxruntime-cpu").backend == "ort-cpu"
+    monkeypatch.delenv("BACKSCORE_BACKEND")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        ClipFrameEncoder.from_pretrained(str(clip_weights), backend="gpu")
+    if importlib.util.find_spec("tensorrt") is None:
+        for cls, w in ((ClipFrameEncoder, clip_weights), (Wav2Vec2AudioEncoder, w2v_weights)):
+            with pytest.raises(EngineUnavailable, match=r"backend tensorrt \(argument\) cannot run here"):
+                cls.from_pretrained(str(w), backend="tensorrt")
+    with pytest.raises(ValueError, match="contradicts backend torch-cpu"):
+        Wav2Vec2AudioEncoder.from_pretrained(str(w2v_weights), device="cuda", backend="torch-cpu")
