@@ -121,7 +121,8 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
                       style: str | None) -> SessionResult:
     res = SessionResult(index)
     pc = RTCPeerConnection()
-    player = MediaPlayer(video, loop=True)
+    # WebRTC-ready media (VP8/H.264 video, Opus audio) is sent without decoding and re-encoding
+    player = MediaPlayer(video, loop=True, decode=not video.endswith(".webm"))
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -210,9 +211,12 @@ def default_video() -> str:
 
     from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 
-    path = os.path.join(tempfile.mkdtemp(prefix="backscore-swarm-"), "calm_exciting.mp4")
+    path = os.path.join(tempfile.mkdtemp(prefix="backscore-swarm-"), "calm_exciting.webm")
     calm, exciting = replace(CALM_DARK, duration_s=10.0), replace(BRIGHT_FAST, duration_s=10.0)
-    write_video(path, [calm, exciting, calm, exciting])
+    # 256x192 at 15 fps: what a client needs to send (the analysis looks at 96 px thumbnails at 6 fps
+    # and 256 px pictures for faces at 1 fps); the demo page asks cameras for about the same.
+    # VP8 + Opus in WebM: the clients send the packets as they are (no encoding on the load machine).
+    write_video(path, [calm, exciting, calm, exciting], width=256, height=192, fps=15, video_codec="libvpx")
     return path
 
 

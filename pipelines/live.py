@@ -143,6 +143,43 @@ class MoodReport:
         return {"type": "mood", **self.__dict__}
 
 
+class SampleRing:
+    """The last ``capacity`` stereo samples of a stream, addressed by absolute sample index.
+
+    Writing is O(frame) (no reallocation per 20 ms frame, unlike growing an array).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._buf = np.zeros((self.capacity, 2), np.float32)
+        self.end = 0  # absolute index after the last written sample
+
+    @property
+    def start(self) -> int:
+        return max(0, self.end - self.capacity)
+
+    def write(self, samples: np.ndarray, skip: int = 0) -> None:
+        """Append ``samples`` after ``skip`` unwritten (lost) samples."""
+        self.end += skip
+        x = samples[-self.capacity :]
+        self.end += samples.shape[0] - x.shape[0]
+        pos = self.end % self.capacity
+        first = min(x.shape[0], self.capacity - pos)
+        self._buf[pos : pos + first] = x[:first]
+        self._buf[: x.shape[0] - first] = x[first:]
+        self.end += x.shape[0]
+
+    def read(self, i0: int, i1: int) -> np.ndarray:
+        """Samples ``[i0, i1)`` clipped to what is held."""
+        i0, i1 = max(i0, self.start), min(i1, self.end)
+        if i1 <= i0:
+            return np.zeros((0, 2), np.float32)
+        a, b = i0 % self.capacity, i1 % self.capacity
+        if a < b or i1 - i0 == 0:
+            return self._buf[a:b].copy()
+        return np.concatenate([self._buf[a:], self._buf[:b]])
+
+
 @dataclass
 class _PlacedBar:
     start: int  # absolute output sample
@@ -188,8 +225,8 @@ class LiveSession:
         self._face_rows: deque[np.ndarray] = deque()
         self._prev_rgb: np.ndarray | None = None
         self._video_t = -math.inf  # pts of the newest video frame
-        self._audio = np.zeros((0, 2), np.float32)  # analysis ring, 48 kHz stereo
-        self._audio_t0 = 0.0  # media time of self._audio[0]
+        self._audio = SampleRing(int(o.history_s * OUTPUT_RATE))  # analysis history, 48 kHz stereo
+        self._audio_t0 = 0.0  # media time of the ring's sample 0
         self._audio_end = -math.inf
         self._audio_seen_at: float | None = None  # clock time of the last audio push
         self._video_seen_at: float | None = None
@@ -283,18 +320,14 @@ class LiveSession:
             self._audio_end = frame.pts_s
         gap = int(round((frame.pts_s - self._audio_end) * OUTPUT_RATE))
         if gap > 0:  # lost packets: keep the timeline, fill with silence
-            self._audio = np.concatenate([self._audio, np.zeros((gap, 2), np.float32)])
+            cap = self._audio.capacity
+            self._audio.write(np.zeros((min(gap, cap), 2), np.float32), skip=max(0, gap - cap))
         elif gap < -samples.shape[0]:
             return  # entirely in the past
         elif gap < 0:
             samples = samples[-gap:]
-        self._audio = np.concatenate([self._audio, samples])
-        self._audio_end = self._audio_t0 + self._audio.shape[0] / OUTPUT_RATE
-        keep = int(self.options.history_s * OUTPUT_RATE)
-        if self._audio.shape[0] > keep:
-            cut = self._audio.shape[0] - keep
-            self._audio = self._audio[cut:]
-            self._audio_t0 += cut / OUTPUT_RATE
+        self._audio.write(samples)
+        self._audio_end = self._audio_t0 + self._audio.end / OUTPUT_RATE
         self._audio_seen_at = self.clock.now()
         if self.options.mix_original:
             self._orig.append(samples)
@@ -378,7 +411,7 @@ class LiveSession:
             return None
         i0 = int(round((s - self._audio_t0) * OUTPUT_RATE))
         i1 = int(round((e - self._audio_t0) * OUTPUT_RATE))
-        seg = self._audio[max(0, i0) : max(0, i1)]
+        seg = self._audio.read(i0, i1)
         if seg.shape[0] < OUTPUT_RATE // 4 or float(np.max(np.abs(seg), initial=0.0)) < SILENT_TRACK_PEAK:
             self._speech = 0.0
             return None  # no sound, or digital silence: says nothing about the mood

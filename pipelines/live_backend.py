@@ -54,8 +54,9 @@ def affect_step(model: AffectModel, features: Mapping[str, float], tracker: Mood
 
 def encode_audio_window(encoder: AudioEncoder, samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Feature row of one mono window plus its mean speech probability over the last half second."""
-    row = encoder.encode(samples)
-    times, prob = encoder.speech_activity(samples)
+    # one pass over the window for both (encode + speech_activity would analyse it twice)
+    rows, (times, prob) = encoder.encode_windows(samples, [(0.0, len(samples) / encoder.sample_rate)])
+    row = rows[0]
     tail = prob[times >= times[-1] - 0.5] if len(times) else prob
     return row, float(np.mean(tail)) if len(tail) else 0.0
 

@@ -71,6 +71,11 @@ class AudioIngest:
         self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=OUTPUT_RATE)
 
     def convert(self, frame: av.AudioFrame, t: float) -> list[AudioFrame]:
+        if frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == OUTPUT_RATE:
+            # what aiortc's Opus decoder gives: packed 16-bit stereo at 48 kHz, no resampling needed
+            pcm = frame.to_ndarray().reshape(-1, 2)
+            return [AudioFrame(pts_s=t, samples=pcm.astype(np.float32) * np.float32(1 / 32768),
+                               sample_rate=OUTPUT_RATE)]
         out: list[AudioFrame] = []
         for f in self._resampler.resample(frame):
             samples = f.to_ndarray().reshape(-1, 2).astype(np.float32)  # packed flt: (1, n*2)

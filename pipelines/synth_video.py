@@ -132,9 +132,15 @@ def write_video(
     fps: int = 24,
     with_audio: bool = True,
     seed: int = 0,
+    video_codec: str | None = None,
 ) -> float:
-    """Write the scenes back to back; returns the total duration in seconds."""
+    """Write the scenes back to back; returns the total duration in seconds.
+
+    ``video_codec`` overrides the container's default (e.g. ``"libvpx"``: VP8 in .webm, which a
+    WebRTC client can send without re-encoding).
+    """
     vcodec, acodec, pix = _codecs_for(path)
+    vcodec = video_codec or vcodec
     total = sum(s.duration_s for s in scenes)
     with av.open(path, mode="w") as out:
         vs = cast(VideoStream, out.add_stream(vcodec, rate=fps))
@@ -143,6 +149,9 @@ def write_video(
             vs.options = {"preset": "ultrafast", "crf": "23"}
         elif vcodec == "libvpx-vp9":
             vs.options = {"deadline": "realtime", "cpu-used": "8"}
+        elif vcodec == "libvpx":  # VP8; a key frame every second so a receiver joining late can start
+            vs.options = {"deadline": "realtime", "cpu-used": "8", "b": "300k"}
+            vs.codec_context.gop_size = fps
         ast = None
         if with_audio and acodec is not None:
             ast = cast(AudioStream, out.add_stream(acodec, rate=AUDIO_RATE))

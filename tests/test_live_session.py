@@ -254,3 +254,19 @@ def test_bad_live_options_are_rejected() -> None:
         LiveOptions(style="polka")
     with pytest.raises(OptionError, match="frame_ms"):
         LiveOptions(frame_ms=7)
+
+
+def test_sample_ring_keeps_the_latest_samples_by_absolute_index() -> None:
+    from pipelines.live import SampleRing
+
+    ring = SampleRing(1000)
+    data = np.arange(2500 * 2, dtype=np.float32).reshape(-1, 2)
+    for i in range(0, 2500, 300):  # frames crossing the wrap point
+        ring.write(data[i : i + 300])
+    assert ring.end == 2500 and ring.start == 1500
+    assert np.array_equal(ring.read(1400, 2600), data[1500:2500])
+    assert np.array_equal(ring.read(1990, 2010), data[1990:2010])
+    ring.write(np.ones((10, 2), np.float32), skip=5)  # 5 lost samples, then 10
+    assert ring.end == 2515 and np.all(ring.read(2505, 2515) == 1.0)
+    ring.write(data[:1500])  # more than the capacity at once: only the last 1000 are kept
+    assert np.array_equal(ring.read(0, 10**6), data[500:1500])
