@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     bindir = os.path.dirname(sys.executable)
     # Ray starts its workers at nice 15 by default; the clients of this benchmark share the machine,
     # so the replicas get the same priority as they do (on a serving node nothing else competes).
-    env = {**os.environ, "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}
+    env = {**os.environ, "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}  # noqa: SIM112
     proc = subprocess.Popen([os.path.join(bindir, "serve"), "run", args.config],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     results: list[dict[str, Any]] = []
