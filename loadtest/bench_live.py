@@ -40,6 +40,22 @@ def wait_healthy(url: str, timeout_s: float) -> float:
     raise SystemExit(f"service at {url} not healthy after {timeout_s:.0f} s")
 
 
+def wait_catalog(url: str, timeout_s: float) -> None:
+    """The gateway builds the catalog in the background at start; measure only once it is ready."""
+    import json as _json
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as r:
+            state = _json.loads(r.read()).get("catalog")
+        if state in ("ready", "on demand", None):
+            return
+        if state == "failed":
+            raise SystemExit("the gateway could not build the catalog (see its log)")
+        time.sleep(2.0)
+    raise SystemExit(f"catalog not ready after {timeout_s:.0f} s")
+
+
 def run_locust(url: str, users: int, seconds: int, outdir: str) -> dict[str, Any]:
     prefix = os.path.join(outdir, "locust")
     cmd = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless", "-u", str(users),
@@ -79,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         startup = wait_healthy(args.url, 300)
         print(f"service healthy after {time.perf_counter() - t0:.1f} s", flush=True)
-        video = default_video()
+        wait_catalog(args.url, 600)
+        print(f"catalog ready after {time.perf_counter() - t0:.1f} s", flush=True)
+        video = default_video(args.duration)
         for n in [int(x) for x in args.sessions.split(",")]:
             print(f"swarm: {n} sessions x {args.duration:.0f} s ...", flush=True)
             out = asyncio.run(swarm(args.url, n, args.duration, video))

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 import av
+import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -61,8 +62,6 @@ class SessionResult:
 
 
 async def _consume_audio(track: MediaStreamTrack, res: SessionResult, glitch_ms: float, stop: asyncio.Event) -> None:
-    import numpy as np
-
     last_t: float | None = None
     last_pts: int | None = None
     sq, n = 0.0, 0
@@ -205,8 +204,12 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
     }
 
 
-def default_video() -> str:
-    """A synthetic clip alternating calm and exciting scenes every 10 s (40 s; looped by the clients)."""
+def default_video(duration_s: float = 40.0) -> str:
+    """A synthetic clip alternating calm and exciting scenes every 10 s, a little longer than ``duration_s``.
+
+    (Long enough not to loop: aiortc's MediaPlayer passing WebM packets through stalls its client
+    after a loop.)
+    """
     from dataclasses import replace
 
     from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
@@ -216,7 +219,8 @@ def default_video() -> str:
     # 256x192 at 15 fps: what a client needs to send (the analysis looks at 96 px thumbnails at 6 fps
     # and 256 px pictures for faces at 1 fps); the demo page asks cameras for about the same.
     # VP8 + Opus in WebM: the clients send the packets as they are (no encoding on the load machine).
-    write_video(path, [calm, exciting, calm, exciting], width=256, height=192, fps=15, video_codec="libvpx")
+    pairs = max(2, int(np.ceil((duration_s + 15.0) / 20.0)))
+    write_video(path, [calm, exciting] * pairs, width=256, height=192, fps=15, video_codec="libvpx")
     return path
 
 
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sessions < 1 or args.duration <= 0:
         p.error("--sessions must be >= 1 and --duration > 0")
     logging.basicConfig(level=logging.WARNING)
-    video = args.video or default_video()
+    video = args.video or default_video(args.duration)
     if not os.path.exists(video):
         p.error(f"video not found: {video}")
     out = asyncio.run(swarm(args.url, args.sessions, args.duration, video, args.glitch_ms, style=args.style))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from fractions import Fraction
 
 import av
@@ -84,6 +85,22 @@ class AudioIngest:
         return out
 
 
+def timed_frames(container: av.container.InputContainer) -> Iterator[tuple[float, av.VideoFrame | av.AudioFrame]]:
+    """Decoded frames of the first video and audio streams, each with its track's media time (from 0)."""
+    streams = container.streams.video[:1] + container.streams.audio[:1]
+    vclock, aclock = TrackClock(), TrackClock()
+    for packet in container.demux(*streams):
+        for frame in packet.decode():
+            if isinstance(frame, av.VideoFrame):
+                t = vclock(frame.pts, frame.time_base)
+            elif isinstance(frame, av.AudioFrame):
+                t = aclock(frame.pts, frame.time_base)
+            else:
+                continue
+            if t is not None:
+                yield t, frame
+
+
 async def feed_file(session: LiveSession, path: str, clock: Clock, *, realtime: bool = True,
                     loop: bool = False, speed: float = 1.0) -> float:
     """Decode ``path`` and push it into ``session`` as a live source would; returns media seconds fed.
@@ -100,39 +117,28 @@ async def feed_file(session: LiveSession, path: str, clock: Clock, *, realtime: 
         except (av.error.FFmpegError, OSError) as exc:
             raise InputError(f"cannot open {path}: {exc}") from exc
         with container:
-            streams = [s for s in (container.streams.video[:1] + container.streams.audio[:1])]
             if not container.streams.video:
                 raise InputError(f"{path} has no video stream")
-            vclock, aclock = TrackClock(), TrackClock()
             audio = AudioIngest()
             last = 0.0
-            for packet in container.demux(*streams):
-                for frame in packet.decode():
-                    if isinstance(frame, av.VideoFrame):
-                        t = vclock(frame.pts, frame.time_base)
-                    elif isinstance(frame, av.AudioFrame):
-                        t = aclock(frame.pts, frame.time_base)
-                    else:
-                        continue
-                    if t is None:
-                        continue
-                    last = max(last, t)
-                    if realtime:
-                        wait = start + (offset + t) / speed - clock.now()
-                        if wait > 0:
-                            await clock.sleep(wait)
-                    else:
-                        await asyncio.sleep(0)
-                    if session.closed:
-                        return fed
-                    if isinstance(frame, av.VideoFrame):
-                        vf = sampler.offer(frame, offset + t)
-                        if vf is not None:
-                            session.push_video(vf)
-                    else:
-                        for af in audio.convert(frame, offset + t):
-                            session.push_audio(af)
-                    fed = offset + last
+            for t, frame in timed_frames(container):
+                last = max(last, t)
+                if realtime:
+                    wait = start + (offset + t) / speed - clock.now()
+                    if wait > 0:
+                        await clock.sleep(wait)
+                else:
+                    await asyncio.sleep(0)
+                if session.closed:
+                    return fed
+                if isinstance(frame, av.VideoFrame):
+                    vf = sampler.offer(frame, offset + t)
+                    if vf is not None:
+                        session.push_video(vf)
+                else:
+                    for af in audio.convert(frame, offset + t):
+                        session.push_audio(af)
+                fed = offset + last
         if not loop:
             return fed
         offset = fed + 0.04

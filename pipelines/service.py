@@ -9,6 +9,7 @@ client (the front ends map them to HTTP 4xx / gRPC INVALID_ARGUMENT).
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,16 +46,23 @@ class JobOptions:
 @dataclass
 class _LibraryCache:
     tracks: dict[str, list[TrackInfo]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, spec: str) -> list[TrackInfo]:
-        if spec not in self.tracks:
-            from pipelines.libraries import load_library
+        with self.lock:  # one build at a time; later callers get the loaded library
+            if spec not in self.tracks:
+                from pipelines.libraries import load_library
 
-            self.tracks[spec] = load_library(spec)
-        return self.tracks[spec]
+                self.tracks[spec] = load_library(spec)
+            return self.tracks[spec]
 
 
 _libraries = _LibraryCache()
+
+
+def load_library_cached(spec: str) -> list[TrackInfo]:
+    """A library loaded once per process (``"catalog"`` is built on first use)."""
+    return _libraries.get(spec)
 
 
 def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class AppArgs(BaseModel):
     seed: int = 0
     mix_original: bool = False
     tmp_dir: str | None = None
+    #: Build the built-in catalog in the background at start (else on the first recommend).
+    warm_catalog: bool = True
     music_idle_s: float = 120.0
     batch: BatchArgs = BatchArgs()
 
@@ -70,6 +72,7 @@ def build_app(args: dict[str, Any]) -> Application:
         "faces": a.faces, "max_upload_mb": a.max_upload_mb, "job_threads": a.job_threads,
         "max_pending_jobs": a.max_pending_jobs, "libraries": a.libraries, "engine": a.engine, "weights": a.weights,
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
+        "warm_catalog": a.warm_catalog,
     }
     if a.backend == "local":
         return Gateway.bind("local", **gateway_kw)

@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -320,8 +321,15 @@ class GatewayCore:
         live_options: LiveOptions | None = None,
         tmp_dir: str | None = None,
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
+        warm_catalog: bool = False,
     ) -> None:
         self.backend = backend
+        #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
+        #: background, so the first /v1/recommend does not wait for it (``warm_catalog=False``: on demand).
+        self.catalog_state = "on demand"
+        if warm_catalog:
+            self.catalog_state = "building"
+            threading.Thread(target=self._warm_catalog, name="warm-catalog", daemon=True).start()
         self.backend_kind = backend_kind
         if max_upload_mb is None:
             max_upload_mb = float(os.environ.get("BACKSCORE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
@@ -373,7 +381,18 @@ class GatewayCore:
             "active_sessions": _active_sessions(),
             "webrtc": self.webrtc is not None,
             "grpc": _grpc is not None,
+            "catalog": self.catalog_state,
         }
+
+    def _warm_catalog(self) -> None:
+        from pipelines import service
+
+        try:
+            service.load_library_cached("catalog")
+            self.catalog_state = "ready"
+        except Exception:
+            self.catalog_state = "failed"
+            log.exception("building the catalog failed; /v1/recommend will retry on demand")
 
     # -- lifecycle
     async def shutdown(self) -> None:
@@ -571,6 +590,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         seed: int = 0,
         mix_original: bool = False,
         tmp_dir: str | None = None,
+        warm_catalog: bool = True,
     ) -> None:
         live = LiveOptions(style=None if style in (None, "auto") else style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
@@ -605,7 +625,8 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
             raise ValueError(f'backend must be "ray" or "local", got {backend!r}')
         GatewayCore.__init__(self, impl, backend_kind=backend, max_upload_mb=max_upload_mb, job_threads=job_threads,
                              max_pending_jobs=max_pending_jobs, libraries=libraries, engine=engine, weights=weights,
-                             live_options=live, tmp_dir=tmp_dir, readiness=readiness)
+                             live_options=live, tmp_dir=tmp_dir, readiness=readiness,
+                             warm_catalog=warm_catalog)
         log.info("gateway ready: backend=%s webrtc=%s grpc=%s", backend, self.webrtc is not None, _grpc is not None)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -37,7 +37,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from pipelines.live_ingest import AudioIngest, TrackClock, VideoSampler
+from pipelines.live_ingest import AudioIngest, VideoSampler, timed_frames
 from pipelines.live_music import OUTPUT_RATE
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
@@ -145,42 +145,31 @@ async def file_inputs(path: str, *, speed: float = 1.0, config: pb.StreamConfig 
     yield pb.LiveInput(config=config or pb.StreamConfig())
     sampler = VideoSampler()
     ingest = AudioIngest()
-    vclock, aclock = TrackClock(), TrackClock()
     pending: list[np.ndarray] = []
     pending_n = 0
     pending_t = 0.0
     start = time.monotonic()
     with av.open(path) as container:
-        streams = container.streams.video[:1] + container.streams.audio[:1]
-        for packet in container.demux(*streams):
-            for frame in packet.decode():
-                if isinstance(frame, av.VideoFrame):
-                    t = vclock(frame.pts, frame.time_base)
-                elif isinstance(frame, av.AudioFrame):
-                    t = aclock(frame.pts, frame.time_base)
-                else:
-                    continue
-                if t is None:
-                    continue
-                if max_s is not None and t > max_s:
-                    return
-                if speed > 0:
-                    wait = start + t / speed - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                if isinstance(frame, av.VideoFrame):
-                    vf = sampler.offer(frame, t)
-                    if vf is not None:
-                        yield thumbnail_message(vf.pts_s, vf.rgb, vf.gray)
-                    continue
-                for af in ingest.convert(frame, t):
-                    if not pending:
-                        pending_t = af.pts_s
-                    pending.append(af.samples)
-                    pending_n += af.samples.shape[0]
-                    if pending_n >= AUDIO_CHUNK_SAMPLES:
-                        yield audio_message(pending_t, np.concatenate(pending))
-                        pending, pending_n = [], 0
+        for t, frame in timed_frames(container):
+            if max_s is not None and t > max_s:
+                return
+            if speed > 0:
+                wait = start + t / speed - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            if isinstance(frame, av.VideoFrame):
+                vf = sampler.offer(frame, t)
+                if vf is not None:
+                    yield thumbnail_message(vf.pts_s, vf.rgb, vf.gray)
+                continue
+            for af in ingest.convert(frame, t):
+                if not pending:
+                    pending_t = af.pts_s
+                pending.append(af.samples)
+                pending_n += af.samples.shape[0]
+                if pending_n >= AUDIO_CHUNK_SAMPLES:
+                    yield audio_message(pending_t, np.concatenate(pending))
+                    pending, pending_n = [], 0
     if pending:
         yield audio_message(pending_t, np.concatenate(pending))
 

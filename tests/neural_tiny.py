@@ -3,9 +3,12 @@ memory for the export/backend tests; configs as in test_neural_encoders.py and t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 CLIP_VOCAB = 40
@@ -39,6 +42,28 @@ def tiny_wav2vec2() -> Any:
         feat_extract_norm="group", id2label=W2V_LABELS, label2id={v: k for k, v in W2V_LABELS.items()},
     )
     return Wav2Vec2ForSequenceClassification(cfg).eval()
+
+
+def save_tiny_wav2vec2(d: Path) -> Path:
+    """The tiny wav2vec2 classifier and its feature extractor, saved as a weights folder."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    tiny_wav2vec2().save_pretrained(d)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside.
+
+    Import it into a test module to apply it there (``from tests.neural_tiny import isolated_onnx_cache``).
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.delenv("BACKSCORE_BACKEND", raising=False)
+        yield
 
 
 def tiny_musicgen(text_width: int = 24) -> Any:

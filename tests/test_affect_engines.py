@@ -9,7 +9,6 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +25,15 @@ from engines.base import EMOTIONS, EngineUnavailable
 from engines.fused_affect import FusedAffectModel, clip_affect
 from pipelines.cli import main
 from pipelines.decode import DecodeOptions, decode_video
-from tests.test_neural_encoders import W2V_LABELS, _tokenizer
+from tests.neural_tiny import save_tiny_wav2vec2
+from tests.test_neural_encoders import _tokenizer
 
 CLIP_ENV, W2V_ENV = "BACKSCORE_CLIP_WEIGHTS", "BACKSCORE_WAV2VEC2_WEIGHTS"
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.delenv("BACKSCORE_BACKEND", raising=False)
-        yield
+from tests.neural_tiny import isolated_onnx_cache  # noqa: E402, F401  (autouse fixture)
 
 
 def _save_clip(d: Path) -> Path:
@@ -62,19 +56,7 @@ def _save_clip(d: Path) -> Path:
 
 
 def _save_w2v(d: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8, do_stable_layer_norm=False,
-        feat_extract_norm="group", id2label=W2V_LABELS, label2id={v: k for k, v in W2V_LABELS.items()},
-    )
-    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=False).save_pretrained(d)
-    return d
+    return save_tiny_wav2vec2(d)
 
 
 @pytest.fixture(scope="module")

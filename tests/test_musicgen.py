@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,13 +96,7 @@ def build_tiny(directory: Path) -> None:
     processor.save_pretrained(directory)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.delenv("BACKSCORE_BACKEND", raising=False)
-        yield
+from tests.neural_tiny import isolated_onnx_cache  # noqa: E402, F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ transformers classes, saved with ``save_pretrained`` and loaded through ``from_p
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,7 @@ CPU_BACKENDS = ["torch-cpu", *(["ort-cpu"] if HAS_ORT else [])]
 BACKEND_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Exported graphs go to a temporary $BACKSCORE_CACHE; no $BACKSCORE_BACKEND from outside."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BACKSCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.delenv("BACKSCORE_BACKEND", raising=False)
-        yield
+from tests.neural_tiny import isolated_onnx_cache  # noqa: E402, F401  (autouse fixture)
 
 
 def _tokenizer() -> Any:
@@ -94,20 +87,9 @@ def clip(clip_weights: Path) -> ClipFrameEncoder:
 
 @pytest.fixture(scope="module")
 def w2v_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+    from tests.neural_tiny import save_tiny_wav2vec2
 
-    d = tmp_path_factory.mktemp("w2v")
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2, classifier_proj_size=8, vocab_size=8, do_stable_layer_norm=False,
-        feat_extract_norm="group", id2label=W2V_LABELS, label2id={v: k for k, v in W2V_LABELS.items()},
-    )
-    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=False).save_pretrained(d)
-    return d
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("w2v"))
 
 
 @pytest.fixture(scope="module")

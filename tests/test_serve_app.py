@@ -172,11 +172,13 @@ def test_local_testing_mode_app() -> None:
 
     from serve.app import build_app
 
-    handle = ray_serve.run(build_app({"backend": "local", "faces": "false"}), name="bs-local-test",
+    args = {"backend": "local", "faces": "false", "warm_catalog": "false"}
+    handle = ray_serve.run(build_app(args), name="bs-local-test",
                            route_prefix=None, _local_testing_mode=True)
     health = handle.healthz.remote().result()
     assert health["status"] == "ok" and health["backend"] == "local"
-    handle = ray_serve.run(build_app({"backend": "ray", "faces": False}), name="bs-ray-local-test",
+    args = {"backend": "ray", "faces": False, "warm_catalog": False}
+    handle = ray_serve.run(build_app(args), name="bs-ray-local-test",
                            route_prefix=None, _local_testing_mode=True)
     health = handle.healthz.remote().result()
     assert health["deployments"] == {"FrameEncoder": True, "AudioEncoder": True, "AffectFusion": True,

@@ -80,7 +80,8 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
                     grpc_options={"port": GRPC["port"], "grpc_servicer_functions": GRPC_SERVICER_FUNCTIONS})
     TIMINGS["ray_start_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    ray_serve.run(build_app({"backend": "ray", "faces": False, "tmp_dir": os.fspath(tmp_root), "max_upload_mb": 1,
+    ray_serve.run(build_app({"backend": "ray", "faces": False, "warm_catalog": False, "tmp_dir": os.fspath(tmp_root),
+                             "max_upload_mb": 1,
                              "libraries": {"small": os.fspath(small_library)}}),
                   name=APP, route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
