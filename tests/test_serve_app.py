@@ -244,3 +244,23 @@ def test_audio_window_helper_matches() -> None:
     x = (0.1 * np.sin(np.arange(32000) * 2 * np.pi * 220 / 16000)).astype(np.float32)
     row, speech = encode_audio_window(enc, x)
     assert row.shape == (len(enc.feature_names),) and 0.0 <= speech <= 1.0
+
+
+def test_gateway_warms_the_catalog_in_the_background(catalog_cache: Path, tmp_root: Path) -> None:
+    """With warm_catalog the built-in catalog is loaded at start; /healthz says so, recommend finds it loaded."""
+    import asyncio
+    import time
+
+    from pipelines import service
+
+    service._libraries.tracks.pop("catalog", None)  # as in a fresh gateway process
+    gw = GatewayCore(LocalBackend.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root), warm_catalog=True)
+    try:
+        deadline = time.time() + 60
+        while gw.catalog_state == "building" and time.time() < deadline:
+            time.sleep(0.1)
+        ok, health = asyncio.run(gw.health())
+        assert ok and health["catalog"] == "ready"
+        assert len(service._libraries.tracks["catalog"]) == 100
+    finally:
+        asyncio.run(gw.shutdown())
