@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
              "its confirmation (2 s windows, 2 s smoothing, 1.5 s hold).", "",
              f"Machine: {machine()}. Service: `serve run {args.config}` (healthy {startup:.0f} s after start); "
              "clients on the same machine (their VP8/Opus encoding shares the 2 cores).", "",
-             "| live sessions | connected | server underruns | client glitches (>60 ms gap) | BGM frames/s/session "
+             "| live sessions | connected | server underruns / frames skipped by the sender "
+             "| client glitches (>60 ms gap) | BGM frames/s/session "
              "| mood changes | mood-change -> music latency p50 / p95 / max | detection (media) p50 / max |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                f"{r['mood_change_latency_max_s']:.2f} s") if r["mood_change_latency_p50_s"] is not None else "-"
         det = (f"{r['mood_detect_p50_s']:.2f} / {r['mood_detect_max_s']:.2f} s"
                if r.get("mood_detect_p50_s") is not None else "-")
-        lines.append(f"| {r['sessions']} x {r['duration_s']:.0f} s | {r['connected']} | {r['underruns_total']} "
+        lines.append(f"| {r['sessions']} x {r['duration_s']:.0f} s | {r['connected']} "
+                     f"| {r['underruns_total']} / {r.get('sender_skipped_frames', 0)} "
                      f"| {r['glitches_total']} (max gap {r['max_gap_ms']:.0f} ms) "
                      f"| {r['frames_per_session_per_s']:.1f} "
                      f"| {r['mood_changes']} | {lat} | {det} |")

@@ -53,6 +53,7 @@ class SessionResult:
     pts_jumps: int = 0
     reports: int = 0
     underruns: int = 0
+    skipped: int = 0
     mood_changes: int = 0
     emotions: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
@@ -141,6 +142,7 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
                 return
             res.reports += 1
             res.underruns = int(data.get("underruns", 0))
+            res.skipped = int(data.get("sender_skipped_frames", 0))
             if not res.emotions or res.emotions[-1] != data.get("emotion"):
                 res.emotions.append(str(data.get("emotion")))
             changes = int(data.get("mood_changes", 0))
@@ -191,6 +193,7 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
         "errors": [r.error for r in results if r.error],
         "underruns_total": sum(r.underruns for r in results),
         "sessions_with_underruns": sum(r.underruns > 0 for r in results),
+        "sender_skipped_frames": sum(r.skipped for r in results),
         "glitches_total": sum(r.glitches for r in results),
         "max_gap_ms": max((r.max_gap_ms for r in results), default=0.0),
         "frames_per_session_per_s": statistics.mean(r.frames / duration for r in results) if results else 0.0,
@@ -257,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=1)
-    ok = out["connected"] == args.sessions and out["underruns_total"] == 0 and not out["errors"]
+    ok = (out["connected"] == args.sessions and out["underruns_total"] == 0 and out["sender_skipped_frames"] == 0
+          and not out["errors"])
     return 0 if ok else 1
 
 

@@ -306,7 +306,8 @@ class WebRtcSession:
         return True
 
     def on_report(self, report: MoodReport) -> None:
-        if self._send(report.to_json()):
+        # frames the paced sender had to skip because the event loop stalled: audible like underruns
+        if self._send({**report.to_json(), "sender_skipped_frames": self.bgm.skipped}):
             self.reports_sent += 1
 
     # ---------------------------------------------------------------- lifecycle
