@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,40 @@ from serve.metrics import _LATENCY_BUCKETS, BATCH_SIZE, STAGE_SECONDS
 log = logging.getLogger(__name__)
 
 _BATCH_BUCKETS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+
+
+#: Model replicas lower their own CPU priority by this much (``BACKSCORE_MODEL_NICENESS``, default 5): on
+#: a shared node the gateway's event loop, which paces every session's audio, must win over analysis,
+#: which can lag (the session drops the oldest windows) without anyone hearing it.
+NICENESS_ENV = "BACKSCORE_MODEL_NICENESS"
+
+
+def lower_priority() -> int:
+    """Apply :data:`NICENESS_ENV` to this process (a Ray worker only); returns the increment applied."""
+    import ray._private.worker as ray_worker
+
+    if getattr(ray_worker.global_worker, "mode", None) != ray_worker.WORKER_MODE:
+        return 0  # Serve's local testing mode runs deployments in the caller's process: leave it alone
+    try:
+        n = int(os.environ.get(NICENESS_ENV, "5"))
+    except ValueError:
+        n = 5
+    if n <= 0:
+        return 0
+    # Linux keeps a nice value per thread: renice every thread of the replica (Ray's and ours;
+    # threads started later inherit it from the thread that starts them).
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    applied = 0
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + n))
+            applied = n
+        except OSError:  # gone, or not permitted: that thread keeps its priority
+            continue
+    return applied
 
 
 class _Recorder:
@@ -149,6 +184,7 @@ class FrameEncoder:
     """Picture features and face expressions (see module doc)."""
 
     def __init__(self, faces: bool = True, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
+        lower_priority()
         from pipelines.analysis import default_engines
 
         engines = default_engines(faces=faces)
@@ -201,6 +237,7 @@ class AudioEncoder:
     """Sound features and speech probability of one mono window at the encoder's rate."""
 
     def __init__(self, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
+        lower_priority()
         from pipelines.analysis import default_engines
 
         self._encoder = default_engines(faces=False).audio
@@ -238,6 +275,7 @@ class AffectFusion:
     """Affect of fused window features plus the session's rolling mood (stateless; see module doc)."""
 
     def __init__(self, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005) -> None:
+        lower_priority()
         from pipelines.analysis import default_engines
 
         self._model = default_engines(faces=False).affect
@@ -285,6 +323,7 @@ class MusicGenerator:
 
     def __init__(self, engine: str = "procedural", weights: str | None = None, idle_s: float = 120.0,
                  threads: int = 2) -> None:
+        lower_priority()
         from engines.registry import create_music_engine
 
         self.streams = StreamTable(create_music_engine(engine, weights), max_streams=_MAX_STREAMS, idle_s=idle_s)
