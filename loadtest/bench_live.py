@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
              "play head. Detection: media seconds from when the new mood began (as dated back by the tracker) to "
              "its confirmation (2 s windows, 2 s smoothing, 1.5 s hold).", "",
              f"Machine: {machine()}. Service: `serve run {args.config}` (healthy {startup:.0f} s after start); "
-             "the aiortc clients run on the same machine (they send VP8/Opus packets as they are and decode the BGM), sharing its 2 cores.", "",
+             "the aiortc clients run on the same machine (they send VP8/Opus packets as they are and decode the "
+             "BGM), sharing its 2 cores.", "",
              "| live sessions | connected | server underruns / frames skipped by the sender "
              "| client glitches (>60 ms gap) | BGM frames/s/session "
              "| mood changes | mood-change -> music latency p50 / p95 / max | detection (media) p50 / max |",
