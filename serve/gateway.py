@@ -210,30 +210,29 @@ async def receive_upload(request: Request, directory: str, limit: int, field: st
 Cleanup = Callable[[], Awaitable[None]]
 
 
-class _CleanupStreamingResponse(StreamingResponse):
+class _CleanupAfterSend:
+    """Runs ``cleanup`` once the response has been sent (or the client went away), shielded from cancellation."""
+
+    _cleanup: Cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._cleanup()
+
+
+class _CleanupStreamingResponse(_CleanupAfterSend, StreamingResponse):
     def __init__(self, content: AsyncIterator[bytes], cleanup: Cleanup, **kw: Any) -> None:
         super().__init__(content, **kw)
         self._cleanup = cleanup
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._cleanup()
 
-
-class _CleanupFileResponse(FileResponse):
+class _CleanupFileResponse(_CleanupAfterSend, FileResponse):
     def __init__(self, path: str, cleanup: Cleanup, **kw: Any) -> None:
         super().__init__(path, **kw)
         self._cleanup = cleanup
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._cleanup()
 
 
 class _ThreadedIterator:
