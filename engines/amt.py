@@ -52,6 +52,7 @@ from engines.affect_engines import AMT_CONFIG_FILE as CONFIG_FILE
 from engines.affect_engines import AMT_WEIGHTS_ENV as WEIGHTS_ENV
 from engines.affect_engines import find_amt_weights
 from engines.base import EMOTIONS, AffectEstimate, AffectModel, EngineError, EngineUnavailable
+from engines.stats import nan_mean_std
 
 FORMAT = "backscore-amt-1"
 STATE_FILE = "model.pt"
@@ -162,13 +163,7 @@ class Normaliser:
     @classmethod
     def fit(cls, rows: np.ndarray) -> Normaliser:
         """``rows`` ``(N, F)`` with NaN for missing values."""
-        present = np.isfinite(rows)
-        cnt = present.sum(axis=0)
-        filled = np.where(present, rows, 0.0)
-        mean = filled.sum(axis=0) / np.maximum(cnt, 1)
-        var = (np.where(present, rows - mean, 0.0) ** 2).sum(axis=0) / np.maximum(cnt, 1)
-        std = np.sqrt(var)
-        return cls(mean, np.where(std > 1e-9, std, 1.0))
+        return cls(*nan_mean_std(rows))
 
     def apply(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(z, mask)`` float32: standardised values (0 where missing) and the presence mask."""

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import EMOTIONS
+from engines.stats import nan_mean_std
 from pipelines.errors import DataError, LibraryError, OptionError
 from pipelines.recommend import LABEL_SIMILARITY, TrackMatrix, VideoProfile, profile_from_analysis, score_all
 from pipelines.synth_video import Scene, write_video
@@ -203,13 +204,7 @@ class FeatureStats:
     @classmethod
     def fit(cls, records: Sequence[VideoRecord]) -> FeatureStats:
         rows = np.concatenate([r.raw for r in records]) if records else np.zeros((0, len(RAW_FEATURES)))
-        present = np.isfinite(rows)
-        cnt = present.sum(axis=0)
-        filled = np.where(present, rows, 0.0)
-        mean = filled.sum(axis=0) / np.maximum(cnt, 1)
-        var = (np.where(present, rows - mean, 0.0) ** 2).sum(axis=0) / np.maximum(cnt, 1)
-        std = np.sqrt(var)
-        return cls(mean, np.where(std > 1e-9, std, 1.0))
+        return cls(*nan_mean_std(rows))
 
 
 def window_vectors(rec: VideoRecord, stats: FeatureStats) -> np.ndarray:
