@@ -9,10 +9,8 @@ built from (not available on the machines this was developed on).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,30 +41,14 @@ def export_onnx(
     output_name: str = "output",
     dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
 ) -> str:
-    """Export ``module`` (eval mode) to ``path`` atomically; axis 0 is dynamic ("batch") by default."""
-    import torch
+    """Export ``module`` (eval mode) to ``path`` atomically; axis 0 is dynamic ("batch") by default.
 
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError as exc:
-        raise EngineUnavailable(f"ONNX export needs the onnx package: {INSTALL_HINT}") from exc
+    One input and one output; :func:`engines.onnx_export.export_graph` does the work.
+    """
+    from engines.onnx_export import export_graph
+
     axes = dict(dynamic_axes) if dynamic_axes is not None else {input_name: {0: "batch"}, output_name: {0: "batch"}}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        module.eval()
-        with torch.inference_mode():
-            torch.onnx.export(module, (example,), tmp, input_names=[input_name], output_names=[output_name],
-                              dynamic_axes={k: dict(v) for k, v in axes.items()}, opset_version=OPSET,
-                              dynamo=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    log.info("exported %s to %s", type(module).__name__, path)
-    return path
+    return export_graph(module, (example,), path, (input_name,), (output_name,), axes)
 
 
 def ort_providers(device: str = "cpu") -> list[str]:
