@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import grpc
 import numpy as np
 
+from pipelines.aio import finish_even_if_cancelled
 from pipelines.errors import BackscoreError, OutputError
 from pipelines.frames import AudioFrame, VideoFrame
 from pipelines.live import LiveOptions, LiveSession, MoodReport, paced_frames
@@ -438,7 +439,7 @@ class GrpcMethods:
                         yield bgm_message(chunk)
                 finally:
                     # waits for a step still running in the pool (cancelled client), then closes the stream
-                    await asyncio.shield(self.run_job(chunks.close))
+                    await finish_even_if_cancelled(asyncio.ensure_future(self.run_job(chunks.close)))
 
     # --------------------------------------------------------------- live
     async def Stream(self, requests: AsyncIterator[pb.LiveInput],
@@ -480,15 +481,23 @@ class GrpcMethods:
                 if session.error is not None:
                     raise session.error
             finally:
-                for t in (getter, reader, pacer):
-                    if t is not None:
-                        t.cancel()
-                await asyncio.gather(*(t for t in (getter, reader, pacer) if t is not None), return_exceptions=True)
-                await session.close()
-                ACTIVE_SESSIONS.labels(transport="grpc").dec()
-                if out.dropped:
-                    log.warning("gRPC stream %s: %d output messages dropped (slow reader)", session.session_id,
-                                out.dropped)
+                # Ray re-sends a cancellation every few seconds while the request is still running: the
+                # ending runs in its own task so a second one can't cut it short and leak the session.
+                tasks = [t for t in (getter, reader, pacer) if t is not None]
+                await finish_even_if_cancelled(asyncio.create_task(
+                    self._end_live(session, tasks, out), name=f"grpc-end-{session.session_id}"))
+
+    @staticmethod
+    async def _end_live(session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox) -> None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await session.close()
+        finally:
+            ACTIVE_SESSIONS.labels(transport="grpc").dec()
+        if out.dropped:
+            log.warning("gRPC stream %s: %d output messages dropped (slow reader)", session.session_id, out.dropped)
 
     @staticmethod
     async def _read_live(requests: AsyncIterator[pb.LiveInput], session: LiveSession) -> None:

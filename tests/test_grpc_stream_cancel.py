@@ -1,0 +1,117 @@
+"""Cancelling a gRPC live Stream ends its session even if the cancellation is repeated mid-cleanup.
+
+Ray re-sends a request's cancellation every few seconds while the replica is still running it, so
+the clean-up after the first cancellation can itself be cancelled. These tests drive
+:meth:`GrpcMethods.Stream` directly (no Ray), with a backend whose ``close_music`` is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.aio import finish_even_if_cancelled
+from pipelines.live import LiveOptions
+from pipelines.live_backend import LocalBackend
+from serve.grpc_client import file_inputs
+from serve.grpc_service import GrpcMethods
+from serve.metrics import ACTIVE_SESSIONS
+from serve.proto.backscore.v1 import backscore_pb2 as pb
+
+
+class SlowCloseBackend(LocalBackend):
+    """The real local engines; closing a music stream takes ``close_delay_s``."""
+
+    close_delay_s = 0.4
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed: list[str] = []
+
+    async def close_music(self, stream_id: str) -> None:
+        await asyncio.sleep(self.close_delay_s)
+        await super().close_music(stream_id)
+        self.closed.append(stream_id)
+
+
+class Methods(GrpcMethods):
+    def __init__(self, backend: LocalBackend) -> None:
+        self.backend = backend
+        self.live_options = LiveOptions()
+        self.grpc_libraries: dict[str, str] = {}
+        self.grpc_max_upload_bytes = 1 << 20
+
+
+def active() -> float:
+    return float(ACTIVE_SESSIONS.labels(transport="grpc")._value.get())
+
+
+async def still_connected(path: str) -> AsyncIterator[pb.LiveInput]:
+    """A client that sends its media, then keeps the stream open without half-closing."""
+    async for msg in file_inputs(path, speed=4.0):
+        yield msg
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("cancels", [1, 3])
+async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: Path, cancels: int) -> None:
+    backend = SlowCloseBackend.default(faces=False)
+    assert isinstance(backend, SlowCloseBackend)
+    before = active()
+    music = 0
+    first_music = asyncio.Event()
+
+    async def consume() -> None:
+        nonlocal music
+        async for out in Methods(backend).Stream(still_connected(os.fspath(calm_to_exciting))):
+            if out.WhichOneof("kind") == "music":
+                music += 1
+            elif out.mood.music.tempo_bpm > 0:  # the session has a music stream open
+                first_music.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first_music.wait(), 60)
+    assert active() == before + 1
+    for _ in range(cancels):  # like Ray's cancellation retries, all while close_music is still sleeping
+        task.cancel()
+        await asyncio.sleep(0.05)
+    assert not task.done()  # still cleaning up
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert active() == before
+    assert music > 0
+    assert len(backend.closed) == 1  # the music stream was closed, not abandoned
+
+
+async def test_finish_even_if_cancelled_returns_or_reraises() -> None:
+    steps: list[str] = []
+
+    async def cleanup() -> int:
+        await asyncio.sleep(0.1)
+        steps.append("done")
+        return 7
+
+    assert await finish_even_if_cancelled(asyncio.create_task(cleanup())) == 7
+
+    async def caller() -> int:
+        return await finish_even_if_cancelled(asyncio.create_task(cleanup()))
+
+    t = asyncio.create_task(caller())
+    await asyncio.sleep(0.02)
+    t.cancel()
+    await asyncio.sleep(0.02)
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    assert steps == ["done", "done"]
+
+    async def failing() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await finish_even_if_cancelled(asyncio.create_task(failing()))
