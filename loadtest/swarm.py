@@ -4,7 +4,11 @@ Each client sends the video's pictures and sound over WebRTC (aiortc's MediaPlay
 time, looping), receives the BGM track and the ``mood`` data channel, and records:
 
 * **receive glitches** -- gaps between consecutive BGM frames at the client of more than
-  ``glitch_ms`` (a late or lost frame you would hear), and pts jumps;
+  ``glitch_ms`` (a late or lost frame you would hear), and pts jumps; and the same for the BGM's
+  RTP packets as they arrive, before the client's own jitter buffer and decoder thread (which
+  share this process with every other client);
+* **sender lateness** -- the server's count of BGM frames it sent more than 40 ms late, and the
+  latest (from the reports);
 * **underruns** -- the server's count of BGM frames it could not fill in time (from the reports);
 * **mood-change latency** -- the server's confirmed-change -> music-change times (reports);
 * how many mood changes were seen, and the received BGM level.
@@ -50,10 +54,18 @@ class SessionResult:
     frames: int = 0
     glitches: int = 0
     max_gap_ms: float = 0.0
+    #: The same for BGM RTP packets as they arrive from the network (before the client's jitter
+    #: buffer and its Opus decoder thread): gaps here come from the server or the network.
+    packets: int = 0
+    packet_gaps: int = 0
+    max_packet_gap_ms: float = 0.0
     pts_jumps: int = 0
     reports: int = 0
     underruns: int = 0
     skipped: int = 0
+    #: BGM frames the server sent more than 40 ms after their due time, and the latest one (server clock).
+    late_frames: int = 0
+    max_late_ms: float = 0.0
     mood_changes: int = 0
     emotions: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
@@ -88,6 +100,24 @@ async def _consume_audio(track: MediaStreamTrack, res: SessionResult, glitch_ms:
         sq += float(np.sum(a * a))
         n += a.size
     res.rms = (sq / n) ** 0.5 if n else 0.0
+
+
+def _watch_packets(receiver: Any, res: SessionResult, glitch_ms: float) -> None:
+    """Time the BGM's RTP packets as the client's transport hands them to ``receiver``."""
+    handle = receiver._handle_rtp_packet  # aiortc's per-packet entry point (no public hook)
+    last: list[float] = []
+
+    async def timed(packet: Any, arrival_time_ms: int) -> None:
+        now = time.perf_counter()
+        if last and res.packets > 50:
+            gap = (now - last[0]) * 1000
+            res.max_packet_gap_ms = max(res.max_packet_gap_ms, gap)
+            res.packet_gaps += gap > glitch_ms
+        last[:] = [now]
+        res.packets += 1
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = timed
 
 
 class _Monotonic(MediaStreamTrack):
@@ -143,6 +173,8 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
             res.reports += 1
             res.underruns = int(data.get("underruns", 0))
             res.skipped = int(data.get("sender_skipped_frames", 0))
+            res.late_frames = int(data.get("sender_late_frames", 0))
+            res.max_late_ms = float(data.get("sender_max_late_ms", 0.0))
             if not res.emotions or res.emotions[-1] != data.get("emotion"):
                 res.emotions.append(str(data.get("emotion")))
             changes = int(data.get("mood_changes", 0))
@@ -156,6 +188,9 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
+                for t in pc.getTransceivers():
+                    if t.receiver.track is track:
+                        _watch_packets(t.receiver, res, glitch_ms)
                 tasks.append(asyncio.ensure_future(_consume_audio(track, res, glitch_ms, stop)))
 
         await pc.setLocalDescription(await pc.createOffer())
@@ -194,8 +229,12 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
         "underruns_total": sum(r.underruns for r in results),
         "sessions_with_underruns": sum(r.underruns > 0 for r in results),
         "sender_skipped_frames": sum(r.skipped for r in results),
+        "sender_late_frames": sum(r.late_frames for r in results),
+        "sender_max_late_ms": max((r.max_late_ms for r in results), default=0.0),
         "glitches_total": sum(r.glitches for r in results),
         "max_gap_ms": max((r.max_gap_ms for r in results), default=0.0),
+        "packet_gaps_total": sum(r.packet_gaps for r in results),
+        "max_packet_gap_ms": max((r.max_packet_gap_ms for r in results), default=0.0),
         "frames_per_session_per_s": statistics.mean(r.frames / duration for r in results) if results else 0.0,
         "mood_changes": sum(r.mood_changes for r in results),
         "mood_change_latency_p50_s": statistics.median(lat) if lat else None,

@@ -49,9 +49,13 @@ class VideoSampler:
         self._step = 1.0 / o.analysis_fps
         self._face_step = 1.0 / o.face_fps if o.face_fps > 0 else float("inf")
 
+    def wants(self, t: float) -> bool:
+        """Whether a frame at media time ``t`` would be sampled (cheap: lets callers skip a thread hop)."""
+        return t + 1e-6 >= self._next_t
+
     def offer(self, frame: av.VideoFrame, t: float) -> VideoFrame | None:
         """The analysis frame for ``frame`` at media time ``t``, or None when it is not needed."""
-        if t + 1e-6 < self._next_t:
+        if not self.wants(t):
             return None
         o = self.options
         self._next_t = max(self._next_t + self._step, t + self._step / 2)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
@@ -51,6 +51,8 @@ class AppArgs(BaseModel):
     #: Build the built-in catalog in the background at start (else on the first recommend).
     warm_catalog: bool = True
     music_idle_s: float = 120.0
+    #: WebRTC sessions per gateway replica; more offers get 503 (8 run clean on 2 cores: BENCHMARKS.md).
+    max_live_sessions: int = Field(default=8, ge=1)
     batch: BatchArgs = BatchArgs()
 
 
@@ -72,7 +74,7 @@ def build_app(args: dict[str, Any]) -> Application:
         "faces": a.faces, "max_upload_mb": a.max_upload_mb, "job_threads": a.job_threads,
         "max_pending_jobs": a.max_pending_jobs, "libraries": a.libraries, "engine": a.engine, "weights": a.weights,
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
-        "warm_catalog": a.warm_catalog,
+        "warm_catalog": a.warm_catalog, "max_live_sessions": a.max_live_sessions,
     }
     if a.backend == "local":
         return Gateway.bind("local", **gateway_kw)

@@ -56,6 +56,7 @@ from pipelines import service
 from pipelines.errors import BackscoreError
 from pipelines.live import LiveOptions
 from pipelines.live_backend import LiveBackend, LocalBackend
+from serve.loop_monitor import LoopMonitor
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
 
 log = logging.getLogger(__name__)
@@ -322,6 +323,7 @@ class GatewayCore:
         tmp_dir: str | None = None,
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
         warm_catalog: bool = False,
+        max_live_sessions: int = 8,
     ) -> None:
         self.backend = backend
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
@@ -344,7 +346,8 @@ class GatewayCore:
         self._readiness = readiness
         self.webrtc: Any = None
         if _webrtc is not None:
-            self.webrtc = _webrtc[0](self.backend, self.live_options, hooks=PrometheusHooks())
+            self.webrtc = _webrtc[0](self.backend, self.live_options, hooks=PrometheusHooks(),
+                                     max_sessions=max_live_sessions)
         if libraries:  # the gRPC methods (when mixed in) offer the same libraries
             self.grpc_libraries = dict(libraries)
 
@@ -591,6 +594,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         mix_original: bool = False,
         tmp_dir: str | None = None,
         warm_catalog: bool = True,
+        max_live_sessions: int = 8,
     ) -> None:
         live = LiveOptions(style=None if style in (None, "auto") else style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
@@ -626,12 +630,14 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         GatewayCore.__init__(self, impl, backend_kind=backend, max_upload_mb=max_upload_mb, job_threads=job_threads,
                              max_pending_jobs=max_pending_jobs, libraries=libraries, engine=engine, weights=weights,
                              live_options=live, tmp_dir=tmp_dir, readiness=readiness,
-                             warm_catalog=warm_catalog)
+                             warm_catalog=warm_catalog, max_live_sessions=max_live_sessions)
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)
         # does not stall the loop that paces every session's audio (gc.freeze, as CPython's docs suggest).
         gc.collect()
         gc.freeze()
+        self.loop_monitor = LoopMonitor()
+        self.loop_monitor.start()
         log.info("gateway ready: backend=%s webrtc=%s grpc=%s", backend, self.webrtc is not None, _grpc is not None)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -642,6 +648,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         return (await self.health())[1]
 
     async def __del__(self) -> None:
+        self.loop_monitor.stop()
         await self.shutdown()
 
 

@@ -59,3 +59,9 @@ class PrometheusHooks:
 def exposition() -> tuple[bytes, str]:
     """``(body, content_type)`` for ``GET /metrics``."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+LOOP_LAG_SECONDS = Histogram(
+    "backscore_event_loop_lag_seconds", "How late the gateway's event loop woke a 50 ms timer (it paces live audio).",
+    registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LOOP_STALLS_TOTAL = Counter("backscore_event_loop_stalls_total",
+                            "Times the gateway's event loop went 250 ms or more without running.", registry=REGISTRY)

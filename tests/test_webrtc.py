@@ -7,6 +7,7 @@ import json
 import os
 import time
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,52 @@ async def test_bgm_track_paces_on_the_injected_clock_without_drift(backend: Loca
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+class _SineSession:
+    """What BgmTrack reads from a LiveSession: a 440 Hz tone, frame after frame."""
+
+    session_id = "sine"
+    closed = False
+    options = LiveOptions()
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def pull_frame(self) -> np.ndarray:
+        k = np.arange(self.n, self.n + 960)
+        self.n += 960
+        tone = (0.3 * np.sin(2 * np.pi * 440 * k / 48000)).astype(np.float32)
+        return np.stack([tone, tone], axis=1)
+
+
+async def test_bgm_track_hands_out_opus_packets_that_decode_to_the_frames() -> None:
+    clock = VirtualClock()
+    track = BgmTrack(_SineSession(), clock, opus=True)  # type: ignore[arg-type]
+    packets: list[av.Packet] = []
+
+    async def read() -> None:
+        while len(packets) < 100:
+            packets.append(await track.recv())
+
+    task = asyncio.create_task(read())
+    while not task.done():
+        await clock.advance(0.02)
+    await task
+    # one packet per 20 ms frame, stamped like the frames (what aiortc's sender turns into RTP timestamps)
+    assert all(isinstance(p, av.Packet) for p in packets)
+    assert [p.pts for p in packets] == [960 * k for k in range(100)]
+    assert all(p.time_base == Fraction(1, 48000) for p in packets)
+    assert track.frames == 100 and track.skipped == 0 and track.late_frames == 0
+
+    decoder = av.CodecContext.create("opus", "r")
+    frames = [f for p in packets for f in decoder.decode(p)]
+    assert frames[0].format.name == "fltp" and frames[0].layout.nb_channels == 2
+    left = np.concatenate([f.to_ndarray()[0] for f in frames])[4800:].astype(np.float64)  # past the start-up
+    spectrum = np.abs(np.fft.rfft(left * np.hanning(left.size)))
+    assert np.fft.rfftfreq(left.size, 1 / 48000)[spectrum.argmax()] == pytest.approx(440, abs=5)
+    rms_db = 20 * np.log10(np.sqrt(np.mean(left**2)) / (0.3 / np.sqrt(2)))
+    assert abs(rms_db) < 1.0, rms_db
 
 
 # --------------------------------------------------------------------------- HTTP
