@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="deploy/local.yaml")
     ap.add_argument("--url", default="http://127.0.0.1:8000")
-    ap.add_argument("--sessions", default="8", help="comma-separated session counts to try, e.g. 8,10,12")
+    ap.add_argument("--sessions", default="4,6,8,10", help="comma-separated session counts to try, e.g. 8,10,12")
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--locust-time", type=int, default=60)

@@ -560,9 +560,9 @@ class WebRtcManager:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
+    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
 
 
 def webrtc_router(manager: WebRtcManager) -> APIRouter:
@@ -573,18 +573,18 @@ def webrtc_router(manager: WebRtcManager) -> APIRouter:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return _error(400, "bad_request", "the body is not JSON")
+            return _error(400, "OfferError", "the body is not JSON")
         try:
             return JSONResponse(await manager.offer(body))
         except OfferError as exc:
-            return _error(400, "bad_request", str(exc))
+            return _error(400, "OfferError", str(exc))
         except ServerBusy as exc:
-            return _error(503, "busy", str(exc), max_sessions=manager.limits.max_sessions)
+            return _error(503, "Busy", str(exc), max_sessions=manager.limits.max_sessions)
 
     @router.delete("/v1/webrtc/{session_id}")
     async def hang_up(session_id: str) -> Response:
         if not await manager.hang_up(session_id):
-            return _error(404, "not_found", f"no session {session_id!r}")
+            return _error(404, "NotFound", f"no session {session_id!r}")
         return JSONResponse({"session_id": session_id, "state": "closed"})
 
     @router.get("/v1/webrtc/sessions")
@@ -601,7 +601,7 @@ def demo_router() -> APIRouter:
     def _file(name: str) -> Response:
         path = (STATIC_DIR / name).resolve()
         if path.parent != STATIC_DIR or path.suffix not in _STATIC_TYPES or not path.is_file():
-            return _error(404, "not_found", f"no file {name!r}")
+            return _error(404, "NotFound", f"no file {name!r}")
         return Response(path.read_bytes(), media_type=_STATIC_TYPES[path.suffix],
                         headers={"Cache-Control": "no-cache"})
 

@@ -332,11 +332,11 @@ def test_http_errors_and_demo_page(backend: LocalBackend) -> None:
             r = http.post("/v1/webrtc/offer", content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400, (body, r.text)
             err = r.json()["error"]
-            assert err["code"] == "bad_request" and (word is None or word in err["message"]), err
+            assert err["type"] == "OfferError" and (word is None or word in err["message"]), err
         assert manager.sessions == {}  # nothing left behind by the rejected offers
         manager.limits = replace(manager.limits, max_sessions=0)
         r = http.post("/v1/webrtc/offer", json={"sdp": sdp, "type": "offer"})
-        assert r.status_code == 503 and r.json()["error"]["code"] == "busy" and r.headers["retry-after"]
+        assert r.status_code == 503 and r.json()["error"]["type"] == "Busy" and r.headers["retry-after"]
         assert http.delete("/v1/webrtc/nope").status_code == 404
         assert http.get("/v1/webrtc/sessions").json()["sessions"] == []
         page = http.get("/")
