@@ -69,25 +69,12 @@ def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 def tiny_musicgen(text_width: int = 24) -> Any:
     """A tiny MusicGen; ``text_width`` != 32 (the decoder's) exercises the enc_to_dec projection.
     The EnCodec codebooks (zeros at init: every code would decode alike) get random entries."""
-    from transformers import (
-        EncodecConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        T5Config,
-    )
+    from pipelines.bench_neural import musicgen_config, random_musicgen
 
     torch.manual_seed(0)
-    text = T5Config(vocab_size=100, d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                    pad_token_id=0, eos_token_id=1)
-    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, hidden_size=16, num_filters=4,
-                          upsampling_ratios=[8, 5, 4, 4], codebook_size=64, target_bandwidths=[1.2],
-                          num_lstm_layers=1, normalize=False, chunk_length_s=None)
-    dec = MusicgenDecoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                ffn_dim=64, num_codebooks=K, pad_token_id=64, bos_token_id=64,
-                                max_position_embeddings=2048)
-    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(), decoder=dec.to_dict())
-    model = MusicgenForConditionalGeneration(config).eval()
+    config = musicgen_config("tiny", text_width=text_width)
+    assert config.decoder.num_codebooks == K
+    model = random_musicgen(config)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for layer in model.audio_encoder.quantizer.layers:

@@ -55,16 +55,9 @@ def build_tiny(directory: Path) -> None:
     """Save a tiny random MusicGen (T5 text encoder, 32 kHz EnCodec, 4 codebooks) and its processor."""
     from tokenizers import Tokenizer, pre_tokenizers
     from tokenizers.models import WordLevel
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        PreTrainedTokenizerFast,
-        T5Config,
-    )
+    from transformers import EncodecFeatureExtractor, MusicgenProcessor, PreTrainedTokenizerFast
+
+    from pipelines.bench_neural import musicgen_config, random_musicgen
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
     for w in WORDS:
@@ -77,20 +70,10 @@ def build_tiny(directory: Path) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
     torch.manual_seed(0)
-    text = T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                    pad_token_id=0, eos_token_id=1)
-    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, hidden_size=16, num_filters=4,
-                          upsampling_ratios=[8, 5, 4, 4], codebook_size=64, target_bandwidths=[1.2],
-                          num_lstm_layers=1, normalize=False, chunk_length_s=None)
-    assert codec.num_quantizers == K
-    dec = MusicgenDecoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                ffn_dim=64, num_codebooks=K, pad_token_id=64, bos_token_id=64,
-                                max_position_embeddings=2048)
-    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(), decoder=dec.to_dict())
-    model = MusicgenForConditionalGeneration(config).eval()
+    config = musicgen_config("tiny", text_vocab=len(vocab))
+    assert config.audio_encoder.num_quantizers == config.decoder.num_codebooks == K
+    model = random_musicgen(config)
     init_codebooks(model)
-    gc = model.generation_config
-    gc.decoder_start_token_id, gc.pad_token_id, gc.bos_token_id = 64, 64, 64
     processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
