@@ -58,6 +58,7 @@ from pipelines.live import LiveOptions
 from pipelines.live_backend import LiveBackend, LocalBackend
 from serve.loop_monitor import LoopMonitor
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
+from serve.session_directory import RayDirectory, SessionDirectory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -324,6 +325,7 @@ class GatewayCore:
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
         warm_catalog: bool = False,
         max_live_sessions: int = 8,
+        session_directory: SessionDirectory | None = None,
     ) -> None:
         self.backend = backend
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
@@ -347,7 +349,7 @@ class GatewayCore:
         self.webrtc: Any = None
         if _webrtc is not None:
             self.webrtc = _webrtc[0](self.backend, self.live_options, hooks=PrometheusHooks(),
-                                     max_sessions=max_live_sessions)
+                                     max_sessions=max_live_sessions, directory=session_directory)
         if libraries:  # the gRPC methods (when mixed in) offer the same libraries
             self.grpc_libraries = dict(libraries)
 
@@ -630,7 +632,8 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         GatewayCore.__init__(self, impl, backend_kind=backend, max_upload_mb=max_upload_mb, job_threads=job_threads,
                              max_pending_jobs=max_pending_jobs, libraries=libraries, engine=engine, weights=weights,
                              live_options=live, tmp_dir=tmp_dir, readiness=readiness,
-                             warm_catalog=warm_catalog, max_live_sessions=max_live_sessions)
+                             warm_catalog=warm_catalog, max_live_sessions=max_live_sessions,
+                             session_directory=RayDirectory())  # a hang-up may reach another replica
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)
         # does not stall the loop that paces every session's audio (gc.freeze, as CPython's docs suggest).

@@ -58,6 +58,7 @@ from pipelines.live_backend import LiveBackend
 from pipelines.live_ingest import AudioIngest, VideoSampler
 from pipelines.live_music import OUTPUT_RATE
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, SESSIONS_TOTAL, PrometheusHooks
+from serve.session_directory import SessionDirectory
 
 log = logging.getLogger("serve.webrtc")  # not __main__ under python -m
 
@@ -439,6 +440,8 @@ class WebRtcManager:
         max_duration_s: float = 3600.0,
         clock: Clock | None = None,
         ice_servers: Sequence[str] = (),
+        directory: SessionDirectory | None = None,
+        sync_interval_s: float = 0.5,
     ) -> None:
         self.backend = backend
         self.options = options or LiveOptions()
@@ -450,6 +453,12 @@ class WebRtcManager:
         # and would only delay gathering. Host candidates suffice on a LAN; pass STUN/TURN URLs otherwise.
         self.ice_servers = [RTCIceServer(urls=u) for u in ice_servers]
         self.sessions: dict[str, WebRtcSession] = {}
+        #: Where the sessions of every replica are listed, so a hang-up reaching another replica ends
+        #: them (:mod:`serve.session_directory`); None: this manager is the only one.
+        self.directory = directory
+        self.owner = uuid.uuid4().hex
+        self.sync_interval_s = sync_interval_s
+        self._sync_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -533,20 +542,52 @@ class WebRtcManager:
         log.info("session %s: answered in %.0f ms (style=%s, mix_original=%s, seed=%d); %d open", sid,
                  1000 * (time.perf_counter() - t0), options.style or "auto", options.mix_original, options.seed,
                  len(self.sessions))
+        if self.directory is not None:
+            await self._sync()  # listed before the client has the answer: a hang-up anywhere finds it
+            if self._sync_task is None or self._sync_task.done():
+                self._sync_task = asyncio.create_task(self._sync_loop(), name="webrtc-directory-sync")
         local = pc.localDescription
         return {"sdp": local.sdp, "type": local.type, "session_id": sid}
+
+    async def _sync(self) -> None:
+        """List this manager's sessions in the directory and end those hung up through another replica."""
+        assert self.directory is not None
+        try:
+            ends = await self.directory.sync(self.owner, list(self.sessions))
+        except Exception as exc:  # the directory is a convenience: sessions go on without it
+            log.warning("session directory unavailable: %r", exc)
+            return
+        for sid in ends:
+            sess = self.sessions.get(sid)
+            if sess is not None:
+                sess.end("hang-up via another gateway replica")
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.sync_interval_s)
+            await self._sync()
+            if not self.sessions:
+                return  # the last sync listed none: the directory has nothing of ours
 
     def _forget(self, sess: WebRtcSession) -> None:
         if self.sessions.get(sess.id) is sess:
             del self.sessions[sess.id]
             ACTIVE_SESSIONS.labels(transport=TRANSPORT).dec()
 
-    async def hang_up(self, session_id: str) -> bool:
+    async def hang_up(self, session_id: str) -> str | None:
+        """End a session: ``"closed"`` (it was here), ``"closing"`` (another replica holds it and will end
+        it within its sync interval) or None (no such session)."""
         sess = self.sessions.get(session_id)
-        if sess is None:
-            return False
-        await sess.end("hang-up")
-        return True
+        if sess is not None:
+            await sess.end("hang-up")
+            return "closed"
+        if self.directory is not None:
+            try:
+                if await self.directory.request_end(session_id):
+                    return "closing"
+            except Exception as exc:
+                log.warning("session directory unavailable: %r", exc)
+        return None
 
     def list(self) -> list[dict[str, Any]]:
         return [s.info() for s in self.sessions.values()]
@@ -555,6 +596,11 @@ class WebRtcManager:
         ends = [s.end("shutdown") for s in list(self.sessions.values())]
         if ends:
             await asyncio.gather(*ends, return_exceptions=True)
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        if self.directory is not None:
+            await self._sync()
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -583,9 +629,11 @@ def webrtc_router(manager: WebRtcManager) -> APIRouter:
 
     @router.delete("/v1/webrtc/{session_id}")
     async def hang_up(session_id: str) -> Response:
-        if not await manager.hang_up(session_id):
+        state = await manager.hang_up(session_id)
+        if state is None:
             return _error(404, "NotFound", f"no session {session_id!r}")
-        return JSONResponse({"session_id": session_id, "state": "closed"})
+        # 202: another gateway replica holds the session and ends it within its sync interval
+        return JSONResponse({"session_id": session_id, "state": state}, status_code=200 if state == "closed" else 202)
 
     @router.get("/v1/webrtc/sessions")
     async def sessions() -> Response:

@@ -265,3 +265,19 @@ def test_grpc_through_the_real_gateway(base_url: str, short_video: Path) -> None
         assert np.mean(arousal[-4:]) > np.mean(arousal[:4]) + 0.3
         chunks = list(client.score(os.fspath(short_video)))
         assert sum(c.duration_s for c in chunks) == pytest.approx(8.0, abs=0.1)
+
+
+async def test_session_directory_is_one_ray_actor_for_every_replica(base_url: str) -> None:
+    """A hang-up for a session no replica holds is 404 through the gateway's RayDirectory; two directory
+    clients (two replicas) share the one named actor: one files a hang-up, the owner collects it."""
+    from serve.session_directory import RayDirectory
+
+    r = requests.delete(f"{base_url}/v1/webrtc/feedfacecafe", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "NotFound"
+    owner, other = RayDirectory(), RayDirectory()
+    assert await owner.sync("replica-a", ["s1", "s2"]) == []
+    assert await other.request_end("s2") is True
+    assert await other.request_end("not-listed") is False
+    assert await owner.sync("replica-a", ["s1", "s2"]) == ["s2"]
+    assert await owner.sync("replica-a", []) == []  # ended: no longer listed
+    assert await other.request_end("s1") is False

@@ -27,6 +27,7 @@ from pipelines.clock import VirtualClock
 from pipelines.live import LiveOptions, LiveSession
 from pipelines.live_backend import LocalBackend
 from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from serve.session_directory import LocalDirectory
 from serve.webrtc import BgmTrack, WebRtcManager, demo_router, webrtc_router
 
 CHANGE_AT = 6.0
@@ -206,6 +207,31 @@ async def test_client_that_stops_sending_is_timed_out(calm_then_exciting: Path, 
     print(f"\nwebrtc: silent client ended after {time.perf_counter() - t0:.2f} s ({sess.end_reason})")
     assert all(t.done() for t in sess.tasks) and all(t.done() for p in sess.pumps for t in p.tasks)
     await client.close()
+
+
+async def test_hang_up_reaching_another_replica_ends_the_session(calm_then_exciting: Path,
+                                                                 backend: LocalBackend) -> None:
+    """Two managers = two gateway replicas sharing a session directory; the DELETE lands on the other one."""
+    directory = LocalDirectory()
+    a = WebRtcManager(backend, hooks=None, directory=directory, sync_interval_s=0.1)
+    b = WebRtcManager(backend, hooks=None, directory=directory, sync_interval_s=0.1)
+    app_b = FastAPI()
+    app_b.include_router(webrtc_router(b))
+    http = TestClient(app_b)  # runs b's app on its own thread and loop: off this loop, where a lives
+    client, sess = await _connected(a, calm_then_exciting)
+    assert directory.table.owners == {sess.id: a.owner}  # listed as soon as the offer was answered
+    r = await asyncio.to_thread(http.delete, f"/v1/webrtc/{sess.id}")
+    assert r.status_code == 202 and r.json() == {"session_id": sess.id, "state": "closing"}
+    t0 = time.perf_counter()
+    await asyncio.wait_for(sess.wait_closed(), 5.0)
+    print(f"\nwebrtc: hang-up via the other replica took {time.perf_counter() - t0:.2f} s")
+    assert sess.end_reason == "hang-up via another gateway replica" and len(a) == 0
+    assert await _until(lambda: not directory.table.owners, 2.0)  # a's last sync took it out
+    r = await asyncio.to_thread(http.delete, f"/v1/webrtc/{sess.id}")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "NotFound"
+    await client.close()
+    await a.close_all()
+    await b.close_all()
 
 
 async def test_close_all_and_connect_timeout(backend: LocalBackend) -> None:
