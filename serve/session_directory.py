@@ -88,14 +88,11 @@ class RayDirectory:
     async def _call(self, method: str, *args: Any) -> Any:
         from ray.exceptions import RayActorError
 
-        for attempt in (1, 2):
-            try:
-                return await getattr(self._get(), method).remote(*args)
-            except RayActorError:
-                self._actor = None  # its replica went away: make (or find) a new one, once
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await getattr(self._get(), method).remote(*args)
+        except RayActorError:
+            self._actor = None  # its replica went away: make (or find) a new one, once
+            return await getattr(self._get(), method).remote(*args)
 
     async def sync(self, owner: str, held: list[str]) -> list[str]:
         result: list[str] = await self._call("sync", owner, held)

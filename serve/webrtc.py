@@ -100,12 +100,13 @@ class BgmTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, session: LiveSession, clock: Clock, *, max_late_s: float = 0.5, opus: bool = False,
-                 opus_bitrate: int = 96_000) -> None:
+    def __init__(self, session: LiveSession, clock: Clock, *, max_late_s: float = 0.5, late_s: float = 0.04,
+                 opus: bool = False, opus_bitrate: int = 96_000) -> None:
         super().__init__()
         self.session = session
         self.clock = clock
         self.max_late_s = max_late_s
+        self.late_s = late_s
         self._opus: av.AudioCodecContext | None = None
         if opus:
             codec = av.CodecContext.create("libopus", "w")
@@ -128,7 +129,6 @@ class BgmTrack(MediaStreamTrack):
         self.lateness: deque[float] = deque(maxlen=3000)
         #: Frames handed out more than ``late_s`` after their due time (a receiver's jitter buffer has to
         #: cover them), and the latest any frame was handed out.
-        self.late_s = 0.04
         self.late_frames = 0
         self.max_lateness_s = 0.0
 
