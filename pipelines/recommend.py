@@ -416,16 +416,26 @@ def _normalise_model(model_scores: np.ndarray, n_tracks: int) -> np.ndarray:
     return p / top if top > 0 else p
 
 
+#: Scores equal to this many decimals rank as ties (broken by track id).
+TIE_DECIMALS = 5
+
+
 def _top_indices(total: np.ndarray, ids: np.ndarray, top_k: int) -> np.ndarray:
-    """Indices of the ``top_k`` best scores, ties broken by ascending track id."""
+    """Indices of the ``top_k`` best scores, ties broken by ascending track id.
+
+    Scores equal to :data:`TIE_DECIMALS` decimals are ties: identical tracks can score ~1e-8
+    apart (float32 sums that BLAS vectorises by position), and the order must not depend on
+    the machine's BLAS.
+    """
     n = len(total)
     k = min(top_k, n)
+    key = -np.round(total, TIE_DECIMALS)
     if k < n:
-        kth = np.partition(-total, k - 1)[k - 1]
-        cand = np.nonzero(-total <= kth)[0]
+        kth = np.partition(key, k - 1)[k - 1]
+        cand = np.nonzero(key <= kth)[0]
     else:
         cand = np.arange(n)
-    order = np.lexsort((ids[cand], -total[cand]))
+    order = np.lexsort((ids[cand], key[cand]))
     return np.asarray(cand[order][:k])
 
 
