@@ -22,10 +22,10 @@ check: setup
 	$(PY) -m mypy engines pipelines serve loadtest
 
 bench: setup media
-	$(PY) -m pipelines.bench --out BENCHMARKS.md
+	$(PY) -m pipelines.devtools.bench --out BENCHMARKS.md
 
 bench-gpu: setup
-	$(PY) -m pipelines.bench_neural --out BENCHMARKS.md
+	$(PY) -m pipelines.devtools.bench_neural --out BENCHMARKS.md
 
 bench-live: setup
 	$(PY) -m pip install --quiet -e '.[load]'

@@ -13,7 +13,7 @@ name               pictures                 sound                     affect mod
 (:mod:`engines.affect`, :mod:`engines.fused_affect`, :mod:`engines.amt`.)
 
 The neural encoders are *added* to the feature encoders (CLIP sees 224 px pictures at
-``pipelines.analysis.PICTURE_FPS``; the wav2vec2 columns join the sound features), so the
+``pipelines.analysis.analyze.PICTURE_FPS``; the wav2vec2 columns join the sound features), so the
 feature terms (faces, motion, cuts, loudness) keep counting. ``amt`` loads CLIP / wav2vec2
 only when its checkpoint was trained with ``clip_*`` / ``w2v_*`` columns; without AMT weights
 it falls back to ``default`` with a warning.

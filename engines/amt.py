@@ -3,7 +3,7 @@ picture and sound features that outputs valence, arousal and an emotion per wind
 
 Input
     One vector per analysis window (2 s every 0.5 s): the named features of
-    :func:`pipelines.analysis.analyze` (picture, faces, sound; plus ``clip_*`` / ``w2v_*``
+    :func:`pipelines.analysis.analyze.analyze` (picture, faces, sound; plus ``clip_*`` / ``w2v_*``
     when the neural encoders ran) in the checkpoint's :attr:`AmtAffectModel.feature_names`
     order. Each is standardised with the training set's mean and std (clipped to +-5); a
     missing feature (no soundtrack, faces off, a column the data lacked) is 0 and its bit in

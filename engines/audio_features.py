@@ -17,7 +17,7 @@ Columns of :attr:`FeatureAudioEncoder.feature_names`:
 ``loudness_lufs``
     Ungated ITU-R BS.1770 loudness of the window (K-weighted mean square, LUFS; floor -90),
     i.e. a 2 s "short-term" loudness. Closer to perceived loudness than RMS: bass counts
-    less, presence region (2-5 kHz) more. Uses :func:`pipelines.mix.k_weight`.
+    less, presence region (2-5 kHz) more. Uses :func:`pipelines.offline.mix.k_weight`.
 ``dynamic_range_db``
     95th minus 10th percentile of the 20 ms frame levels (dB): punchy, intermittent sound
     (speech, percussion, action) has a large range, steady beds (drones, noise) a small one.

@@ -6,7 +6,7 @@ published in BS.1770 at 48 kHz.
 
 Also the BS.1770-4 block powers and the two-gate integrated loudness (absolute gate -70 LUFS,
 relative gate 10 LU under the mean of the blocks above it), used by the mixer
-(:mod:`pipelines.mix`, which documents the measures) and by the music analyzer
+(:mod:`pipelines.offline.mix`, which documents the measures) and by the music analyzer
 (:mod:`engines.music_features`, which pools the blocks of several excerpts with
 :func:`gated_loudness`).
 """

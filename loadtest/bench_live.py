@@ -21,7 +21,7 @@ import time
 import urllib.request
 from typing import Any
 
-from pipelines.bench import _replace_section, machine
+from pipelines.devtools.bench import _replace_section, machine
 
 BEGIN = "<!-- bench:live:begin -->"
 END = "<!-- bench:live:end -->"

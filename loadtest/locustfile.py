@@ -29,7 +29,7 @@ def _load_video(environment: Any, **_: Any) -> None:
     if not path:
         from dataclasses import replace
 
-        from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+        from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 
         path = os.path.join(tempfile.mkdtemp(prefix="backscore-load-"), "load.mp4")
         write_video(path, [replace(CALM_DARK, duration_s=3.0), replace(BRIGHT_FAST, duration_s=3.0)])

@@ -254,7 +254,7 @@ def default_video(duration_s: float = 40.0) -> str:
     """
     from dataclasses import replace
 
-    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+    from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 
     path = os.path.join(tempfile.mkdtemp(prefix="backscore-swarm-"), "calm_exciting.webm")
     calm, exciting = replace(CALM_DARK, duration_s=10.0), replace(BRIGHT_FAST, duration_s=10.0)

@@ -1,7 +1,7 @@
-""":class:`RayBackend`: the :class:`~pipelines.live_backend.LiveBackend` of a live session, over Serve handles.
+""":class:`RayBackend`: the :class:`~pipelines.live.models.LiveBackend` of a live session, over Serve handles.
 
-The session code (``pipelines.live``) is the same as with the in-process
-:class:`~pipelines.live_backend.LocalBackend`; each call becomes a request to the deployment
+The session code (``pipelines.live.session``) is the same as with the in-process
+:class:`~pipelines.live.models.LocalBackend`; each call becomes a request to the deployment
 of :mod:`serve.deployments`. Music requests carry the stream id as the multiplexed model id,
 so a stream's chunks go to the replica that holds it (see :mod:`serve.deployments`).
 """
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from pipelines.live_backend import AffectStep, FeatureNames
-from pipelines.live_music import MusicReply, MusicRequest
-from pipelines.segments import MoodTracker
+from pipelines.analysis.segments import MoodTracker
+from pipelines.live.models import AffectStep, FeatureNames
+from pipelines.live.music import MusicReply, MusicRequest
 
 #: Deployment names in the application (``serve.app.build_app``).
 DEPLOYMENTS = ("FrameEncoder", "AudioEncoder", "AffectFusion", "MusicGenerator")

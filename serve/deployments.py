@@ -9,20 +9,20 @@
   two sessions: valid for any encoder that honours the :class:`engines.base.FrameEncoder`
   contract (a row depends on its frame and the frame before it).
 * :class:`AudioEncoder` -- sound features and speech probability of one window
-  (:func:`pipelines.live_backend.encode_audio_window`); batched so a burst of windows costs
+  (:func:`pipelines.live.models.encode_audio_window`); batched so a burst of windows costs
   one hop to the worker thread.
 * :class:`AffectFusion` -- the affect model over the fused window features, one batched
-  ``predict`` across sessions, then each session's :class:`~pipelines.segments.MoodTracker`
+  ``predict`` across sessions, then each session's :class:`~pipelines.analysis.segments.MoodTracker`
   (which travels with the request: the deployment is stateless) is pushed, as
-  :func:`pipelines.live_backend.affect_step` does for one window.
+  :func:`pipelines.live.models.affect_step` does for one window.
 * :class:`MusicGenerator` -- the only stateful one: the music streams of a
-  :class:`~pipelines.live_music.StreamTable`. Requests carry the stream id as Serve's
+  :class:`~pipelines.live.music.StreamTable`. Requests carry the stream id as Serve's
   *multiplexed model id* (``handle.options(multiplexed_model_id=stream_id)``, see
   :mod:`serve.backend`): the replica that opened a stream advertises its id and the router
   sends that stream's later chunks there. The affinity is best effort (Serve falls back to
   another replica when the holder is saturated, or after about a second without a match, or
   when the holder died); a replica that gets a stream it does not hold restores it from the
-  request's :class:`~pipelines.live_music.MusicContext` and the session crossfades, so the
+  request's :class:`~pipelines.live.music.MusicContext` and the session crossfades, so the
   worst case is an audible new piece in the same mood, never an error. Trade-offs: Ray
   reports each advertised stream id (``serve_registered_multiplexed_model_id`` gauge,
   tagged by id), and batching across streams is not possible (Serve splits batches by
@@ -48,9 +48,9 @@ import numpy as np
 from ray import serve as ray_serve
 from ray.serve import metrics as ray_metrics
 
-from pipelines.live_backend import AffectStep, encode_audio_window
-from pipelines.live_music import MusicReply, MusicRequest, StreamTable
-from pipelines.segments import MoodTracker
+from pipelines.analysis.segments import MoodTracker
+from pipelines.live.models import AffectStep, encode_audio_window
+from pipelines.live.music import MusicReply, MusicRequest, StreamTable
 from serve.metrics import _LATENCY_BUCKETS, BATCH_SIZE, STAGE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def analyze_faces_batched(faces: Any, items: Sequence[np.ndarray]) -> list[np.nd
 
 
 def affect_steps(model: Any, items: Sequence[tuple[Mapping[str, float], MoodTracker, float]]) -> list[AffectStep]:
-    """:func:`pipelines.live_backend.affect_step` for several sessions with one ``predict`` call."""
+    """:func:`pipelines.live.models.affect_step` for several sessions with one ``predict`` call."""
     estimates = model.predict([dict(f) for f, _, _ in items])
     return [AffectStep(est, tracker.push(t_s, est), tracker) for est, (_, tracker, t_s) in
             zip(estimates, items, strict=True)]
@@ -185,7 +185,7 @@ class FrameEncoder:
 
     def __init__(self, faces: bool = True, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis import default_engines
+        from pipelines.analysis.analyze import default_engines
 
         engines = default_engines(faces=faces)
         self._encoder, self._faces = engines.frame, engines.faces
@@ -238,7 +238,7 @@ class AudioEncoder:
 
     def __init__(self, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis import default_engines
+        from pipelines.analysis.analyze import default_engines
 
         self._encoder = default_engines(faces=False).audio
         self._metrics = _Recorder("AudioEncoder")
@@ -276,7 +276,7 @@ class AffectFusion:
 
     def __init__(self, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis import default_engines
+        from pipelines.analysis.analyze import default_engines
 
         self._model = default_engines(faces=False).affect
         self._metrics = _Recorder("AffectFusion")

@@ -52,10 +52,10 @@ from ray import serve as ray_serve
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines import service
 from pipelines.errors import BackscoreError
-from pipelines.live import LiveOptions
-from pipelines.live_backend import LiveBackend, LocalBackend
+from pipelines.live.models import LiveBackend, LocalBackend
+from pipelines.live.session import LiveOptions
+from pipelines.offline import jobs
 from serve.loop_monitor import LoopMonitor
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
 from serve.session_directory import RayDirectory, SessionDirectory
@@ -390,10 +390,10 @@ class GatewayCore:
         }
 
     def _warm_catalog(self) -> None:
-        from pipelines import service
+        from pipelines.offline import jobs
 
         try:
-            service.load_library_cached("catalog")
+            jobs.load_library_cached("catalog")
             self.catalog_state = "ready"
         except Exception:
             self.catalog_state = "failed"
@@ -419,13 +419,13 @@ class GatewayCore:
         await asyncio.to_thread(shutil.rmtree, path, True)
 
     def job_options(self, *, style: str | None = None, seed: int = 0, faces: bool = True, top_k: int = 5,
-                    per_segment: bool = False, library: str = "catalog") -> service.JobOptions:
-        from pipelines.score import validate_style
+                    per_segment: bool = False, library: str = "catalog") -> jobs.JobOptions:
+        from pipelines.offline.score import validate_style
 
         if library not in self.libraries:
             raise ApiError(400, "LibraryError",
                            f"unknown library {library!r}; this server has: {', '.join(sorted(self.libraries))}")
-        return service.JobOptions(style=validate_style(style), seed=seed, faces=faces, top_k=top_k,
+        return jobs.JobOptions(style=validate_style(style), seed=seed, faces=faces, top_k=top_k,
                                   per_segment=per_segment, library=self.libraries[library], engine=self.engine,
                                   weights=self.weights)
 
@@ -440,8 +440,8 @@ class GatewayCore:
                 raise
             raise type(exc)(message) from exc
 
-    async def _json_job(self, request: Request, fn: Callable[[str, service.JobOptions], dict[str, Any]],
-                        options: Callable[[], service.JobOptions]) -> dict[str, Any]:
+    async def _json_job(self, request: Request, fn: Callable[[str, jobs.JobOptions], dict[str, Any]],
+                        options: Callable[[], jobs.JobOptions]) -> dict[str, Any]:
         opts = options()
         work = self._workdir()
         try:
@@ -451,7 +451,7 @@ class GatewayCore:
         finally:
             await self._remove(work)
 
-    async def score(self, request: Request, opts: service.JobOptions, output: str, stream: bool) -> Response:
+    async def score(self, request: Request, opts: jobs.JobOptions, output: str, stream: bool) -> Response:
         work = self._workdir()
 
         async def cleanup() -> None:
@@ -460,7 +460,7 @@ class GatewayCore:
         try:
             upload = await receive_upload(request, work, self.max_upload_bytes)
             if output == "bgm" and stream:
-                chunks = _ThreadedIterator(self, service.bgm_chunks(upload.path, opts))
+                chunks = _ThreadedIterator(self, jobs.bgm_chunks(upload.path, opts))
                 try:
                     async with self._client_paths(work, upload):
                         first = await chunks.next()  # analysis errors surface here, as a 400
@@ -470,7 +470,7 @@ class GatewayCore:
 
                 async def body() -> AsyncIterator[bytes]:
                     try:
-                        yield service.wav_header()
+                        yield jobs.wav_header()
                         chunk = first
                         while chunk is not None:
                             yield chunk.pcm
@@ -488,7 +488,7 @@ class GatewayCore:
             bgm_only = output == "bgm"
             out = os.path.join(work, "bgm.wav" if bgm_only else "scored.mp4")
             async with self._client_paths(work, upload):
-                await self.run_job(functools.partial(service.score_file, bgm_only=bgm_only), upload.path, out, opts)
+                await self.run_job(functools.partial(jobs.score_file, bgm_only=bgm_only), upload.path, out, opts)
             stem = Path(upload.filename).stem or "video"
             name = f"{stem}.bgm.wav" if bgm_only else f"{stem}.scored.mp4"
             return _CleanupFileResponse(out, cleanup, media_type="audio/wav" if bgm_only else "video/mp4",
@@ -539,12 +539,12 @@ class GatewayCore:
 
         @app.post("/v1/analyze", summary="Mood timeline of a video (timeline JSON)", openapi_extra=upload_body)
         async def analyze(request: Request, faces: bool = True) -> dict[str, Any]:
-            return await core._json_job(request, service.analyze_file, lambda: core.job_options(faces=faces))
+            return await core._json_job(request, jobs.analyze_file, lambda: core.job_options(faces=faces))
 
         @app.post("/v1/recommend", summary="Library tracks that fit the video", openapi_extra=upload_body)
         async def recommend(request: Request, top_k: int = Query(5, ge=1, le=100), per_segment: bool = False,
                             library: str = "catalog", faces: bool = True) -> dict[str, Any]:
-            return await core._json_job(request, service.recommend_file, lambda: core.job_options(
+            return await core._json_job(request, jobs.recommend_file, lambda: core.job_options(
                 faces=faces, top_k=top_k, per_segment=per_segment, library=library))
 
         @app.post("/v1/score", summary="Score a video: MP4 with the BGM mixed in, or the BGM (WAV, optionally "
@@ -623,7 +623,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
             readiness = ping_all
         elif backend == "local":
             from engines.registry import create_music_engine
-            from pipelines.analysis import default_engines
+            from pipelines.analysis.analyze import default_engines
 
             e = default_engines(faces=faces)
             impl = LocalBackend(e.frame, e.audio, e.affect, create_music_engine(engine, weights), e.faces)

@@ -8,7 +8,7 @@ Offline jobs (blocking)::
             ...  # chunk.pcm: s16le 48 kHz stereo
 
 Live (asyncio): :func:`stream_file` plays a video file into ``Stream`` at real time (analysis
-thumbnails + 100 ms PCM chunks, made by :mod:`pipelines.live_ingest` as the WebRTC path does)
+thumbnails + 100 ms PCM chunks, made by :mod:`pipelines.live.ingest` as the WebRTC path does)
 and yields the :class:`LiveOutput` messages (music chunks, mood reports) as they come.
 
 Command line::
@@ -37,8 +37,8 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from pipelines.live_ingest import AudioIngest, VideoSampler, timed_frames
-from pipelines.live_music import OUTPUT_RATE
+from pipelines.live.ingest import AudioIngest, VideoSampler, timed_frames
+from pipelines.live.music import OUTPUT_RATE
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 

@@ -2,9 +2,9 @@
 
 :class:`GrpcMethods` is a mixin: the Ray Serve ingress class inherits it and provides
 
-* ``self.backend`` -- a :class:`~pipelines.live_backend.LiveBackend` for live sessions,
+* ``self.backend`` -- a :class:`~pipelines.live.models.LiveBackend` for live sessions,
 * ``async self.run_job(fn, *args)`` -- runs blocking work in a bounded thread pool,
-* ``self.live_options`` -- the :class:`~pipelines.live.LiveOptions` a session starts from.
+* ``self.live_options`` -- the :class:`~pipelines.live.session.LiveOptions` a session starts from.
 
 Ray Serve's gRPC proxy routes ``/backscore.v1.Backscore/Analyze`` to the ingress method named
 ``Analyze`` (and so on), passing the request message, and -- because the methods take a
@@ -49,10 +49,10 @@ import numpy as np
 from pipelines.aio import finish_even_if_cancelled
 from pipelines.errors import BackscoreError, OutputError
 from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live import LiveOptions, LiveSession, MoodReport, paced_frames
-from pipelines.live_backend import LiveBackend
-from pipelines.live_music import OUTPUT_RATE
-from pipelines.service import BgmChunk, JobOptions, analyze_file, bgm_chunks, pcm16, recommend_file
+from pipelines.live.models import LiveBackend
+from pipelines.live.music import OUTPUT_RATE
+from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
+from pipelines.offline.jobs import BgmChunk, JobOptions, analyze_file, bgm_chunks, pcm16, recommend_file
 from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, SESSIONS_TOTAL, PrometheusHooks
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 
@@ -216,7 +216,7 @@ def _write(path: str, data: bytes) -> None:
 
 
 def job_options(o: pb.JobOptions, **kw: Any) -> JobOptions:
-    """Proto options -> :class:`~pipelines.service.JobOptions` (raises OptionError on bad values)."""
+    """Proto options -> :class:`~pipelines.offline.jobs.JobOptions` (raises OptionError on bad values)."""
     style = o.style.strip().lower() or None
     if style == "auto":
         style = None

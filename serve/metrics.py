@@ -41,7 +41,7 @@ BATCH_SIZE = Histogram("backscore_batch_size", "Requests per batched model call.
 
 
 class PrometheusHooks:
-    """:class:`pipelines.live.LiveHooks` that feed the metrics above."""
+    """:class:`pipelines.live.session.LiveHooks` that feed the metrics above."""
 
     def stage(self, name: str, seconds: float) -> None:
         STAGE_SECONDS.labels(stage=name).observe(seconds)

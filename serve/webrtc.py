@@ -4,8 +4,8 @@ The browser (or any WebRTC peer) POSTs an SDP offer to ``/v1/webrtc/offer`` and 
 back in the response, as aiortc's server example does (no trickle ICE: both sides gather their
 candidates before sending their description). Per session:
 
-* the client's **video** track -> :class:`~pipelines.live_ingest.VideoSampler` ->
-  :meth:`LiveSession.push_video`, and its **audio** -> :class:`~pipelines.live_ingest.AudioIngest`
+* the client's **video** track -> :class:`~pipelines.live.ingest.VideoSampler` ->
+  :meth:`LiveSession.push_video`, and its **audio** -> :class:`~pipelines.live.ingest.AudioIngest`
   -> :meth:`LiveSession.push_audio`. Each track is read by a small task into a bounded queue (the
   oldest frames are dropped when the consumer falls behind) and converted by a second task; the
   picture conversions run in a worker thread, so neither ever blocks the event loop.
@@ -43,7 +43,7 @@ from typing import Any
 
 import av
 import numpy as np
-import scipy.signal  # noqa: F401  pipelines.live resamples on the loop and would import this lazily (~0.6 s stall)
+import scipy.signal  # noqa: F401  pipelines.live.session resamples on the loop and would import this lazily (~0.6 s stall)
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
@@ -53,10 +53,10 @@ from fastapi.responses import JSONResponse, Response
 from engines.base import STYLES
 from pipelines.clock import Clock, SystemClock
 from pipelines.errors import OptionError
-from pipelines.live import LiveHooks, LiveOptions, LiveSession, MoodReport
-from pipelines.live_backend import LiveBackend
-from pipelines.live_ingest import AudioIngest, VideoSampler
-from pipelines.live_music import OUTPUT_RATE
+from pipelines.live.ingest import AudioIngest, VideoSampler
+from pipelines.live.models import LiveBackend
+from pipelines.live.music import OUTPUT_RATE
+from pipelines.live.session import LiveHooks, LiveOptions, LiveSession, MoodReport
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, SESSIONS_TOTAL, PrometheusHooks
 from serve.session_directory import SessionDirectory
 
@@ -692,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
-    from pipelines.live_backend import LocalBackend
+    from pipelines.live.models import LocalBackend
 
     backend = LocalBackend.default(faces=not a.no_faces)
     manager = WebRtcManager(backend, max_sessions=a.max_sessions, media_timeout_s=a.media_timeout,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, Scene, write_video
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / ".cache" / "media"
@@ -62,7 +62,7 @@ def catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``BACKSCORE_CACHE`` points there for the rest of the session (in-process and for CLI
     subprocesses), so nothing touches the user's ~/.cache.
     """
-    from pipelines.catalog import load_catalog
+    from pipelines.library.catalog import load_catalog
 
     cache = tmp_path_factory.mktemp("cache")
     os.environ["BACKSCORE_CACHE"] = os.fspath(cache)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.decode import load_audio
+from pipelines.media.decode import load_audio
 
 MEDIA = Path(__file__).resolve().parent.parent / ".cache" / "media"
 VOICES = MEDIA / "voices"

@@ -21,7 +21,10 @@ import torch
 from engines.affect import PROTOTYPES
 from engines.amt import AmtAffectModel, AmtConfig, AmtModelError, AmtNet, Normaliser, chunk_plan
 from engines.base import EMOTIONS
-from pipelines.amt_data import (
+from pipelines.cli import main
+from pipelines.errors import DataError
+from pipelines.training.amt import TrainOptions, ccc, evaluate, train
+from pipelines.training.amt_dataset import (
     VideoWindows,
     WindowData,
     labels_from_filenames,
@@ -31,9 +34,6 @@ from pipelines.amt_data import (
     window_label,
     write_windows,
 )
-from pipelines.amt_train import TrainOptions, ccc, evaluate, train
-from pipelines.cli import main
-from pipelines.errors import DataError
 
 NAMES = ("brightness", "saturation", "motion", "cut_rate", "loudness_db", "centroid_hz", "noise_a", "noise_b")
 _PROTOS = np.array([PROTOTYPES[e] for e in EMOTIONS])
@@ -267,8 +267,8 @@ def test_labels_from_dataset_file_names(tmp_path: Path, capsys: pytest.CaptureFi
 @pytest.fixture(scope="module")
 def mood_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, float, float]]]:
     """Six short synthesized clips whose pictures and sound express a known (valence, arousal)."""
-    from pipelines.recommender import scene_for_mood
-    from pipelines.synth_video import write_video
+    from pipelines.devtools.synth_video import write_video
+    from pipelines.library.recommender import scene_for_mood
 
     d = tmp_path_factory.mktemp("mood")
     moods = [(-0.7, -0.6), (0.7, 0.6), (-0.5, 0.7), (0.6, -0.5), (0.0, 0.0), (0.8, 0.8)]

@@ -226,7 +226,7 @@ def test_no_speech_in_non_speech(name: str) -> None:
 
 def test_encode_windows_matches_per_window_encode() -> None:
     """The shared-analysis path gives what encoding each window alone gives."""
-    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, render_audio
+    from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, render_audio
 
     enc = FeatureAudioEncoder()
     x48 = np.concatenate([render_audio(CALM_DARK, 4 * 48000, 0), render_audio(BRIGHT_FAST, 4 * 48000, 4 * 48000)])

@@ -17,10 +17,10 @@ import pytest
 from engines.affect import PROTOTYPES
 from engines.base import EMOTIONS, STYLES, MoodControl, MusicStreamOptions
 from engines.composer import STYLE_PRESETS, ProceduralMusicEngine
-from pipelines import catalog
-from pipelines.decode import load_audio
 from pipelines.errors import LibraryError, OutputError
-from pipelines.mix import integrated_loudness
+from pipelines.library import catalog
+from pipelines.media.decode import load_audio
+from pipelines.offline.mix import integrated_loudness
 
 SMALL = 6
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.decode import probe
+from pipelines.media.decode import probe
 from pipelines.progress import Progress
 
 

@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from pipelines.decode import DecodeOptions, decode_media, probe
+from pipelines.devtools.synth_video import CALM_DARK, Scene, write_video
 from pipelines.errors import InputError
-from pipelines.mux import mux
-from pipelines.synth_video import CALM_DARK, Scene, write_video
+from pipelines.media.decode import DecodeOptions, decode_media, probe
+from pipelines.media.mux import mux
 
 SHORT = Scene(3.0, brightness=0.6, saturation=0.5, speed=0.3, audio="drums", loudness_dbfs=-12.0)
 

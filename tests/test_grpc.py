@@ -23,8 +23,8 @@ import grpc.aio
 import numpy as np
 import pytest
 
-from pipelines.live import LiveOptions
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
+from pipelines.live.session import LiveOptions
 from serve.grpc_client import BackscoreClient, file_inputs, stream_file
 from serve.grpc_service import GRPC_SERVICER_FUNCTIONS, GrpcMethods
 from serve.proto.backscore.v1 import backscore_pb2 as pb
@@ -52,7 +52,7 @@ class GrpcTestGateway(GrpcMethods):
     """What the real gateway provides to GrpcMethods: backend, run_job, live_options."""
 
     def __init__(self, libraries: dict[str, str]) -> None:
-        from pipelines.live_backend import LocalBackend
+        from pipelines.live.models import LocalBackend
 
         self.backend = LocalBackend.default()
         self.live_options = LiveOptions()
@@ -92,7 +92,7 @@ def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three composer renders indexed like `backscore library index DIR --db LIB.sqlite`."""
     from engines.base import MoodControl, MusicStreamOptions
     from engines.composer import ProceduralMusicEngine
-    from pipelines.library import index_directory
+    from pipelines.library.index import index_directory
 
     folder = tmp_path_factory.mktemp("music")
     sr = 44_100

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pipelines.aio import finish_even_if_cancelled
-from pipelines.live import LiveOptions
-from pipelines.live_backend import LocalBackend
+from pipelines.live.models import LocalBackend
+from pipelines.live.session import LiveOptions
 from serve.grpc_client import file_inputs
 from serve.grpc_service import GrpcMethods
 from serve.metrics import ACTIVE_SESSIONS

@@ -18,7 +18,7 @@ from engines.base import EMOTIONS, MoodControl, MusicStreamOptions
 from engines.composer import ProceduralMusicEngine
 from engines.music_features import MusicAnalyzer, MusicDescriptor
 from pipelines.errors import LibraryError
-from pipelines.library import (
+from pipelines.library.index import (
     AUDIO_EXTENSIONS,
     SCHEMA_VERSION,
     IndexSummary,

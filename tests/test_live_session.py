@@ -13,14 +13,14 @@ import pytest
 
 from engines.base import MoodControl
 from engines.composer import ProceduralMusicEngine
+from pipelines.analysis.segments import MoodTracker
 from pipelines.clock import VirtualClock
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 from pipelines.frames import AudioFrame
-from pipelines.live import LiveOptions, LiveSession, MoodReport, paced_frames
-from pipelines.live_backend import AffectStep, LocalBackend
-from pipelines.live_ingest import feed_file
-from pipelines.live_music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer, StreamTable
-from pipelines.segments import MoodTracker
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from pipelines.live.ingest import feed_file
+from pipelines.live.models import AffectStep, LocalBackend
+from pipelines.live.music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer, StreamTable
+from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
 
 CHANGE_AT = 8.0
 
@@ -257,7 +257,7 @@ def test_bad_live_options_are_rejected() -> None:
 
 
 def test_sample_ring_keeps_the_latest_samples_by_absolute_index() -> None:
-    from pipelines.live import SampleRing
+    from pipelines.live.session import SampleRing
 
     ring = SampleRing(1000)
     data = np.arange(2500 * 2, dtype=np.float32).reshape(-1, 2)

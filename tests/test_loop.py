@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.music import loop_to_length
+from pipelines.offline.compose import loop_to_length
 
 SR = 8000
 

@@ -1,4 +1,4 @@
-"""BS.1770 loudness, normalisation, ducking, limiter and the BGM mix (pipelines/mix.py)."""
+"""BS.1770 loudness, normalisation, ducking, limiter and the BGM mix (pipelines/offline/mix.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy import signal
 
 from engines.audio_features import FeatureAudioEncoder
 from engines.loudness import k_weighting_sos
-from pipelines.mix import (
+from pipelines.offline.mix import (
     MixOptions,
     duck_gain,
     integrated_loudness,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from engines.base import BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStream, MusicStreamOptions
-from pipelines.music import compose, sections_from_bars
-from pipelines.segments import MoodSegment
+from pipelines.analysis.segments import MoodSegment
+from pipelines.offline.compose import compose, sections_from_bars
 
 TEMPO = {"sad": 70.0, "exciting": 128.0, "relaxing": 80.0}
 

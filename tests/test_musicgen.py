@@ -57,7 +57,7 @@ def build_tiny(directory: Path) -> None:
     from tokenizers.models import WordLevel
     from transformers import EncodecFeatureExtractor, MusicgenProcessor, PreTrainedTokenizerFast
 
-    from pipelines.bench_neural import musicgen_config, random_musicgen
+    from pipelines.devtools.bench_neural import musicgen_config, random_musicgen
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
     for w in WORDS:
@@ -340,8 +340,8 @@ def test_score_with_musicgen_engine_end_to_end(weights: Path, tmp_path: Path) ->
     import subprocess
     import sys
 
-    from pipelines.decode import probe
-    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+    from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+    from pipelines.media.decode import probe
 
     src = tmp_path / "in.mp4"
     write_video(str(src), [replace(CALM_DARK, duration_s=6.0), replace(BRIGHT_FAST, duration_s=6.0)],
@@ -367,7 +367,7 @@ def test_cli_engines_and_missing_weights(tmp_path: Path) -> None:
     lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()}
     assert "yes" in lines["procedural"] and "no" in lines["musicgen"] and "facebook/musicgen-small" in res.stdout
     src = tmp_path / "v.mp4"
-    from pipelines.synth_video import CALM_DARK, write_video
+    from pipelines.devtools.synth_video import CALM_DARK, write_video
 
     write_video(str(src), [replace(CALM_DARK, duration_s=2.0)], width=160, height=120, fps=12)
     res = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", str(src), "-o", str(tmp_path / "o.mp4"),

@@ -1,4 +1,4 @@
-"""Emotion-aware ranking of a music library for a video (pipelines.recommend)."""
+"""Emotion-aware ranking of a music library for a video (pipelines.library.ranking)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 
 from engines.affect import emotion_probs
 from engines.base import EMOTIONS
-from pipelines.analysis import analyze, default_engines
+from pipelines.analysis.analyze import analyze, default_engines
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 from pipelines.errors import LibraryError, OptionError
-from pipelines.recommend import (
+from pipelines.library.ranking import (
     COVER_THRESHOLD,
     LABEL_SIMILARITY,
     MIN_CONFIDENCE,
@@ -34,8 +35,7 @@ from pipelines.recommend import (
     rank_per_segment,
     synthetic_profile,
 )
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
 
 
 def grid_library() -> list[TrackInfo]:
@@ -236,5 +236,5 @@ def test_bench_rank_is_fast_and_torch_free():
     out = bench_rank(n_tracks=2000, n_windows=117, repeats=5)
     assert out["p50_ms"] > 0 and out["p95_ms"] >= out["p50_ms"]
     assert out["p95_ms"] < 250  # generous: shared CI cores; the real budget (10k tracks) is 50 ms
-    code = "import sys, pipelines.recommend; assert 'torch' not in sys.modules"
+    code = "import sys, pipelines.library.ranking; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

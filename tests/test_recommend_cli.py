@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.decode import load_audio, probe
+from pipelines.media.decode import load_audio, probe
 
 CALM = {"relaxing", "sad", "neutral"}
 AROUSED = {"exciting", "tense", "fearful", "happy"}
@@ -46,7 +46,7 @@ def test_catalog_list_and_export(catalog_cache: Path, tmp_path: Path) -> None:
 
 def test_recommend_follows_the_mood(catalog_cache: Path, calm_to_exciting: Path, video_dir: Path,
                                     tmp_path: Path) -> None:
-    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK
+    from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
     from tests.conftest import make_video
 
     calm = make_video(video_dir, "calm_only.mp4", [CALM_DARK])

@@ -1,4 +1,4 @@
-"""The trainable recommender (pipelines.recommender): data, training, evaluation, model file."""
+"""The trainable recommender (pipelines.library.recommender): data, training, evaluation, model file."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 
 from engines.affect import emotion_probs
 from engines.base import EMOTIONS
-from pipelines.analysis import analyze, default_engines
+from pipelines.analysis.analyze import analyze, default_engines
 from pipelines.errors import DataError
-from pipelines.recommend import TrackMatrix, profile_from_analysis, rank
-from pipelines.recommender import (
+from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank
+from pipelines.library.recommender import (
     SOFT_EPSILON,
     RecommenderModel,
     best_track_for_mood,
@@ -26,7 +26,7 @@ from pipelines.recommender import (
     soft_targets,
     train,
 )
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
 
 N_VIDEOS = 72
 N_TRAIN = 54

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from pipelines.decode import load_audio, probe
-from pipelines.score import ScoreRequest, ScoreResult, score
+from pipelines.media.decode import load_audio, probe
+from pipelines.offline.score import ScoreRequest, ScoreResult, score
 
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MAJOR_MODES = {"major", "lydian", "mixolydian"}  # modes with a major third
@@ -134,7 +134,7 @@ def test_style_option_is_honoured(tmp_path: Path, calm_to_exciting: Path) -> Non
 
 @pytest.mark.parametrize(("src_ext", "dst_ext", "copied"), [(".webm", ".mkv", True), (".avi", ".mp4", True)])
 def test_other_containers(tmp_path: Path, src_ext: str, dst_ext: str, copied: bool) -> None:
-    from pipelines.synth_video import BRIGHT_FAST, write_video
+    from pipelines.devtools.synth_video import BRIGHT_FAST, write_video
 
     src = tmp_path / f"in{src_ext}"
     write_video(os.fspath(src), [BRIGHT_FAST], width=160, height=120)
@@ -159,7 +159,7 @@ def speech_track(media_dir: Path, duration_s: float, at: list[float]) -> np.ndar
 
 def test_real_clip_with_real_speech_is_ducked(tmp_path: Path, cockatoo: Path, media_dir: Path) -> None:
     """cockatoo.mp4 (real 1280x720 footage) with real spoken words muxed in by our own muxer."""
-    from pipelines.mux import mux
+    from pipelines.media.mux import mux
 
     dur = probe(os.fspath(cockatoo)).duration_s
     speech_at = [2.0, 3.0, 4.0, 9.0, 10.0]

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.live_backend import LocalBackend, affect_step, encode_audio_window
-from pipelines.segments import MoodTracker, SegmentOptions
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK
+from pipelines.analysis.segments import MoodTracker, SegmentOptions
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
+from pipelines.live.models import LocalBackend, affect_step, encode_audio_window
 from serve.deployments import affect_steps, analyze_faces_batched, encode_frames_batched
 from serve.gateway import GatewayCore
 from tests.conftest import make_video
@@ -194,7 +194,7 @@ def _frames(n: int, seed: int, shape: tuple[int, int] = (36, 64)) -> np.ndarray:
 
 
 def test_frame_batch_equals_separate_calls() -> None:
-    from pipelines.analysis import default_engines
+    from pipelines.analysis.analyze import default_engines
 
     enc = default_engines(faces=False).frame
     a, b, c = _frames(4, 1), _frames(3, 2), _frames(2, 3, (40, 64))
@@ -220,7 +220,7 @@ def test_face_batch_equals_separate_calls() -> None:
 
 
 def test_affect_batch_equals_affect_step() -> None:
-    from pipelines.analysis import default_engines
+    from pipelines.analysis.analyze import default_engines
 
     e = default_engines(faces=False)
     rng = np.random.default_rng(0)
@@ -238,7 +238,7 @@ def test_affect_batch_equals_affect_step() -> None:
 
 
 def test_audio_window_helper_matches() -> None:
-    from pipelines.analysis import default_engines
+    from pipelines.analysis.analyze import default_engines
 
     enc = default_engines(faces=False).audio
     x = (0.1 * np.sin(np.arange(32000) * 2 * np.pi * 220 / 16000)).astype(np.float32)
@@ -251,9 +251,9 @@ def test_gateway_warms_the_catalog_in_the_background(catalog_cache: Path, tmp_ro
     import asyncio
     import time
 
-    from pipelines import service
+    from pipelines.offline import jobs
 
-    service._libraries.tracks.pop("catalog", None)  # as in a fresh gateway process
+    jobs._libraries.tracks.pop("catalog", None)  # as in a fresh gateway process
     gw = GatewayCore(LocalBackend.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root), warm_catalog=True)
     try:
         deadline = time.time() + 60
@@ -261,6 +261,6 @@ def test_gateway_warms_the_catalog_in_the_background(catalog_cache: Path, tmp_ro
             time.sleep(0.1)
         ok, health = asyncio.run(gw.health())
         assert ok and health["catalog"] == "ready"
-        assert len(service._libraries.tracks["catalog"]) == 100
+        assert len(jobs._libraries.tracks["catalog"]) == 100
     finally:
         asyncio.run(gw.shutdown())

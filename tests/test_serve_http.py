@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from tests.conftest import make_video
 
 pytestmark = pytest.mark.slow
@@ -44,8 +44,8 @@ def short_video(video_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def small_library(tmp_path_factory: pytest.TempPathFactory, short_video: Path) -> Path:
     """Three real tracks (the composer's BGM for the short video in three styles), indexed."""
-    from pipelines.library import index_directory
-    from pipelines.service import JobOptions, score_file
+    from pipelines.library.index import index_directory
+    from pipelines.offline.jobs import JobOptions, score_file
 
     music = tmp_path_factory.mktemp("music")
     for i, style in enumerate(("calm", "epic", "sad")):
@@ -208,8 +208,8 @@ def test_bad_uploads(base_url: str, short_video: Path, tmp_root: Path) -> None:
 
 async def test_live_session_over_ray_backend(base_url: str, short_video: Path) -> None:
     from pipelines.clock import SystemClock
-    from pipelines.live import LiveOptions, LiveSession, MoodReport, paced_frames
-    from pipelines.live_ingest import feed_file
+    from pipelines.live.ingest import feed_file
+    from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
     from serve.backend import RayBackend
 
     backend = await RayBackend.for_app(APP)

@@ -24,9 +24,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from pipelines.clock import VirtualClock
-from pipelines.live import LiveOptions, LiveSession
-from pipelines.live_backend import LocalBackend
-from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from pipelines.live.models import LocalBackend
+from pipelines.live.session import LiveOptions, LiveSession
 from serve.session_directory import LocalDirectory
 from serve.webrtc import BgmTrack, WebRtcManager, demo_router, webrtc_router
 

@@ -19,11 +19,11 @@ import av
 import numpy as np
 
 from pipelines.clock import Clock
-from pipelines.decode import DecodeOptions, _even, thumbnail_rgb
 from pipelines.errors import InputError
 from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live import LiveSession
-from pipelines.live_music import OUTPUT_RATE
+from pipelines.live.music import OUTPUT_RATE
+from pipelines.live.session import LiveSession
+from pipelines.media.decode import DecodeOptions, _even, thumbnail_rgb
 
 
 class TrackClock:

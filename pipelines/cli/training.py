@@ -12,7 +12,7 @@ from engines.backends import ALIASES, BACKENDS, ENV_VAR
 from pipelines.errors import OptionError
 
 if TYPE_CHECKING:
-    from pipelines.analysis import Engines
+    from pipelines.analysis.analyze import Engines
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -56,9 +56,9 @@ def split_weights(values: list[str] | None, music_engine: str | None = None) -> 
 
 
 def engines_from_args(args: argparse.Namespace) -> Engines:
-    """:class:`pipelines.analysis.Engines` for ``--affect-engine``, ``--weights`` and ``--no-faces``."""
-    from pipelines.analysis import create_engines
-    from pipelines.score import check_backend
+    """:class:`pipelines.analysis.analyze.Engines` for ``--affect-engine``, ``--weights`` and ``--no-faces``."""
+    from pipelines.analysis.analyze import create_engines
+    from pipelines.offline.score import check_backend
 
     backend = getattr(args, "backend", "auto")
     check_backend(backend)  # a named backend that cannot run here fails even when no neural model is used
@@ -117,12 +117,12 @@ def _files(paths: list[str]) -> list[str]:
 
 
 def _cmd_amt(args: argparse.Namespace) -> int:
-    from pipelines import amt_data
+    from pipelines.training import amt_dataset as amt_data
 
     if args.amt_command == "labels":
         return _cmd_labels(args)
     if args.amt_command == "export-features":
-        from pipelines.outputs import check_output_path
+        from pipelines.media.outputs import check_output_path
         from pipelines.progress import Progress
 
         check_output_path(args.output, None, (".csv", ".parquet", ".pq"), "output")
@@ -138,7 +138,7 @@ def _cmd_amt(args: argparse.Namespace) -> int:
         return 0
     if args.amt_command == "train":
         from engines.amt import AmtConfig
-        from pipelines.amt_train import TrainOptions, train
+        from pipelines.training.amt import TrainOptions, train
 
         if args.context < 2 or args.context % 2:
             raise OptionError(f"--context must be an even number >= 2 (got {args.context})")
@@ -148,7 +148,7 @@ def _cmd_amt(args: argparse.Namespace) -> int:
         print(report.format_report())
         return 0
     from engines.amt import AmtAffectModel
-    from pipelines.amt_train import evaluate
+    from pipelines.training.amt import evaluate
 
     model = AmtAffectModel.load(args.model)
     data = amt_data.load_windows(args.data)
@@ -164,8 +164,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     import csv
 
     from engines.affect import PROTOTYPES
-    from pipelines.amt_data import labels_from_filenames
-    from pipelines.outputs import atomic_output, check_output_path
+    from pipelines.media.outputs import atomic_output, check_output_path
+    from pipelines.training.amt_dataset import labels_from_filenames
 
     check_output_path(args.output, None, (".csv",), "output")
     found = labels_from_filenames(_files(args.paths), args.dataset)

@@ -1,7 +1,7 @@
 """Emotion-aware recommendation: rank a music library for a video's mood over time.
 
 A video is summarised once as a :class:`VideoProfile` (per-window valence, arousal,
-confidence and emotion probabilities from :func:`pipelines.analysis.analyze`, its mood
+confidence and emotion probabilities from :func:`pipelines.analysis.analyze.analyze`, its mood
 segments, and its pace from cuts and motion). A library is turned once into a
 :class:`TrackMatrix` (numpy arrays), so :func:`rank` scores every track with a handful of
 vectorised ``W x T`` array operations (W windows, T tracks).
@@ -24,7 +24,7 @@ Score of track ``t`` (weights :class:`RankWeights`, normalised to sum 1)::
   emotion distribution against the track's soft label vector (primary label 1.0, the others
   0.5, normalised; a track without labels gets its labels from its VA point). In [0, 1].
 
-Optionally a trained model's probabilities over the same tracks (:mod:`pipelines.recommender`)
+Optionally a trained model's probabilities over the same tracks (:mod:`pipelines.library.recommender`)
 are blended in: ``final = (1 - model_weight) * score + model_weight * p / max(p)``.
 
 All components are in [0, 1] and reported per recommendation, with a one-line reason.
@@ -43,12 +43,12 @@ import numpy as np
 
 from engines.affect import PROTOTYPES, emotion_probs
 from engines.base import EMOTIONS
+from pipelines.analysis.segments import MoodSegment
 from pipelines.errors import DataError, LibraryError, OptionError
-from pipelines.segments import MoodSegment
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
 
 if TYPE_CHECKING:
-    from pipelines.analysis import Analysis
+    from pipelines.analysis.analyze import Analysis
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class VideoProfile:
 
 
 def profile_from_analysis(analysis: Analysis) -> VideoProfile:
-    """Summarise an :class:`~pipelines.analysis.Analysis` for ranking."""
+    """Summarise an :class:`~pipelines.analysis.analyze.Analysis` for ranking."""
     ws = analysis.windows
     probs = np.array([w.affect.probs for w in ws], dtype=np.float64).reshape(-1, len(EMOTIONS))
     return VideoProfile(

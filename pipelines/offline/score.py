@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import STYLES, MusicEngine
-from pipelines.analysis import Analysis, AnalysisOptions, Engines, analyze, create_engines
-from pipelines.decode import MIX_SAMPLE_RATE, probe
+from pipelines.analysis.analyze import Analysis, AnalysisOptions, Engines, analyze, create_engines
 from pipelines.errors import InputError, OptionError
-from pipelines.music import ComposedMusic, compose
-from pipelines.mux import OUTPUT_EXTENSIONS, MuxResult, mux
-from pipelines.outputs import atomic_output, check_output_path, write_wav
+from pipelines.library.tracks import TrackInfo
+from pipelines.media.decode import MIX_SAMPLE_RATE, probe
+from pipelines.media.mux import OUTPUT_EXTENSIONS, MuxResult, mux
+from pipelines.media.outputs import atomic_output, check_output_path, write_wav
+from pipelines.offline.compose import ComposedMusic, compose
 from pipelines.progress import Progress
-from pipelines.tracks import TrackInfo
 
 if TYPE_CHECKING:
-    from pipelines.mix import MixResult
+    from pipelines.offline.mix import MixResult
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ def _pace_function(analysis: Analysis) -> Callable[[float], float]:
 
 def library_music(track: TrackInfo, duration_s: float) -> ComposedMusic:
     """A library track looped/trimmed to the video (the mixer fades, levels and ducks it)."""
-    from pipelines.decode import load_audio
-    from pipelines.music import MusicSection, loop_to_length
+    from pipelines.media.decode import load_audio
+    from pipelines.offline.compose import MusicSection, loop_to_length
 
     audio = load_audio(track.path, MIX_SAMPLE_RATE, mono=False)
     if audio.shape[0] == 0:
@@ -155,7 +155,7 @@ def score(
     music_engine: MusicEngine | None = None,
     progress: Progress | None = None,
 ) -> ScoreResult:
-    from pipelines.mix import MixOptions, mix_bgm, with_mix_loudness
+    from pipelines.offline.mix import MixOptions, mix_bgm, with_mix_loudness
 
     style = validate_style(request.style)
     check_backend(request.backend)
@@ -179,7 +179,7 @@ def score(
         music_engine = _music_engine(request)
     eng = engines or _affect_engines(request)
     if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
-        from pipelines.libraries import find_track, load_library
+        from pipelines.library.sources import find_track, load_library
 
         track = find_track(load_library(request.library), request.track_id, request.library)
 
@@ -234,7 +234,7 @@ def _write_outputs(
     prog: Progress,
 ) -> tuple[MuxResult | None, dict[str, Any]]:
     """Write every requested output atomically; returns the mux result and the timeline dict."""
-    from pipelines.timeline import timeline_dict, write_timeline
+    from pipelines.offline.timeline import timeline_dict, write_timeline
 
     mux_result: MuxResult | None = None
     t = time.perf_counter()
@@ -261,7 +261,7 @@ def _write_outputs(
         if request.timeline_path:
             write_timeline(outputs.enter_context(atomic_output(request.timeline_path)), timeline)
         if request.plot_path:
-            from pipelines.plot import plot_timeline
+            from pipelines.offline.plot import plot_timeline
 
             plot_timeline(outputs.enter_context(atomic_output(request.plot_path)), analysis, music.sections,
                           title=os.path.basename(request.input_path))

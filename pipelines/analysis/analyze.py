@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 
 from engines.base import AffectEstimate, AffectModel, AudioEncoder, FrameEncoder
-from pipelines.decode import MIX_SAMPLE_RATE, DecodeOptions, decode_audio, decode_video, probe
+from pipelines.analysis.segments import CutOptions, MoodSegment, SegmentOptions, detect_cuts, segment_timeline
 from pipelines.frames import MediaInfo, VideoFrame
-from pipelines.segments import CutOptions, MoodSegment, SegmentOptions, detect_cuts, segment_timeline
+from pipelines.media.decode import MIX_SAMPLE_RATE, DecodeOptions, decode_audio, decode_video, probe
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ class SoundAnalysis:
 
 def analyze_sound(audio48k: np.ndarray | None, encoder: AudioEncoder,
                   bounds: Sequence[tuple[float, float]]) -> SoundAnalysis:
-    from pipelines.mix import integrated_loudness
+    from pipelines.offline.mix import integrated_loudness
 
     if audio48k is None:
         return SoundAnalysis(None, "none", None, None, -math.inf)

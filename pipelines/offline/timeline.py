@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from pipelines.analysis import Analysis
-from pipelines.music import MusicSection
+from pipelines.analysis.analyze import Analysis
+from pipelines.offline.compose import MusicSection
 
 SCHEMA_VERSION = 1
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import BarInfo, MoodControl, MusicEngine, MusicStreamOptions
-from pipelines.segments import MoodSegment
+from pipelines.analysis.segments import MoodSegment
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from pipelines.errors import LibraryError
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
 
 CATALOG = "catalog"
 
@@ -14,7 +14,7 @@ CATALOG = "catalog"
 def load_library(spec: str = CATALOG, progress: Callable[[int, int, str], None] | None = None) -> list[TrackInfo]:
     """``"catalog"`` (built on first use) or a path to a library made by ``backscore library index``."""
     if spec == CATALOG:
-        from pipelines.catalog import load_catalog
+        from pipelines.library.catalog import load_catalog
 
         tracks = load_catalog(progress=progress)
     else:
@@ -22,7 +22,7 @@ def load_library(spec: str = CATALOG, progress: Callable[[int, int, str], None] 
             raise LibraryError(
                 f"library {spec} not found; create it with: backscore library index MUSIC_DIR --db {spec}"
             )
-        from pipelines.library import LibraryDB
+        from pipelines.library.index import LibraryDB
 
         with LibraryDB(spec, create=False) as db:
             tracks = db.tracks()

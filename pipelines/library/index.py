@@ -28,7 +28,7 @@ Indexing (:func:`index_directory`)
 
     * unchanged (same path, size and ``mtime_ns`` as stored, same analyzer) -> skipped
       without decoding;
-    * otherwise decoded with :func:`pipelines.decode.load_audio` at the analyzer's rate,
+    * otherwise decoded with :func:`pipelines.media.decode.load_audio` at the analyzer's rate,
       analysed and upserted in its own transaction, so an interrupted run keeps every file
       finished before the interruption;
     * unreadable/corrupt files (:class:`InputError`) and files the analyzer rejects
@@ -64,9 +64,9 @@ import numpy as np
 
 from engines.base import EngineError
 from engines.music_features import MusicAnalyzer, MusicDescriptor
-from pipelines.decode import load_audio
 from pipelines.errors import InputError, LibraryError
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
+from pipelines.media.decode import load_audio
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from pipelines.decode import load_audio
-from pipelines.synth_video import AUDIO_RATE, BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
+from pipelines.devtools.synth_video import AUDIO_RATE, BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
+from pipelines.media.decode import load_audio
 
 BEGIN = "<!-- bench:score:begin -->"
 END = "<!-- bench:score:end -->"
@@ -109,7 +109,7 @@ def decode_only(path: str) -> float:
 def run_score(path: str, outdir: str) -> tuple[float, float, dict[str, object]]:
     out = os.path.join(outdir, "scored.mp4")
     tl = os.path.join(outdir, "bench-timeline.json")
-    cmd = [sys.executable, "-m", "pipelines.cli", "score", path, "-o", out, "--timeline", tl, "--quiet"]
+    cmd = [sys.executable, "-m", "pipelines.cli.main", "score", path, "-o", out, "--timeline", tl, "--quiet"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -137,9 +137,9 @@ def recommend_section(directory: str) -> str:
     import shutil
     import tempfile
 
-    from pipelines.catalog import build_catalog, load_catalog
-    from pipelines.library import index_directory
-    from pipelines.recommend import bench_rank
+    from pipelines.library.catalog import build_catalog, load_catalog
+    from pipelines.library.index import index_directory
+    from pipelines.library.ranking import bench_rank
 
     cache = tempfile.mkdtemp(prefix="bench-catalog-", dir=directory)
     try:

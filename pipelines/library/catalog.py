@@ -50,7 +50,7 @@ Rendering (:func:`build_catalog`)
     48 kHz stereo, a 50 ms fade-in and a 2 s raised-cosine fade-out, loudness-normalised to
     :data:`TARGET_LUFS` (-16 LUFS integrated, BS.1770; Apple Music's level and the quieter
     of the streaming norms, for music heard on its own) and kept under -1 dBFS sample peak by
-    the look-ahead limiter of :mod:`pipelines.mix`. Always rendered with the built-in GM
+    the look-ahead limiter of :mod:`pipelines.offline.mix`. Always rendered with the built-in GM
     soundfont (``$BACKSCORE_SOUNDFONT`` is ignored), so track N sounds the same everywhere.
     Encoded as Opus (``libopus``, 112 kb/s) in Ogg through PyAV -- FLAC when the FFmpeg
     build has no libopus -- as ``NNN-title-slug.ogg``. ``catalog.json`` holds the metadata
@@ -102,8 +102,8 @@ import numpy as np
 from engines.affect import PROTOTYPES, emotion_probs
 from engines.base import EMOTIONS, STYLES
 from pipelines.errors import LibraryError, OutputError
-from pipelines.outputs import atomic_output
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
+from pipelines.media.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def render_audio(spec: CatalogSpec) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """
     from engines.base import MoodControl, MusicStreamOptions
     from engines.composer import ProceduralMusicEngine
-    from pipelines.mix import fade_envelope, limiter_gain, normalize_loudness
+    from pipelines.offline.mix import fade_envelope, limiter_gain, normalize_loudness
 
     stream = ProceduralMusicEngine().open_stream(
         MusicStreamOptions(sample_rate=SAMPLE_RATE, seed=spec.seed, style=spec.style))
@@ -454,7 +454,7 @@ def analyzer_id() -> str | None:
 
 def _render_track(spec: CatalogSpec, out_dir: str, codec: str, with_embedding: bool) -> dict[str, Any]:
     """Worker: render and encode one track into ``out_dir``; return its ``catalog.json`` record."""
-    from pipelines.mix import integrated_loudness
+    from pipelines.offline.mix import integrated_loudness
 
     audio, sections = render_audio(spec)
     name = spec.filename(_extension(codec))
@@ -484,7 +484,7 @@ def _render_track(spec: CatalogSpec, out_dir: str, codec: str, with_embedding: b
         analyzer = _analyzer()
         if analyzer is None:
             raise RuntimeError("the music analyzer is available in the parent but not in a build worker")
-        from pipelines.decode import load_audio
+        from pipelines.media.decode import load_audio
 
         mono = load_audio(os.path.join(out_dir, name), int(analyzer.sample_rate), mono=True)
         desc = analyzer.analyze(mono)

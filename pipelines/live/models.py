@@ -1,14 +1,14 @@
 """What a live session needs from the engines, as one async interface.
 
-:class:`LiveBackend` is the seam between the session logic (``pipelines.live``) and where the
+:class:`LiveBackend` is the seam between the session logic (``pipelines.live.session``) and where the
 models run. :class:`LocalBackend` runs the engines in this process, off the event loop (a
 thread pool; numpy, OpenCV and the synth release the GIL). The Ray Serve application
 implements the same protocol with deployment handles (``serve.backend``), so the session code
 is the same in a unit test, in one process and on a cluster.
 
 Every call is *stateless* on the worker side except the music stream, whose worker restores
-it from the :class:`~pipelines.live_music.MusicContext` when it has lost it: the rolling
-affect state (:class:`~pipelines.segments.MoodTracker`) travels with each affect call, and
+it from the :class:`~pipelines.live.music.MusicContext` when it has lost it: the rolling
+affect state (:class:`~pipelines.analysis.segments.MoodTracker`) travels with each affect call, and
 frame encoders are given the previous frame.
 """
 
@@ -23,9 +23,9 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from engines.base import AffectEstimate, AffectModel, AudioEncoder, FrameEncoder, MusicEngine
-from pipelines.analysis import FaceAnalyzer
-from pipelines.live_music import MusicReply, MusicRequest, StreamTable
-from pipelines.segments import MoodChange, MoodTracker
+from pipelines.analysis.analyze import FaceAnalyzer
+from pipelines.analysis.segments import MoodChange, MoodTracker
+from pipelines.live.music import MusicReply, MusicRequest, StreamTable
 
 T = TypeVar("T")
 
@@ -101,7 +101,7 @@ class LocalBackend:
     @classmethod
     def default(cls, faces: bool = True, inline: bool = False) -> LocalBackend:
         from engines.composer import ProceduralMusicEngine
-        from pipelines.analysis import default_engines
+        from pipelines.analysis.analyze import default_engines
 
         e = default_engines(faces=faces)
         return cls(e.frame, e.audio, e.affect, ProceduralMusicEngine(), e.faces, inline=inline)

@@ -10,12 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from pipelines.analysis import Analysis
-from pipelines.music import MusicSection
-from pipelines.tracks import TrackInfo
+from pipelines.analysis.analyze import Analysis
+from pipelines.library.tracks import TrackInfo
+from pipelines.offline.compose import MusicSection
 
 if TYPE_CHECKING:
-    from pipelines.recommend import VideoProfile
+    from pipelines.library.ranking import VideoProfile
 
 EMOTION_COLOURS = {
     "exciting": "#f28e2b",

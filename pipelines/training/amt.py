@@ -1,4 +1,4 @@
-"""Train and evaluate the AMT (``engines/amt.py``) on a window dataset (``pipelines/amt_data.py``).
+"""Train and evaluate the AMT (``engines/amt.py``) on a window dataset (``pipelines/training/amt_dataset.py``).
 
 Training
     Videos are split into training and validation sets (``val_fraction`` of the videos, at
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engines.base import EMOTIONS, AffectModel
-from pipelines.amt_data import VideoWindows, WindowData
 from pipelines.errors import DataError, OptionError
+from pipelines.training.amt_dataset import VideoWindows, WindowData
 
 if TYPE_CHECKING:
     import torch

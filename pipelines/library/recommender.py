@@ -3,7 +3,7 @@
 Inputs (early fusion)
     Per analysis window, one vector in a fixed order (:data:`RAW_FEATURES`): the picture
     features (:data:`PICTURE_FEATURES`), the face-expression features (:data:`FACE_FEATURES`)
-    and the soundtrack features (:data:`SOUND_FEATURES`) of :func:`pipelines.analysis.analyze`.
+    and the soundtrack features (:data:`SOUND_FEATURES`) of :func:`pipelines.analysis.analyze.analyze`.
     A feature that is missing (no soundtrack, faces off) becomes 0 after standardisation and
     the modality's presence flag (picture, faces, sound) says so. Standardisation statistics
     (mean, std per column, over the training windows where present) are fitted on the
@@ -26,7 +26,7 @@ Soft labels
     CPU. A few seconds for hundreds of videos.
 
 Training data
-    :func:`make_pairs` writes a *synthetic* set: short videos from :mod:`pipelines.synth_video`
+    :func:`make_pairs` writes a *synthetic* set: short videos from :mod:`pipelines.devtools.synth_video`
     whose pictures and sound are generated from a target mood (:func:`scene_for_mood`), each
     paired with the library track that best matches the generating mood by
     :func:`best_track_for_mood`. The label is therefore learnable but synthetic. See
@@ -51,15 +51,15 @@ import numpy as np
 
 from engines.base import EMOTIONS
 from engines.stats import nan_mean_std
+from pipelines.devtools.synth_video import Scene, write_video
 from pipelines.errors import DataError, LibraryError, OptionError
-from pipelines.recommend import LABEL_SIMILARITY, TrackMatrix, VideoProfile, profile_from_analysis, score_all
-from pipelines.synth_video import Scene, write_video
-from pipelines.tracks import TrackInfo
+from pipelines.library.ranking import LABEL_SIMILARITY, TrackMatrix, VideoProfile, profile_from_analysis, score_all
+from pipelines.library.tracks import TrackInfo
 
 if TYPE_CHECKING:
     import torch
 
-    from pipelines.analysis import Analysis
+    from pipelines.analysis.analyze import Analysis
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ AnalyzeFn = Callable[[str], "Analysis"]
 
 
 def default_analyze_fn() -> AnalyzeFn:
-    """:func:`pipelines.analysis.analyze` with the default engines, loaded once."""
-    from pipelines.analysis import analyze, default_engines
+    """:func:`pipelines.analysis.analyze.analyze` with the default engines, loaded once."""
+    from pipelines.analysis.analyze import analyze, default_engines
 
     engines = default_engines()
     return lambda path: analyze(path, engines)
@@ -520,7 +520,7 @@ def train(pairs: Sequence[Pair], tracks: Sequence[TrackInfo], out_path: str | os
           crops: int = 4) -> TrainReport:
     """Train a model on ``pairs`` over ``tracks`` and save it to ``out_path``.
 
-    Each video is analysed once (``analyze_fn``, default :func:`pipelines.analysis.analyze`)
+    Each video is analysed once (``analyze_fn``, default :func:`pipelines.analysis.analyze.analyze`)
     and cached in ``cache_dir`` (default: ``recommender-cache/`` next to the model). Training
     videos also contribute ``crops`` random sub-ranges of their windows (augmentation).
     """
@@ -660,7 +660,7 @@ def evaluate(pairs: Sequence[Pair], model: RecommenderModel, tracks: Sequence[Tr
              analyze_fn: AnalyzeFn | None = None, cache_dir: str | None = None,
              progress: Callable[[str, float], None] | None = None) -> EvalReport:
     """Accuracy, top-5 accuracy and MRR of the model and of the untrained ranker
-    (:func:`pipelines.recommend.rank`'s score without a model) on the same pairs."""
+    (:func:`pipelines.library.ranking.rank`'s score without a model) on the same pairs."""
     matrix = TrackMatrix(tracks)
     model.check_library(matrix)
     if not pairs:
@@ -692,7 +692,7 @@ def scene_tempo(arousal: float) -> float:
 
 def scene_for_mood(valence: float, arousal: float, duration_s: float, rng: np.random.Generator | None = None,
                    jitter: float = 1.0) -> Scene:
-    """A :class:`~pipelines.synth_video.Scene` that expresses (valence, arousal).
+    """A :class:`~pipelines.devtools.synth_video.Scene` that expresses (valence, arousal).
 
     Valence: brighter (0.12 -> 0.85), more saturated and warmer (hue blue 0.62 -> orange 0.08)
     pictures (Valdez & Mehrabian 1994). Arousal: faster motion (0.01 -> 0.9 widths/s), cuts

@@ -6,12 +6,12 @@ stamped in session media seconds, and a paced reader pulls output frames with
 :meth:`LiveSession.pull_frame`.
 
 Three loops, all on the event loop, with every model call awaited through a
-:class:`~pipelines.live_backend.LiveBackend` (off-loop or remote):
+:class:`~pipelines.live.models.LiveBackend` (off-loop or remote):
 
 * **analysis** -- when both tracks have reached a window's end (2 s windows every 0.5 s, like
   the offline job), the new frames are encoded, cuts re-detected on the recent frames, the
   window's sound encoded, and the window goes through the affect model and the rolling
-  :class:`~pipelines.segments.MoodTracker`. If analysis falls behind the media by more than
+  :class:`~pipelines.analysis.segments.MoodTracker`. If analysis falls behind the media by more than
   ``max_lag_s``, the oldest due windows are dropped (counted), so latency cannot grow.
 * **music** -- keeps ``lead_s`` of BGM ahead of the play head, one chunk (a bar, for the
   composer) at a time, steered by the current mood. When the tracker confirms a new mood, a
@@ -40,13 +40,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from engines.base import EMOTIONS, STYLES, AffectEstimate, BarInfo, MoodControl
-from pipelines.analysis import SILENT_TRACK_PEAK, FrameTable, _frame_window_features, to_mono16k
+from pipelines.analysis.analyze import SILENT_TRACK_PEAK, FrameTable, _frame_window_features, to_mono16k
+from pipelines.analysis.segments import CutOptions, MoodTracker, SegmentOptions, detect_cuts
 from pipelines.clock import Clock, SystemClock
 from pipelines.errors import OptionError
 from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live_backend import LiveBackend
-from pipelines.live_music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer
-from pipelines.segments import CutOptions, MoodTracker, SegmentOptions, detect_cuts
+from pipelines.live.models import LiveBackend
+from pipelines.live.music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from engines.base import STYLES, EngineError
-from pipelines.cli_amt import add_affect_options, add_backend_option
-from pipelines.cli_amt import add_commands as add_amt_commands
-from pipelines.cli_music import Handler, add_commands
-from pipelines.cli_serve import add_parser as add_serve_parser
+from pipelines.cli.library import Handler, add_commands
+from pipelines.cli.serve import add_parser as add_serve_parser
+from pipelines.cli.training import add_affect_options, add_backend_option
+from pipelines.cli.training import add_commands as add_amt_commands
 from pipelines.errors import BackscoreError
 
 log = logging.getLogger("backscore")
@@ -80,9 +80,9 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from pipelines.cli_amt import split_weights
+    from pipelines.cli.training import split_weights
+    from pipelines.offline.score import SCORE_STAGES, ScoreRequest, score
     from pipelines.progress import Progress
-    from pipelines.score import SCORE_STAGES, ScoreRequest, score
 
     affect_weights, music_weights = split_weights(args.weights, args.engine)
     progress = Progress(SCORE_STAGES, enabled=None if not args.quiet else False)
@@ -119,11 +119,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pipelines.analysis import analyze
-    from pipelines.cli_amt import engines_from_args
-    from pipelines.decode import probe
-    from pipelines.outputs import atomic_output, check_output_path
-    from pipelines.timeline import timeline_dict, write_timeline
+    from pipelines.analysis.analyze import analyze
+    from pipelines.cli.training import engines_from_args
+    from pipelines.media.decode import probe
+    from pipelines.media.outputs import atomic_output, check_output_path
+    from pipelines.offline.timeline import timeline_dict, write_timeline
 
     if args.timeline:
         check_output_path(args.timeline, args.input, (".json",), "timeline")
@@ -139,7 +139,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
     if args.plot:
-        from pipelines.plot import plot_timeline
+        from pipelines.offline.plot import plot_timeline
 
         with atomic_output(args.plot) as tmp:
             plot_timeline(tmp, analysis, None, title=os.path.basename(args.input))
@@ -148,7 +148,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _cmd_engines(args: argparse.Namespace) -> int:
     from engines.registry import engine_statuses
-    from pipelines.cli_amt import split_weights
+    from pipelines.cli.training import split_weights
 
     affect, music = split_weights(args.weights, "musicgen")
     statuses = engine_statuses({**affect, **({"musicgen": music} if music else {})}, backend=args.backend)
@@ -162,9 +162,9 @@ def _cmd_engines(args: argparse.Namespace) -> int:
 def _cmd_synth_video(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
     from pipelines.errors import OptionError
-    from pipelines.outputs import atomic_output, check_output_path
-    from pipelines.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+    from pipelines.media.outputs import atomic_output, check_output_path
 
     check_output_path(args.output, None, (".mp4", ".mkv", ".webm", ".avi", ".mov"))
     table = {"calm": CALM_DARK, "exciting": BRIGHT_FAST}

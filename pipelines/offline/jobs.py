@@ -18,7 +18,7 @@ import numpy as np
 
 from engines.base import BarInfo, MusicStreamOptions
 from pipelines.errors import OptionError
-from pipelines.tracks import TrackInfo
+from pipelines.library.tracks import TrackInfo
 
 PCM_RATE = 48_000
 
@@ -36,7 +36,7 @@ class JobOptions:
     weights: str | None = None
 
     def __post_init__(self) -> None:
-        from pipelines.score import validate_style
+        from pipelines.offline.score import validate_style
 
         validate_style(self.style)
         if self.top_k <= 0 or self.top_k > 100:
@@ -51,7 +51,7 @@ class _LibraryCache:
     def get(self, spec: str) -> list[TrackInfo]:
         with self.lock:  # one build at a time; later callers get the loaded library
             if spec not in self.tracks:
-                from pipelines.libraries import load_library
+                from pipelines.library.sources import load_library
 
                 self.tracks[spec] = load_library(spec)
             return self.tracks[spec]
@@ -67,8 +67,8 @@ def load_library_cached(spec: str) -> list[TrackInfo]:
 
 def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Timeline JSON (the same schema as ``backscore analyze --json``)."""
-    from pipelines.analysis import analyze, default_engines
-    from pipelines.timeline import timeline_dict
+    from pipelines.analysis.analyze import analyze, default_engines
+    from pipelines.offline.timeline import timeline_dict
 
     analysis = analyze(path, default_engines(faces=options.faces))
     data = timeline_dict(analysis)
@@ -78,9 +78,9 @@ def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
 
 def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Top-k tracks for the whole video (or per mood segment)."""
-    from pipelines.analysis import analyze, default_engines
-    from pipelines.decode import probe
-    from pipelines.recommend import TrackMatrix, profile_from_analysis, rank, rank_per_segment, trajectory_text
+    from pipelines.analysis.analyze import analyze, default_engines
+    from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank, rank_per_segment, trajectory_text
+    from pipelines.media.decode import probe
 
     probe(path)
     tracks = _libraries.get(options.library)
@@ -102,7 +102,7 @@ def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
 
 def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool = False) -> dict[str, Any]:
     """Write the scored video (or, with ``bgm_only``, the BGM as WAV) to ``output_path``; returns the timeline."""
-    from pipelines.score import ScoreRequest, score
+    from pipelines.offline.score import ScoreRequest, score
 
     request = ScoreRequest(
         input_path=path,
@@ -152,9 +152,9 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     The analysis must see the whole video first (mood segments); the music then streams: the
     first chunk is ready after one bar of composition, not after the whole piece.
     """
-    from pipelines.analysis import analyze, default_engines
-    from pipelines.music import _segment_at, control_for
-    from pipelines.score import ScoreRequest, _music_engine, _pace_function
+    from pipelines.analysis.analyze import analyze, default_engines
+    from pipelines.offline.compose import _segment_at, control_for
+    from pipelines.offline.score import ScoreRequest, _music_engine, _pace_function
 
     engine = _music_engine(ScoreRequest(path, None, engine=options.engine, weights=options.weights))
     analysis = analyze(path, default_engines(faces=options.faces))

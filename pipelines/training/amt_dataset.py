@@ -39,7 +39,7 @@ from engines.base import EMOTIONS
 from pipelines.errors import DataError, OptionError
 
 if TYPE_CHECKING:
-    from pipelines.analysis import Engines
+    from pipelines.analysis.analyze import Engines
 
 #: Columns that are not features.
 RESERVED: tuple[str, ...] = ("video_id", "start_s", "end_s", "valence", "arousal", "emotion")
@@ -227,7 +227,7 @@ def write_windows(path: str | os.PathLike[str], feature_names: Sequence[str],
                   rows: Sequence[tuple[str, float, float, dict[str, float], float, float, str | None]]) -> None:
     """Write ``(video_id, start_s, end_s, features, valence, arousal, emotion)`` rows as CSV or
     Parquet (by extension), atomically."""
-    from pipelines.outputs import atomic_output
+    from pipelines.media.outputs import atomic_output
 
     header = ["video_id", "start_s", "end_s", *feature_names, "valence", "arousal", "emotion"]
     table = [[vid, _fmt(s), _fmt(e), *(_fmt(f.get(n)) for n in feature_names), _fmt(v), _fmt(a), emo or ""]
@@ -369,7 +369,7 @@ def export_features(videos: Sequence[str], out_path: str | os.PathLike[str], eng
     Without ``labels`` the label columns are left empty to be filled in. Returns
     ``(videos, windows)``. A video with no label row when ``labels`` are given -> DataError.
     """
-    from pipelines.analysis import analyze
+    from pipelines.analysis.analyze import analyze
 
     if not videos:
         raise OptionError("no videos to export (give VIDEO arguments or a --labels file)")

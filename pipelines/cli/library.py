@@ -42,7 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     rec.add_argument("--model", metavar="MODEL", help="blend in a trained recommender (`recommender train`)")
     rec.add_argument("--no-faces", action="store_true")
     rec.add_argument("--plot", metavar="P.png", help="draw the library, the video's mood path and the picks")
-    from pipelines.cli_amt import add_affect_options
+    from pipelines.cli.training import add_affect_options
 
     add_affect_options(rec)
 
@@ -76,7 +76,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
-    from pipelines import catalog
+    from pipelines.library import catalog
 
     prog, update = _count_progress("catalog")
     if args.catalog_command == "list":
@@ -95,12 +95,12 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from pipelines.analysis import analyze
-    from pipelines.cli_amt import engines_from_args
-    from pipelines.decode import probe
-    from pipelines.libraries import load_library
-    from pipelines.outputs import atomic_output, check_output_path
-    from pipelines.recommend import TrackMatrix, profile_from_analysis, rank, rank_per_segment
+    from pipelines.analysis.analyze import analyze
+    from pipelines.cli.training import engines_from_args
+    from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank, rank_per_segment
+    from pipelines.library.sources import load_library
+    from pipelines.media.decode import probe
+    from pipelines.media.outputs import atomic_output, check_output_path
 
     if args.top_k <= 0:
         raise OptionError(f"--top-k must be at least 1 (got {args.top_k})")
@@ -113,7 +113,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     prog.close()
     model = None
     if args.model:
-        from pipelines.recommender import RecommenderModel
+        from pipelines.library.recommender import RecommenderModel
 
         model = RecommenderModel.load(args.model)
     analysis = analyze(args.input, engines)
@@ -135,7 +135,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
     if args.plot:
-        from pipelines.plot import plot_recommendations
+        from pipelines.offline.plot import plot_recommendations
 
         with atomic_output(args.plot) as tmp:
             plot_recommendations(tmp, profile, tracks, [r.track_id for r in recs],
@@ -150,29 +150,29 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_library(args: argparse.Namespace) -> int:
-    from pipelines import library
+    from pipelines.library import index
 
     if args.library_command == "index":
         prog, update = _count_progress("index")
-        summary = library.index_directory(args.dir, args.db, progress=update)
+        summary = index.index_directory(args.dir, args.db, progress=update)
         prog.close()
         print(summary.describe())
         for path, reason in summary.failures:
             print(f"  skipped {path}: {reason}", file=sys.stderr)
         return 0
-    with library.LibraryDB(args.db, create=False) as db:
+    with index.LibraryDB(args.db, create=False) as db:
         tracks = db.tracks()
     if args.json:
-        json.dump([library.track_to_json(t) for t in tracks], sys.stdout, indent=1)
+        json.dump([index.track_to_json(t) for t in tracks], sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(library.format_table(tracks))
+        print(index.format_table(tracks))
     return 0
 
 
 def _cmd_recommender(args: argparse.Namespace) -> int:
-    from pipelines import recommender
-    from pipelines.libraries import load_library
+    from pipelines.library import recommender
+    from pipelines.library.sources import load_library
 
     prog, update = _count_progress("library")
     tracks = load_library(args.library, progress=update)

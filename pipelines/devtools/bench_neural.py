@@ -25,7 +25,7 @@ import platform
 import time
 from typing import Any
 
-from pipelines.bench import _replace_section
+from pipelines.devtools.bench import _replace_section
 
 BEGIN = "<!-- bench:musicgen:begin -->"
 END = "<!-- bench:musicgen:end -->"
