@@ -23,6 +23,8 @@ and ``amt`` (``--weights NAME=DIR``); a plain directory (``--weights DIR``, key 
 chosen engine's model, and for ``clip+wav2vec2`` a folder holding ``clip/`` and ``wav2vec2/``.
 Unnamed models come from ``$BACKSCORE_CLIP_WEIGHTS`` / ``$BACKSCORE_WAV2VEC2_WEIGHTS`` /
 ``$BACKSCORE_AMT_WEIGHTS``, else (CLIP, wav2vec2) the Hugging Face cache. Nothing is downloaded.
+The lookups are :mod:`engines.weights`'s (:func:`~engines.weights.find_amt_weights` for AMT), so
+:mod:`engines.amt` and this module share them without importing each other.
 
 Backend (``--backend``, :mod:`engines.backends`): CLIP's image tower and the wav2vec2 classifier
 run on ``backend`` (``auto``: the first of TensorRT, ONNX Runtime CUDA, torch CUDA, ONNX Runtime CPU,
@@ -38,11 +40,11 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from engines.base import AffectModel, AudioEncoder, EngineUnavailable, FrameEncoder
+from engines.weights import AMT_WEIGHTS_ENV, find_amt_weights
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +52,6 @@ log = logging.getLogger(__name__)
 AFFECT_ENGINES: tuple[str, ...] = ("default", "clip+wav2vec2", "clip", "wav2vec2", "amt")
 #: Model names ``--weights NAME=DIR`` accepts.
 WEIGHT_NAMES: tuple[str, ...] = ("musicgen", "clip", "wav2vec2", "amt")
-
-AMT_WEIGHTS_ENV = "BACKSCORE_AMT_WEIGHTS"
-AMT_CONFIG_FILE = "config.json"
-
-
-def find_amt_weights(weights: str | None = None) -> tuple[str | None, str]:
-    """``(dir or None, where)``: ``weights``, else ``$BACKSCORE_AMT_WEIGHTS``; a checkpoint has a ``config.json``."""
-    for value, where in ((weights, f"weights directory {weights}"),
-                         (os.environ.get(AMT_WEIGHTS_ENV), f"{AMT_WEIGHTS_ENV}={os.environ.get(AMT_WEIGHTS_ENV)}")):
-        if value:
-            ok = (Path(value) / AMT_CONFIG_FILE).is_file()
-            return (value if ok else None), where + ("" if ok else f" (no {AMT_CONFIG_FILE} there)")
-    return None, "none given"
 
 
 def parse_weights(values: str | Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:

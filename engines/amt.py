@@ -48,11 +48,11 @@ import torch
 from torch import nn
 
 from engines.affect import emotion_probs
-from engines.affect_engines import AMT_CONFIG_FILE as CONFIG_FILE
-from engines.affect_engines import AMT_WEIGHTS_ENV as WEIGHTS_ENV
-from engines.affect_engines import find_amt_weights
 from engines.base import EMOTIONS, AffectEstimate, AffectModel, EngineError, EngineUnavailable
 from engines.stats import nan_mean_std
+from engines.weights import AMT_CONFIG_FILE as CONFIG_FILE
+from engines.weights import AMT_WEIGHTS_ENV as WEIGHTS_ENV
+from engines.weights import find_amt_weights
 
 FORMAT = "backscore-amt-1"
 STATE_FILE = "model.pt"

@@ -27,25 +27,28 @@ plans are cached on disk.
 
 :func:`backend_statuses` with ``light=True`` decides without importing torch or tensorrt
 (``backscore engines``): the torch build is read from its ``version.py``, a GPU from
-``/dev/nvidiactl`` or ``/proc/driver/nvidia/gpus``, the CUDA provider from the installed
-``onnxruntime-gpu`` distribution.
+``/dev/nvidiactl`` or ``/proc/driver/nvidia/gpus`` (the probes of :mod:`engines.devices`, shared
+with :mod:`engines.tensorrt_backend`), the CUDA provider from the installed ``onnxruntime-gpu``
+distribution.
+
+Imports go one way: this module imports :mod:`engines.tensorrt_backend` and
+:mod:`engines.onnx_export` (inside the functions that need them); neither imports this one.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
-import importlib.util
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from engines.base import EngineUnavailable
+from engines.devices import has_package as _has
+from engines.devices import nvidia_device_present, torch_build, torch_cuda, torch_cuda_light
 
 if TYPE_CHECKING:
     import torch
@@ -85,65 +88,12 @@ class Backend:
 # --------------------------------------------------------------------------- checks
 
 
-def _has(package: str) -> bool:
-    try:
-        return importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _has_distribution(name: str) -> bool:
     try:
         importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
-
-
-def nvidia_device_present() -> bool:
-    """An NVIDIA driver with a GPU is visible (device node or ``/proc`` entry), without loading CUDA."""
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return os.path.exists("/dev/nvidiactl") or (gpus.is_dir() and any(gpus.iterdir()))
-
-
-def torch_build() -> tuple[str | None, str | None]:
-    """``(torch version, CUDA version or None)`` read from ``torch/version.py`` without importing torch."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return None, None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "version.py"
-        if path.is_file():
-            text = path.read_text()
-            version = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
-            cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
-            return (version.group(1) if version else "?"), (cuda.group(1) if cuda else None)
-    return "?", None
-
-
-def torch_cuda_light() -> tuple[bool, str]:
-    """Whether torch could use CUDA here, without importing torch (build + a visible GPU)."""
-    version, cuda = torch_build()
-    if version is None:
-        return False, "package not installed: torch"
-    if cuda is None:
-        return False, f"torch {version} is a CPU-only build"
-    if not nvidia_device_present():
-        return False, f"torch {version} (CUDA {cuda}) finds no NVIDIA GPU here"
-    return True, f"torch {version} (CUDA {cuda}), NVIDIA GPU present"
-
-
-def torch_cuda() -> tuple[bool, str]:
-    """Whether torch can use a CUDA device here (imports torch)."""
-    if not _has("torch"):
-        return False, "package not installed: torch"
-    import torch
-
-    if torch.version.cuda is None:
-        return False, f"torch {torch.__version__} is a CPU-only build"
-    if not torch.cuda.is_available():
-        return False, f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
-    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda}), {torch.cuda.get_device_name(0)}"
 
 
 @functools.lru_cache(maxsize=1)

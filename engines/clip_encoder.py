@@ -34,19 +34,18 @@ gives the torch rows within 1e-4 (``tests/test_neural_encoders.py``).
 
 Weights: :meth:`ClipFrameEncoder.from_pretrained` reads a local directory, else
 ``$BACKSCORE_CLIP_WEIGHTS``, else the Hugging Face cache entry of ``openai/clip-vit-base-patch32``,
-always offline unless ``allow_download=True``.
+always offline unless ``allow_download=True`` (:data:`WEIGHTS`, an :class:`engines.weights.HFModelSpec`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines import weights as _weights
-from engines.base import EMOTIONS, EngineUnavailable, FrameEncoder
+from engines.base import EMOTIONS, FrameEncoder
+from engines.weights import HFModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +54,10 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "openai/clip-vit-base-patch32"
 WEIGHTS_ENV = "BACKSCORE_CLIP_WEIGHTS"
-INSTALL_HINT = "pip install 'backscore[neural]'"
+#: The CLIP checkpoint: where it is looked up, how it loads, what the errors say.
+WEIGHTS = HFModelSpec("CLIP weights", MODEL_ID, WEIGHTS_ENV, f"--weights clip=DIR or {WEIGHTS_ENV}=DIR",
+                      "the CLIP frame encoder")
+INSTALL_HINT = WEIGHTS.install_hint
 
 #: Prompt templates; each emotion's text embedding is the mean over these.
 TEMPLATES: tuple[str, ...] = ("a {} scene", "a photo of a {} moment", "a still from a {} film")
@@ -72,14 +74,10 @@ def prompts_for(word: str) -> list[str]:
 # --------------------------------------------------------------------------- weights
 
 
-def find_weights(weights: str | None = None) -> tuple[str | None, str]:
-    """Where the CLIP weights would be read from, without importing transformers."""
-    return _weights.find_weights(weights, MODEL_ID, WEIGHTS_ENV)
-
-
-def missing_weights_message(where: str) -> str:
-    return _weights.missing_weights_message(
-        "CLIP weights", MODEL_ID, where, f"--weights clip=DIR or {WEIGHTS_ENV}=DIR")
+#: ``(path or None, where)``: where the CLIP weights would be read from, without importing transformers.
+find_weights = WEIGHTS.find
+#: The one message for missing CLIP weights (``where`` from :func:`find_weights`).
+missing_weights_message = WEIGHTS.missing_message
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -145,16 +143,8 @@ class ClipFrameEncoder(FrameEncoder):
         weights, or how to install transformers, or that a named ``backend`` cannot run here
         (checked before the weights are read).
         """
-        try:
-            from transformers import CLIPModel, CLIPProcessor
-        except ImportError as exc:
-            raise EngineUnavailable(f"the CLIP frame encoder needs transformers and torch: {INSTALL_HINT}") from exc
-        from engines.backends import choose_backend
-
-        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
-        model, processor, path = _weights.load_pretrained(
-            CLIPModel, CLIPProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
-            explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
+        model, processor, path = WEIGHTS.load("CLIPModel", "CLIPProcessor", weights,
+                                              allow_download=allow_download, backend=backend)
         enc = cls(model, processor, device, batch_size, backend)
         log.info("clip: loaded %s, image tower on %s, text tower on torch %s", path, enc.backend, enc.device)
         return enc

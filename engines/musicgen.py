@@ -75,7 +75,7 @@ the same codes as torch and audio within 1e-4 (``tests/test_musicgen.py``).
 
 Weights: ``from_pretrained(weights)`` reads a local directory, else ``$BACKSCORE_MUSICGEN_WEIGHTS``,
 else the Hugging Face cache entry of ``facebook/musicgen-small``, always offline unless
-``allow_download=True``.
+``allow_download=True`` (:data:`WEIGHTS`, an :class:`engines.weights.HFModelSpec`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,7 +90,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines import weights as _weights
 from engines.base import (
     STYLES,
     BarInfo,
@@ -104,6 +102,7 @@ from engines.base import (
 )
 from engines.composer.styles import check_emotion
 from engines.composer.styles import resolve_style as resolve_style_preset
+from engines.weights import HFModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -112,7 +111,10 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "facebook/musicgen-small"
 WEIGHTS_ENV = "BACKSCORE_MUSICGEN_WEIGHTS"
-INSTALL_HINT = "pip install 'backscore[neural]'"
+#: The MusicGen checkpoint: where it is looked up, how it loads, what the errors say.
+WEIGHTS = HFModelSpec("MusicGen weights", MODEL_ID, WEIGHTS_ENV, f"--weights DIR or {WEIGHTS_ENV}=DIR",
+                      "the MusicGen engine", needs="transformers", source="--weights")
+INSTALL_HINT = WEIGHTS.install_hint
 
 # --------------------------------------------------------------------------- descriptions
 
@@ -190,14 +192,10 @@ def describe(control: MoodControl, style: str | None) -> str:
 # --------------------------------------------------------------------------- weights
 
 
-def find_weights(weights: str | None = None) -> tuple[str | None, str]:
-    """Where MusicGen weights would be read from, without importing transformers."""
-    return _weights.find_weights(weights, MODEL_ID, WEIGHTS_ENV, source="--weights")
-
-
-def missing_weights_message(where: str) -> str:
-    return _weights.missing_weights_message("MusicGen weights", MODEL_ID, where,
-                                            f"--weights DIR or {WEIGHTS_ENV}=DIR")
+#: ``(path or None, where)``: where MusicGen weights would be read from, without importing transformers.
+find_weights = WEIGHTS.find
+#: The one message for missing MusicGen weights (``where`` from :func:`find_weights`).
+missing_weights_message = WEIGHTS.missing_message
 
 
 # --------------------------------------------------------------------------- options
@@ -348,16 +346,8 @@ class MusicGenEngine(MusicEngine):
         provide the weights, or how to install transformers, or that a named ``backend`` cannot
         run here (checked before the weights are read).
         """
-        try:
-            from transformers import AutoProcessor, MusicgenForConditionalGeneration
-        except ImportError as exc:
-            raise EngineUnavailable(f"the MusicGen engine needs transformers: {INSTALL_HINT}") from exc
-        from engines.backends import choose_backend
-
-        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
-        model, processor, path = _weights.load_pretrained(
-            MusicgenForConditionalGeneration, AutoProcessor, find_weights(weights), MODEL_ID, missing_weights_message,
-            explicit=bool(weights or os.environ.get(WEIGHTS_ENV)), allow_download=allow_download)
+        model, processor, path = WEIGHTS.load("MusicgenForConditionalGeneration", "AutoProcessor", weights,
+                                              allow_download=allow_download, backend=backend)
         engine = cls(model, processor, options, device, backend)
         log.info("musicgen: loaded %s; %s", path, ", ".join(f"{k} on {v}" for k, v in engine.parts.items()))
         return engine

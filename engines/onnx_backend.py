@@ -5,12 +5,15 @@ needs only the ``onnx`` package) to a file cached on disk under a key of the cal
 (e.g. a hash of the weights), then run with ONNX Runtime: the CUDA provider when asked for and
 available, else the CPU provider. The same ONNX graphs are what a TensorRT engine would be
 built from (not available on the machines this was developed on).
+
+The export itself is :mod:`engines.onnx_export`'s (:func:`~engines.onnx_export.export_graph`),
+which also owns the cache directory (:func:`cache_dir`) and :data:`OPSET`; they are re-exported
+here. This module depends on that one, never the other way round.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,19 +21,17 @@ import numpy as np
 
 from engines.base import EngineUnavailable
 
+# The export side (and the cache directory and opset it uses) lives in engines.onnx_export, which
+# does not import this module; the names are re-exported here for existing callers.
+from engines.onnx_export import INSTALL_HINT as INSTALL_HINT
+from engines.onnx_export import OPSET as OPSET
+from engines.onnx_export import cache_dir as cache_dir
+from engines.onnx_export import export_graph
+
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = "pip install 'backscore[neural]' (onnx, onnxruntime)"
-OPSET = 17
-
-
-def cache_dir() -> str:
-    """Where exported graphs are kept: ``$BACKSCORE_CACHE/onnx`` (default ``~/.cache/backscore/onnx``)."""
-    root = os.environ.get("BACKSCORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "backscore")
-    return os.path.join(root, "onnx")
 
 
 def export_onnx(
@@ -45,8 +46,6 @@ def export_onnx(
 
     One input and one output; :func:`engines.onnx_export.export_graph` does the work.
     """
-    from engines.onnx_export import export_graph
-
     axes = dict(dynamic_axes) if dynamic_axes is not None else {input_name: {0: "batch"}, output_name: {0: "batch"}}
     return export_graph(module, (example,), path, (input_name,), (output_name,), axes)
 

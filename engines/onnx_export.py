@@ -55,12 +55,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import EngineUnavailable
-from engines.onnx_backend import INSTALL_HINT, OPSET, cache_dir
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'backscore[neural]' (onnx, onnxruntime)"
+#: ONNX opset of every exported graph (part of every cache key).
+OPSET = 17
+
+
+def cache_dir() -> str:
+    """Where exported graphs are kept: ``$BACKSCORE_CACHE/onnx`` (default ``~/.cache/backscore/onnx``)."""
+    root = os.environ.get("BACKSCORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "backscore")
+    return os.path.join(root, "onnx")
+
 
 #: Bumped whenever a wrapper below changes what it computes (part of every cache key).
 EXPORT_VERSION = 1

@@ -99,7 +99,7 @@ def _neural(name: str, kind: str, module: str, weights: str | None, backend: str
 
 def _affect_engines(clip: EngineStatus, w2v: EngineStatus, amt_weights: str | None) -> list[EngineStatus]:
     """``--affect-engine clip+wav2vec2`` and ``amt`` (engines/affect_engines.py), nothing imported."""
-    from engines.affect_engines import AMT_WEIGHTS_ENV, find_amt_weights
+    from engines.weights import AMT_WEIGHTS_ENV, find_amt_weights
 
     both = clip.available and w2v.available
     fused = EngineStatus("clip+wav2vec2", "affect", both,

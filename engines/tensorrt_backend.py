@@ -5,7 +5,8 @@ tensorrt/latest/_static/python-api). **Not executed where it was written**: thos
 NVIDIA GPU and ``tensorrt`` is not installable there; the tests run what needs no GPU (cache keys,
 profile shapes, the availability check, and the build steps against a stand-in module) and skip
 the rest with the reason. The module imports without ``tensorrt``: it is imported inside the
-functions that need it.
+functions that need it. It does not import :mod:`engines.backends` (which dispatches to it); the
+torch/GPU checks it shares with that module are in :mod:`engines.devices`.
 
 Build (:func:`build_plan`):
 
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import EngineError, EngineUnavailable
+from engines.devices import torch_cuda, torch_cuda_light
 
 if TYPE_CHECKING:
     import torch
@@ -91,20 +93,18 @@ def available(light: bool = False) -> tuple[bool, str]:
     Needs the ``tensorrt`` package and a CUDA device seen by torch (torch CUDA tensors are the
     engine's buffers). ``light`` decides without importing torch or tensorrt (for
     ``backscore engines``): the package is looked up, torch's build read from its files and the
-    GPU from ``/dev`` and ``/proc``.
+    GPU from ``/dev`` and ``/proc`` (the probes of :mod:`engines.devices`).
     """
-    from engines import backends
-
     if importlib.util.find_spec("tensorrt") is None:
         return False, f"package not installed: tensorrt ({INSTALL_HINT})"
     if light:
-        ok, why = backends.torch_cuda_light()
+        ok, why = torch_cuda_light()
         return (True, f"tensorrt installed; {why}") if ok else (False, f"tensorrt installed, but {why}")
     try:
         trt = _import_trt()
     except Exception as exc:  # a broken install (missing libnvinfer, ...) raises more than ImportError
         return False, f"tensorrt does not import: {type(exc).__name__}: {exc}"
-    ok, why = backends.torch_cuda()
+    ok, why = torch_cuda()
     if not ok:
         return False, f"TensorRT {trt.__version__} installed, but {why}"
     name, cc = device_identity(0)

@@ -35,27 +35,32 @@ On TensorRT a window may last 10 s at most (the optimisation profile of the spec
 
 Weights: :meth:`Wav2Vec2AudioEncoder.from_pretrained` reads a local directory, else
 ``$BACKSCORE_WAV2VEC2_WEIGHTS``, else the Hugging Face cache entry of
-``superb/wav2vec2-base-superb-er``, always offline unless ``allow_download=True``.
+``superb/wav2vec2-base-superb-er``, always offline unless ``allow_download=True`` (:data:`WEIGHTS`,
+an :class:`engines.weights.HFModelSpec`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from engines import weights as _weights
 from engines.base import AudioEncoder, EngineUnavailable
+from engines.weights import HFModelSpec
 
 log = logging.getLogger(__name__)
 
 MODEL_ID = "superb/wav2vec2-base-superb-er"
 WEIGHTS_ENV = "BACKSCORE_WAV2VEC2_WEIGHTS"
-INSTALL_HINT = "pip install 'backscore[neural]'"
+#: The wav2vec2 emotion checkpoint: where it is looked up, how it loads, what the errors say.
+WEIGHTS = HFModelSpec(
+    "wav2vec2 emotion weights", MODEL_ID, WEIGHTS_ENV,
+    f"a Wav2Vec2ForSequenceClassification emotion checkpoint, --weights wav2vec2=DIR or {WEIGHTS_ENV}=DIR",
+    "the wav2vec2 audio encoder")
+INSTALL_HINT = WEIGHTS.install_hint
 SAMPLE_RATE = 16_000
 #: Shortest input the convolutional feature encoder accepts (its receptive field, 25 ms).
 MIN_SAMPLES = 400
@@ -84,15 +89,10 @@ def feature_label(label: str) -> str:
 # --------------------------------------------------------------------------- weights
 
 
-def find_weights(weights: str | None = None) -> tuple[str | None, str]:
-    """Where the weights would be read from, without importing transformers."""
-    return _weights.find_weights(weights, MODEL_ID, WEIGHTS_ENV)
-
-
-def missing_weights_message(where: str) -> str:
-    return _weights.missing_weights_message(
-        "wav2vec2 emotion weights", MODEL_ID, where,
-        f"a Wav2Vec2ForSequenceClassification emotion checkpoint, --weights wav2vec2=DIR or {WEIGHTS_ENV}=DIR")
+#: ``(path or None, where)``: where the weights would be read from, without importing transformers.
+find_weights = WEIGHTS.find
+#: The one message for missing wav2vec2 weights (``where`` from :func:`find_weights`).
+missing_weights_message = WEIGHTS.missing_message
 
 
 # --------------------------------------------------------------------------- encoder
@@ -154,17 +154,8 @@ class Wav2Vec2AudioEncoder(AudioEncoder):
         saying how to provide the weights, or how to install transformers, or that a named
         ``backend`` cannot run here (checked before the weights are read).
         """
-        try:
-            from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
-        except ImportError as exc:
-            raise EngineUnavailable(f"the wav2vec2 audio encoder needs transformers and torch: {INSTALL_HINT}") from exc
-        from engines.backends import choose_backend
-
-        choose_backend(backend)  # a named backend that cannot run here fails before the weights load
-        model, fe, path = _weights.load_pretrained(
-            Wav2Vec2ForSequenceClassification, AutoFeatureExtractor, find_weights(weights), MODEL_ID,
-            missing_weights_message, explicit=bool(weights or os.environ.get(WEIGHTS_ENV)),
-            allow_download=allow_download)
+        model, fe, path = WEIGHTS.load("Wav2Vec2ForSequenceClassification", "AutoFeatureExtractor", weights,
+                                       allow_download=allow_download, backend=backend)
         enc = cls(model, fe, device, batch_size, backend)
         log.info("wav2vec2: loaded %s on %s", path, enc.backend)
         return enc

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The rate of every audio buffer that passes between stages: decoded soundtracks, the mix, the
+#: BGM, live audio in and out (48 kHz: Opus's and WebRTC's rate). Engines resample to their own.
+AUDIO_RATE = 48_000
+
 
 @dataclass(frozen=True)
 class VideoFrame:
@@ -31,7 +35,7 @@ class VideoFrame:
 
 @dataclass(frozen=True)
 class AudioFrame:
-    """Decoded audio: ``samples`` ``float32`` (n, 2) at ``sample_rate``, starting at ``pts_s``."""
+    """Decoded audio: ``samples`` ``float32`` (n, 2) at ``sample_rate`` (:data:`AUDIO_RATE` after decoding)."""
 
     pts_s: float
     samples: np.ndarray

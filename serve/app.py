@@ -80,8 +80,9 @@ def build_app(args: dict[str, Any]) -> Application:
         return Gateway.bind("local", **gateway_kw)
     wait = a.batch.batch_wait_timeout_s
     size = a.batch.max_batch_size
-    frame = _deployment(deployments.FrameEncoder).bind(faces=a.faces, max_batch_size=size, batch_wait_timeout_s=wait)
-    audio = _deployment(deployments.AudioEncoder).bind(max_batch_size=size, batch_wait_timeout_s=wait)
-    affect = _deployment(deployments.AffectFusion).bind(max_batch_size=2 * size, batch_wait_timeout_s=wait)
-    music = _deployment(deployments.MusicGenerator).bind(engine=a.engine, weights=a.weights, idle_s=a.music_idle_s)
+    d = deployments
+    frame = _deployment(d.FrameEncoderDeployment).bind(faces=a.faces, max_batch_size=size, batch_wait_timeout_s=wait)
+    audio = _deployment(d.AudioEncoderDeployment).bind(max_batch_size=size, batch_wait_timeout_s=wait)
+    affect = _deployment(d.AffectFusionDeployment).bind(max_batch_size=2 * size, batch_wait_timeout_s=wait)
+    music = _deployment(d.MusicGeneratorDeployment).bind(engine=a.engine, weights=a.weights, idle_s=a.music_idle_s)
     return Gateway.bind("ray", frame, audio, affect, music, **gateway_kw)

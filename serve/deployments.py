@@ -1,24 +1,25 @@
-"""Ray Serve deployments of the live engines: one deployment per kind of model, each scaled on its own.
+"""Ray Serve deployments of the live models: one deployment per kind of model, each scaled on its own.
 
-* :class:`FrameEncoder` -- picture features (``encode_frames``) and face expressions
-  (``analyze_faces``). Requests of several sessions are batched (``@serve.batch``): their
-  frames are concatenated into one encoder call and the rows split back. Each request's
-  ``previous`` frame is put in front of its own frames (a request without one repeats its
-  first frame, whose difference features are then zero, exactly as the encoder does without
-  a previous frame), so the pairwise features (motion, content/histogram change) never mix
-  two sessions: valid for any encoder that honours the :class:`engines.base.FrameEncoder`
-  contract (a row depends on its frame and the frame before it).
-* :class:`AudioEncoder` -- sound features and speech probability of one window
-  (:func:`pipelines.live.models.encode_audio_window`); batched so a burst of windows costs
+Thin: each runs the functions of :mod:`pipelines.live.inference` (which hold the logic and are
+tested without Ray) on the engines, batched across sessions with ``@serve.batch``. The Python
+classes end in ``Deployment`` so they are not mistaken for the engine interfaces they wrap; the
+Serve deployment names (config files, metrics, dashboards) are ``FrameEncoder``, ``AudioEncoder``,
+``AffectFusion`` and ``MusicGenerator``.
+
+* ``FrameEncoder`` -- picture features (``encode_frames``) and face expressions (``analyze_faces``);
+  several sessions' frames go through one encoder call
+  (:func:`~pipelines.live.inference.encode_frames_batched`, which keeps each session's pairwise
+  features to its own frames).
+* ``AudioEncoder`` -- sound features and speech probability of one window
+  (:func:`~pipelines.live.inference.encode_audio_window`); batched so a burst of windows costs
   one hop to the worker thread.
-* :class:`AffectFusion` -- the affect model over the fused window features, one batched
-  ``predict`` across sessions, then each session's :class:`~pipelines.analysis.segments.MoodTracker`
-  (which travels with the request: the deployment is stateless) is pushed, as
-  :func:`pipelines.live.models.affect_step` does for one window.
-* :class:`MusicGenerator` -- the only stateful one: the music streams of a
+* ``AffectFusion`` -- the affect model over the fused window features, one ``predict`` across
+  sessions, then each session's mood tracker, which travels with the request: the deployment is
+  stateless (:func:`~pipelines.live.inference.affect_steps`).
+* ``MusicGenerator`` -- the only stateful one: the music streams of a
   :class:`~pipelines.live.music.StreamTable`. Requests carry the stream id as Serve's
   *multiplexed model id* (``handle.options(multiplexed_model_id=stream_id)``, see
-  :mod:`serve.backend`): the replica that opened a stream advertises its id and the router
+  :mod:`serve.handles`): the replica that opened a stream advertises its id and the router
   sends that stream's later chunks there. The affinity is best effort (Serve falls back to
   another replica when the holder is saturated, or after about a second without a match, or
   when the holder died); a replica that gets a stream it does not hold restores it from the
@@ -40,7 +41,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,8 +49,15 @@ import numpy as np
 from ray import serve as ray_serve
 from ray.serve import metrics as ray_metrics
 
-from pipelines.analysis.segments import MoodTracker
-from pipelines.live.models import AffectStep, encode_audio_window
+from pipelines.analysis.mood import MoodTracker
+from pipelines.live.inference import (
+    AffectRequest,
+    AffectStep,
+    affect_steps,
+    analyze_faces_batched,
+    encode_audio_window,
+    encode_frames_batched,
+)
 from pipelines.live.music import MusicReply, MusicRequest, StreamTable
 from serve.metrics import _LATENCY_BUCKETS, BATCH_SIZE, STAGE_SECONDS
 
@@ -117,75 +125,18 @@ def _configure_batch(method: Any, max_batch_size: int, batch_wait_timeout_s: flo
     method.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
 
-def _split(rows: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    i = 0
-    for n in sizes:
-        out.append(rows[i : i + n])
-        i += n
-    return out
-
-
-def encode_frames_batched(encoder: Any, items: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
-    """Several ``encode(frames, previous)`` requests as few encoder calls (one per frame size); see module doc."""
-    results: list[np.ndarray | None] = [None] * len(items)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, (rgb, _) in enumerate(items):
-        groups.setdefault(tuple(rgb.shape[1:]), []).append(i)
-    for idx in groups.values():
-        seqs: list[np.ndarray] = []
-        for i in idx:
-            rgb, previous = items[i]
-            if len(rgb) == 0:
-                continue
-            lead = previous if previous is not None and previous.shape == rgb.shape[1:] else rgb[0]
-            seqs.append(np.concatenate([lead[None], rgb]))
-        rows = encoder.encode(np.concatenate(seqs)) if seqs else None
-        pos = 0
-        for i in idx:
-            rgb, _ = items[i]
-            if len(rgb) == 0:
-                results[i] = np.zeros((0, len(encoder.feature_names)), np.float32)
-                continue
-            assert rows is not None
-            results[i] = rows[pos + 1 : pos + 1 + len(rgb)]
-            pos += 1 + len(rgb)
-    return [r for r in results if r is not None]
-
-
-def analyze_faces_batched(faces: Any, items: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Several ``analyze(gray)`` requests as one call per picture size."""
-    width = len(faces.feature_names)
-    results: list[np.ndarray] = [np.zeros((len(g), width), np.float32) for g in items]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, g in enumerate(items):
-        if len(g):
-            groups.setdefault(tuple(g.shape[1:]), []).append(i)
-    for idx in groups.values():
-        rows = faces.analyze(np.concatenate([items[i] for i in idx]))
-        for i, part in zip(idx, _split(rows, [len(items[i]) for i in idx]), strict=True):
-            results[i] = part
-    return results
-
-
-def affect_steps(model: Any, items: Sequence[tuple[Mapping[str, float], MoodTracker, float]]) -> list[AffectStep]:
-    """:func:`pipelines.live.models.affect_step` for several sessions with one ``predict`` call."""
-    estimates = model.predict([dict(f) for f, _, _ in items])
-    return [AffectStep(est, tracker.push(t_s, est), tracker) for est, (_, tracker, t_s) in
-            zip(estimates, items, strict=True)]
-
-
 @ray_serve.deployment(
+    name="FrameEncoder",
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=32,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
 )
-class FrameEncoder:
+class FrameEncoderDeployment:
     """Picture features and face expressions (see module doc)."""
 
     def __init__(self, faces: bool = True, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis.analyze import default_engines
+        from pipelines.analysis.engines import default_engines
 
         engines = default_engines(faces=faces)
         self._encoder, self._faces = engines.frame, engines.faces
@@ -223,22 +174,24 @@ class FrameEncoder:
     async def _faces_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
         self._metrics.batch(len(items))
         t0 = time.perf_counter()
+        assert self._faces is not None  # analyze_faces answers without a face analyzer
         out = await asyncio.to_thread(analyze_faces_batched, self._faces, items)
         self._metrics.stage("serve_faces", time.perf_counter() - t0)
         return out
 
 
 @ray_serve.deployment(
+    name="AudioEncoder",
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=32,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
 )
-class AudioEncoder:
+class AudioEncoderDeployment:
     """Sound features and speech probability of one mono window at the encoder's rate."""
 
     def __init__(self, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis.analyze import default_engines
+        from pipelines.analysis.engines import default_engines
 
         self._encoder = default_engines(faces=False).audio
         self._metrics = _Recorder("AudioEncoder")
@@ -267,16 +220,17 @@ class AudioEncoder:
 
 
 @ray_serve.deployment(
+    name="AffectFusion",
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=64,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
-class AffectFusion:
+class AffectFusionDeployment:
     """Affect of fused window features plus the session's rolling mood (stateless; see module doc)."""
 
     def __init__(self, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.005) -> None:
         lower_priority()
-        from pipelines.analysis.analyze import default_engines
+        from pipelines.analysis.engines import default_engines
 
         self._model = default_engines(faces=False).affect
         self._metrics = _Recorder("AffectFusion")
@@ -290,7 +244,7 @@ class AffectFusion:
         return result
 
     @ray_serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _batch(self, items: list[tuple[Mapping[str, float], MoodTracker, float]]) -> list[AffectStep]:
+    async def _batch(self, items: list[AffectRequest]) -> list[AffectStep]:
         self._metrics.batch(len(items))
         t0 = time.perf_counter()
         out = affect_steps(self._model, items)  # a few microseconds per window: not worth a thread hop
@@ -314,11 +268,12 @@ _MAX_STREAMS = 256
 
 
 @ray_serve.deployment(
+    name="MusicGenerator",
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=16,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
 )
-class MusicGenerator:
+class MusicGeneratorDeployment:
     """Music streams keyed by stream id (multiplexed: see module doc)."""
 
     def __init__(self, engine: str = "procedural", weights: str | None = None, idle_s: float = 120.0,

@@ -53,8 +53,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.errors import BackscoreError
-from pipelines.live.models import LiveBackend, LocalBackend
-from pipelines.live.session import LiveOptions
+from pipelines.live.models import InProcessModels, LiveModels
+from pipelines.live.options import LiveOptions
 from pipelines.offline import jobs
 from serve.loop_monitor import LoopMonitor
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, REQUEST_SECONDS, REQUESTS_TOTAL, PrometheusHooks, exposition
@@ -311,7 +311,7 @@ class GatewayCore:
 
     def __init__(
         self,
-        backend: LiveBackend,
+        models: LiveModels,
         *,
         backend_kind: str = "local",
         max_upload_mb: float | None = None,
@@ -327,7 +327,7 @@ class GatewayCore:
         max_live_sessions: int = 8,
         session_directory: SessionDirectory | None = None,
     ) -> None:
-        self.backend = backend
+        self.models = models
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
         #: background, so the first /v1/recommend does not wait for it (``warm_catalog=False``: on demand).
         self.catalog_state = "on demand"
@@ -348,7 +348,7 @@ class GatewayCore:
         self._readiness = readiness
         self.webrtc: Any = None
         if _webrtc is not None:
-            self.webrtc = _webrtc[0](self.backend, self.live_options, hooks=PrometheusHooks(),
+            self.webrtc = _webrtc[0](self.models, self.live_options, hooks=PrometheusHooks(),
                                      max_sessions=max_live_sessions, directory=session_directory)
         if libraries:  # the gRPC methods (when mixed in) offer the same libraries
             self.grpc_libraries = dict(libraries)
@@ -406,8 +406,8 @@ class GatewayCore:
                 await self.webrtc.close_all()
             except Exception:
                 log.exception("closing the WebRTC sessions failed")
-        if isinstance(self.backend, LocalBackend):
-            self.backend.shutdown()
+        if isinstance(self.models, InProcessModels):
+            self.models.shutdown()
         self._jobs.shutdown(wait=False, cancel_futures=True)
 
     # -- request helpers
@@ -600,13 +600,13 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
     ) -> None:
         live = LiveOptions(style=None if style in (None, "auto") else style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
-        impl: LiveBackend
+        impl: LiveModels
         if backend == "ray":
-            from serve.backend import RayBackend
+            from serve.handles import DeploymentModels
 
             if None in (frame, audio, affect, music):
                 raise ValueError('backend="ray" needs the four deployment handles (use serve.app.build_app)')
-            ray_backend = await RayBackend.connect(frame, audio, affect, music)
+            ray_backend = await DeploymentModels.connect(frame, audio, affect, music)
             impl = ray_backend
 
             async def ping_all() -> dict[str, bool]:
@@ -623,10 +623,10 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
             readiness = ping_all
         elif backend == "local":
             from engines.registry import create_music_engine
-            from pipelines.analysis.analyze import default_engines
+            from pipelines.analysis.engines import default_engines
 
             e = default_engines(faces=faces)
-            impl = LocalBackend(e.frame, e.audio, e.affect, create_music_engine(engine, weights), e.faces)
+            impl = InProcessModels(e.frame, e.audio, e.affect, create_music_engine(engine, weights), e.faces)
         else:
             raise ValueError(f'backend must be "ray" or "local", got {backend!r}')
         GatewayCore.__init__(self, impl, backend_kind=backend, max_upload_mb=max_upload_mb, job_threads=job_threads,

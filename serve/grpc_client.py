@@ -37,8 +37,8 @@ import grpc
 import grpc.aio
 import numpy as np
 
+from pipelines.frames import AUDIO_RATE
 from pipelines.live.ingest import AudioIngest, VideoSampler, timed_frames
-from pipelines.live.music import OUTPUT_RATE
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 
@@ -48,7 +48,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 #: Live audio is sent in chunks of this many samples (100 ms).
-AUDIO_CHUNK_SAMPLES = OUTPUT_RATE // 10
+AUDIO_CHUNK_SAMPLES = AUDIO_RATE // 10
 
 
 def _metadata(application: str | None) -> list[tuple[str, str]] | None:
@@ -207,7 +207,7 @@ def _write_wav(path: str, pcm_chunks: Sequence[bytes]) -> None:
     with wave.open(path, "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
-        w.setframerate(OUTPUT_RATE)
+        w.setframerate(AUDIO_RATE)
         for c in pcm_chunks:
             w.writeframes(c)
 

@@ -2,7 +2,7 @@
 
 :class:`GrpcMethods` is a mixin: the Ray Serve ingress class inherits it and provides
 
-* ``self.backend`` -- a :class:`~pipelines.live.models.LiveBackend` for live sessions,
+* ``self.models`` -- a :class:`~pipelines.live.models.LiveModels` for live sessions,
 * ``async self.run_job(fn, *args)`` -- runs blocking work in a bounded thread pool,
 * ``self.live_options`` -- the :class:`~pipelines.live.session.LiveOptions` a session starts from.
 
@@ -48,10 +48,12 @@ import numpy as np
 
 from pipelines.aio import finish_even_if_cancelled
 from pipelines.errors import BackscoreError, OutputError
-from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live.models import LiveBackend
-from pipelines.live.music import OUTPUT_RATE
-from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
+from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
+from pipelines.live.models import LiveModels
+from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import paced_frames
+from pipelines.live.reports import MoodReport
+from pipelines.live.session import LiveSession
 from pipelines.offline.jobs import BgmChunk, JobOptions, analyze_file, bgm_chunks, pcm16, recommend_file
 from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, SESSIONS_TOTAL, PrometheusHooks
 from serve.proto.backscore.v1 import backscore_pb2 as pb
@@ -75,7 +77,7 @@ MiB = 1024 * 1024
 #: Live input limits (per message).
 MAX_THUMB_SIDE = 640
 MAX_GRAY_SIDE = 1024
-MAX_AUDIO_BYTES = OUTPUT_RATE * 4  # 1 s of s16le stereo
+MAX_AUDIO_BYTES = AUDIO_RATE * 4  # 1 s of s16le stereo
 #: Music frames (``LiveOptions.frame_ms``, 20 ms) per MusicChunk message.
 FRAMES_PER_MESSAGE = 5
 #: Output messages kept for a slow reader before the oldest are dropped (~10 s of music).
@@ -265,7 +267,7 @@ def recommend_reply(data: Mapping[str, Any]) -> pb.RecommendReply:
 def bgm_message(chunk: BgmChunk) -> pb.BgmChunk:
     return pb.BgmChunk(
         index=chunk.index, start_s=chunk.start_s, duration_s=chunk.duration_s, pcm=chunk.pcm,
-        sample_rate=OUTPUT_RATE, channels=2,
+        sample_rate=AUDIO_RATE, channels=2,
         bars=[pb.Bar(start_s=b.start_s, duration_s=b.duration_s, tempo_bpm=b.tempo_bpm, key=b.key, mode=b.mode,
                      style=b.style, emotion=b.emotion, section=b.section, transition=b.transition, chord=b.chord,
                      instruments=list(b.instruments))
@@ -332,9 +334,9 @@ def audio_frame(m: pb.AudioChunk) -> AudioFrame:
     if n % 4:
         raise _bad(f"audio pcm must be s16le stereo (4 bytes per sample frame); got {n} bytes")
     if n > MAX_AUDIO_BYTES:
-        raise _too_large(f"audio chunk of {n / (4 * OUTPUT_RATE):.2f} s is too large: send at most 1 s per message")
+        raise _too_large(f"audio chunk of {n / (4 * AUDIO_RATE):.2f} s is too large: send at most 1 s per message")
     samples = np.frombuffer(m.pcm, "<i2").astype(np.float32).reshape(-1, 2) / np.float32(32768.0)
-    return AudioFrame(pts_s=t, samples=samples, sample_rate=OUTPUT_RATE)
+    return AudioFrame(pts_s=t, samples=samples, sample_rate=AUDIO_RATE)
 
 
 def live_options(base: LiveOptions, config: pb.StreamConfig) -> LiveOptions:
@@ -365,7 +367,7 @@ class _Outbox:
 class GrpcMethods:
     """``backscore.v1.Backscore`` for the Ray Serve ingress deployment (see the module doc)."""
 
-    backend: LiveBackend
+    models: LiveModels
     live_options: LiveOptions
     #: Uploads larger than this are refused with RESOURCE_EXHAUSTED.
     grpc_max_upload_bytes: int = _env_upload_bytes()
@@ -453,7 +455,7 @@ class GrpcMethods:
                 raise _bad("the first message of a Stream must be a StreamConfig")
             options = live_options(self.live_options, first.config)
             out = _Outbox()
-            session = LiveSession(self.backend, options, hooks=PrometheusHooks(),
+            session = LiveSession(self.models, options, hooks=PrometheusHooks(),
                                   on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(r))))
             ACTIVE_SESSIONS.labels(transport="grpc").inc()
             SESSIONS_TOTAL.labels(transport="grpc").inc()

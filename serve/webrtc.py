@@ -21,7 +21,7 @@ media for ``media_timeout_s``, no connection within ``connect_timeout_s``, or ``
 :meth:`WebRtcManager.close_all` ends them all at shutdown.
 
 ``python -m serve.webrtc --port 8080`` runs a standalone dev server (no Ray) with the demo page at
-``/`` over :meth:`LocalBackend.default`. The Ray Serve gateway mounts :func:`webrtc_router` and
+``/`` over :meth:`InProcessModels.default`. The Ray Serve gateway mounts :func:`webrtc_router` and
 :func:`demo_router` on its own app.
 """
 
@@ -53,10 +53,13 @@ from fastapi.responses import JSONResponse, Response
 from engines.base import STYLES
 from pipelines.clock import Clock, SystemClock
 from pipelines.errors import OptionError
+from pipelines.frames import AUDIO_RATE
 from pipelines.live.ingest import AudioIngest, VideoSampler
-from pipelines.live.models import LiveBackend
-from pipelines.live.music import OUTPUT_RATE
-from pipelines.live.session import LiveHooks, LiveOptions, LiveSession, MoodReport
+from pipelines.live.models import LiveModels
+from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import FramePacer
+from pipelines.live.reports import LiveHooks, MoodReport
+from pipelines.live.session import LiveSession
 from serve.metrics import ACTIVE_SESSIONS, QUEUE_DEPTH, SESSIONS_TOTAL, PrometheusHooks
 from serve.session_directory import SessionDirectory
 
@@ -83,10 +86,11 @@ class ServerBusy(RuntimeError):
 class BgmTrack(MediaStreamTrack):
     """The session's BGM as a WebRTC audio track: 20 ms frames, 48 kHz stereo s16, paced on ``clock``.
 
-    Frame ``k`` is due at ``start + k * frame`` (``start`` = the first ``recv``), so the pacing does
-    not drift; a late reader gets the overdue frames at once. When the reader is more than
-    ``max_late_s`` behind (the loop stalled), the missed frames are skipped: the pts jump with
-    the clock, as an RTP receiver expects, and the count is kept in :attr:`skipped`.
+    Paced by :class:`~pipelines.live.pacing.FramePacer`: frame ``k`` is due at ``start + k * frame``
+    (``start`` = the first ``recv``), so the pacing does not drift; a late reader gets the overdue
+    frames at once. When the reader is more than ``max_late_s`` behind (the loop stalled), the
+    missed frames are skipped: the pts jump with the clock, as an RTP receiver expects, and the
+    count is kept in :attr:`skipped`.
 
     With ``opus=True`` (what sessions use) :meth:`recv` returns each frame already Opus-encoded, as
     an ``av.Packet`` with the same pts, which aiortc's sender packetises as it is. aiortc would
@@ -105,8 +109,6 @@ class BgmTrack(MediaStreamTrack):
         super().__init__()
         self.session = session
         self.clock = clock
-        self.max_late_s = max_late_s
-        self.late_s = late_s
         self._opus: av.AudioCodecContext | None = None
         if opus:
             codec = av.CodecContext.create("libopus", "w")
@@ -114,23 +116,35 @@ class BgmTrack(MediaStreamTrack):
             codec.bit_rate = opus_bitrate
             codec.format = "s16"
             codec.layout = "stereo"
-            codec.sample_rate = OUTPUT_RATE
-            codec.time_base = Fraction(1, OUTPUT_RATE)
+            codec.sample_rate = AUDIO_RATE
+            codec.time_base = Fraction(1, AUDIO_RATE)
             codec.options = {"application": "audio"}
             self._opus = codec
         self._pending: deque[av.Packet] = deque()
         self.samples = session.options.frame_samples
-        self.time_base = Fraction(1, OUTPUT_RATE)
-        self._start: float | None = None
-        self._k = 0
-        self.frames = 0
-        self.skipped = 0
-        #: How late each recent frame was handed out (clock s after its due time), for pacing stats.
-        self.lateness: deque[float] = deque(maxlen=3000)
-        #: Frames handed out more than ``late_s`` after their due time (a receiver's jitter buffer has to
-        #: cover them), and the latest any frame was handed out.
-        self.late_frames = 0
-        self.max_lateness_s = 0.0
+        self.time_base = Fraction(1, AUDIO_RATE)
+        #: The pacing and its statistics (frames, skipped, lateness, late_frames, max_lateness_s).
+        self.pacer = FramePacer(clock, self.samples, max_late_s=max_late_s, late_s=late_s)
+
+    @property
+    def frames(self) -> int:
+        return self.pacer.frames
+
+    @property
+    def skipped(self) -> int:
+        return self.pacer.skipped
+
+    @property
+    def late_frames(self) -> int:
+        return self.pacer.late_frames
+
+    @property
+    def max_lateness_s(self) -> float:
+        return self.pacer.max_lateness_s
+
+    @property
+    def lateness(self) -> deque[float]:
+        return self.pacer.lateness
 
     async def recv(self) -> av.AudioFrame | av.Packet:  # aiortc sends either
         if self.readyState != "live" or self.session.closed:
@@ -146,33 +160,19 @@ class BgmTrack(MediaStreamTrack):
         return self._pending.popleft()
 
     async def _next_frame(self) -> av.AudioFrame:
-        frame_s = self.samples / OUTPUT_RATE
-        now = self.clock.now()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._k * frame_s
-        if due > now:
-            await self.clock.sleep(due - now)
-        elif now - due > self.max_late_s:
-            skip = int((now - due) / frame_s)
-            self._k += skip
-            self.skipped += skip
+        skipped = self.pacer.skipped
+        k = await self.pacer.next()
+        if self.pacer.skipped != skipped:
             log.warning("session %s: BGM sender %.0f ms late, skipped %d frames", self.session.session_id,
-                        1000 * (now - due), skip)
+                        1000 * (self.pacer.skipped - skipped) * self.pacer.frame_s, self.pacer.skipped - skipped)
         if self.readyState != "live" or self.session.closed:
             raise MediaStreamError
-        late = self.clock.now() - (self._start + self._k * frame_s)
-        self.lateness.append(late)
-        self.max_lateness_s = max(self.max_lateness_s, late)
-        self.late_frames += late > self.late_s
         pcm = self.session.pull_frame()
         data = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(data, format="s16", layout="stereo")
-        frame.sample_rate = OUTPUT_RATE
-        frame.pts = self._k * self.samples
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = k * self.samples
         frame.time_base = self.time_base
-        self._k += 1
-        self.frames += 1
         return frame
 
 
@@ -430,7 +430,7 @@ class WebRtcManager:
 
     def __init__(
         self,
-        backend: LiveBackend,
+        models: LiveModels,
         options: LiveOptions | None = None,
         *,
         hooks: LiveHooks | None = None,
@@ -443,7 +443,7 @@ class WebRtcManager:
         directory: SessionDirectory | None = None,
         sync_interval_s: float = 0.5,
     ) -> None:
-        self.backend = backend
+        self.models = models
         self.options = options or LiveOptions()
         self.hooks: LiveHooks = hooks if hooks is not None else PrometheusHooks()
         self.limits = WebRtcLimits(max_sessions=max_sessions, media_timeout_s=media_timeout_s,
@@ -512,7 +512,7 @@ class WebRtcManager:
             raise ServerBusy(f"all {self.limits.max_sessions} live sessions are in use; try again later")
         sid = uuid.uuid4().hex[:12]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
-        live = LiveSession(self.backend, options, clock=self.clock, hooks=self.hooks, session_id=sid)
+        live = LiveSession(self.models, options, clock=self.clock, hooks=self.hooks, session_id=sid)
         sess = WebRtcSession(self, pc, live)
         live.on_report = sess.on_report
         self.sessions[sid] = sess  # reserve the slot before awaiting
@@ -692,15 +692,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
-    from pipelines.live.models import LocalBackend
+    from pipelines.live.models import InProcessModels
 
-    backend = LocalBackend.default(faces=not a.no_faces)
-    manager = WebRtcManager(backend, max_sessions=a.max_sessions, media_timeout_s=a.media_timeout,
+    models = InProcessModels.default(faces=not a.no_faces)
+    manager = WebRtcManager(models, max_sessions=a.max_sessions, media_timeout_s=a.media_timeout,
                             ice_servers=a.ice_server)
     try:
         uvicorn.run(create_app(manager), host=a.host, port=a.port, log_level=a.log_level)
     finally:
-        backend.shutdown()
+        models.shutdown()
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ def test_plain_weights_dir_and_env_vars(calm_to_exciting: Path, weights_root: Pa
 
 
 def test_default_engine_unchanged(calm_to_exciting: Path) -> None:
-    from pipelines.analysis.analyze import analyze, create_engines, default_engines
+    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.engines import create_engines, default_engines
 
     a = analyze(str(calm_to_exciting), default_engines(faces=False))
     b = analyze(str(calm_to_exciting), create_engines("default", None, faces=False))
@@ -274,7 +275,8 @@ def test_decoder_pictures_only_when_asked(calm_to_exciting: Path) -> None:
 def test_clip_sees_pictures_not_thumbnails(calm_to_exciting: Path, weights_root: Path) -> None:
     """The CLIP rows of a window are the mean over the window's 224 px pictures."""
     from engines.clip_encoder import ClipFrameEncoder
-    from pipelines.analysis.analyze import analyze, create_engines
+    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.engines import create_engines
 
     eng = create_engines("clip", str(weights_root / "clip"), faces=False)
     analysis = analyze(str(calm_to_exciting), eng)

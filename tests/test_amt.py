@@ -268,7 +268,7 @@ def test_labels_from_dataset_file_names(tmp_path: Path, capsys: pytest.CaptureFi
 def mood_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, float, float]]]:
     """Six short synthesized clips whose pictures and sound express a known (valence, arousal)."""
     from pipelines.devtools.synth_video import write_video
-    from pipelines.library.recommender import scene_for_mood
+    from pipelines.training.recommender_pairs import scene_for_mood
 
     d = tmp_path_factory.mktemp("mood")
     moods = [(-0.7, -0.6), (0.7, 0.6), (-0.5, 0.7), (0.6, -0.5), (0.0, 0.0), (0.8, 0.8)]

@@ -18,7 +18,8 @@ from engines.affect import PROTOTYPES
 from engines.base import EMOTIONS, STYLES, MoodControl, MusicStreamOptions
 from engines.composer import STYLE_PRESETS, ProceduralMusicEngine
 from pipelines.errors import LibraryError, OutputError
-from pipelines.library import catalog
+from pipelines.library import catalog, catalog_render
+from pipelines.library.catalog_specs import CATALOG_SIZE, STYLE_MIX, catalog_specs, slugify
 from pipelines.media.decode import load_audio
 from pipelines.offline.mix import integrated_loudness
 
@@ -29,19 +30,19 @@ SMALL = 6
 
 
 def test_specs_are_deterministic_and_numbered():
-    specs = catalog.catalog_specs()
-    assert specs == catalog.catalog_specs.__wrapped__()  # recomputed, not the cached tuple
-    assert len(specs) == catalog.CATALOG_SIZE == 100
+    specs = catalog_specs()
+    assert specs == catalog_specs.__wrapped__()  # recomputed, not the cached tuple
+    assert len(specs) == CATALOG_SIZE == 100
     assert [s.id for s in specs] == list(range(1, 101))
     assert len({s.title for s in specs}) == 100
     assert len({s.filename() for s in specs}) == 100
     assert len({s.seed for s in specs}) == 100
-    assert specs[0].filename() == f"001-{catalog.slugify(specs[0].title)}.ogg"
+    assert specs[0].filename() == f"001-{slugify(specs[0].title)}.ogg"
     assert all(len(s.title.split()) == 2 for s in specs)
 
 
 def test_specs_cover_styles_emotions_and_the_plane():
-    specs = catalog.catalog_specs()
+    specs = catalog_specs()
     styles = Counter(s.style for s in specs)
     emotions = Counter(s.emotion for s in specs)
     assert set(styles) == set(STYLES) and min(styles.values()) >= 10
@@ -53,7 +54,7 @@ def test_specs_cover_styles_emotions_and_the_plane():
         assert -1.0 <= s.valence <= 1.0 and -1.0 <= s.arousal <= 1.0
         nearest = min(PROTOTYPES, key=lambda e, s=s: math.dist(PROTOTYPES[e], (s.valence, s.arousal)))
         assert nearest == s.emotion, s
-        assert s.emotion in catalog.STYLE_MIX and s.style in catalog.STYLE_MIX[s.emotion]
+        assert s.emotion in STYLE_MIX and s.style in STYLE_MIX[s.emotion]
         assert s.secondary_emotion is None or (s.secondary_emotion in EMOTIONS and s.secondary_emotion != s.emotion)
         if s.development is not None:
             assert s.development.emotion == s.secondary_emotion
@@ -83,22 +84,22 @@ def test_small_build_files_and_metadata(built):
     assert sorted(c[2] for c in built["calls"][1:]) == sorted(t.title for t in tracks)
     manifest = json.loads(Path(directory, catalog.MANIFEST).read_text())
     assert manifest["catalog_version"] == catalog.CATALOG_VERSION and manifest["size"] == SMALL
-    assert manifest["analyzer"] == catalog.analyzer_id()
-    specs = catalog.catalog_specs()
+    assert manifest["analyzer"] == catalog_render.analyzer_id()
+    specs = catalog_specs()
     ext = ".ogg" if manifest["codec"] == "libopus" else ".flac"
     for t in tracks:
         spec = specs[t.id - 1]
         assert os.path.isabs(t.path) and os.path.dirname(t.path) == directory
         assert os.path.basename(t.path) == spec.filename(ext)
-        audio = load_audio(t.path, catalog.SAMPLE_RATE, mono=False)
+        audio = load_audio(t.path, catalog_render.SAMPLE_RATE, mono=False)
         assert audio.shape[1] == 2
-        assert abs(audio.shape[0] / catalog.SAMPLE_RATE - t.duration_s) <= 0.1
+        assert abs(audio.shape[0] / catalog_render.SAMPLE_RATE - t.duration_s) <= 0.1
         assert spec.duration_s <= t.duration_s <= spec.duration_s + 4.1
-        assert abs(integrated_loudness(audio, catalog.SAMPLE_RATE) - catalog.TARGET_LUFS) <= 1.0
-        assert abs(t.loudness_lufs - catalog.TARGET_LUFS) <= 0.5
+        assert abs(integrated_loudness(audio, catalog_render.SAMPLE_RATE) - catalog_render.TARGET_LUFS) <= 1.0
+        assert abs(t.loudness_lufs - catalog_render.TARGET_LUFS) <= 0.5
         assert float(np.abs(audio).max()) <= 1.0
         # fade-out: the last 50 ms are far quieter than the track
-        tail = audio[-catalog.SAMPLE_RATE // 20 :]
+        tail = audio[-catalog_render.SAMPLE_RATE // 20 :]
         assert float(np.sqrt(np.mean(tail**2))) < 0.1 * float(np.sqrt(np.mean(audio**2)))
         if manifest["analyzer"] is not None:
             assert t.embedding.shape == (manifest["embedding_dim"],) and t.embedding.dtype == np.float32
@@ -110,7 +111,7 @@ def test_small_build_files_and_metadata(built):
 
 
 def test_metadata_matches_the_composers_plan(built):
-    specs = catalog.catalog_specs()
+    specs = catalog_specs()
     for t in built["tracks"]:
         spec = specs[t.id - 1]
         stream = ProceduralMusicEngine().open_stream(
@@ -217,11 +218,11 @@ def test_get_track_and_listing(built):
 
 
 def test_flac_fallback_encoding(tmp_path):
-    sr = catalog.SAMPLE_RATE
+    sr = catalog_render.SAMPLE_RATE
     n = sr + 777
     tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / sr)).astype(np.float32)
     path = os.fspath(tmp_path / "t.flac")
-    catalog.encode_audio(np.stack([tone, tone], axis=1), path, "flac", "Test", 1)
+    catalog_render.encode_audio(np.stack([tone, tone], axis=1), path, "flac", "Test", 1)
     back = load_audio(path, sr, mono=False)
     assert back.shape == (n, 2)
     assert np.allclose(back[:, 0], tone, atol=1e-3)

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.devtools.synth_video import AUDIO_RATE, BRIGHT_FAST, CALM_DARK, render_audio, render_frame
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, render_audio, render_frame
+from pipelines.frames import AUDIO_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)

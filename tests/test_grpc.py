@@ -1,7 +1,7 @@
 """The gRPC API through a real channel to Ray Serve's gRPC proxy.
 
 A test-only ingress deployment inherits :class:`serve.grpc_service.GrpcMethods` and runs the
-engines in-process (``LocalBackend.default()``), so this does not depend on the gateway.
+engines in-process (``InProcessModels.default()``), so this does not depend on the gateway.
 One Ray instance per module (free ports, never 8000/9000), shut down at the end.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
-from pipelines.live.session import LiveOptions
+from pipelines.live.options import LiveOptions
 from serve.grpc_client import BackscoreClient, file_inputs, stream_file
 from serve.grpc_service import GRPC_SERVICER_FUNCTIONS, GrpcMethods
 from serve.proto.backscore.v1 import backscore_pb2 as pb
@@ -49,12 +49,12 @@ def free_port() -> int:
 
 @ray_serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=32)
 class GrpcTestGateway(GrpcMethods):
-    """What the real gateway provides to GrpcMethods: backend, run_job, live_options."""
+    """What the real gateway provides to GrpcMethods: models, run_job, live_options."""
 
     def __init__(self, libraries: dict[str, str]) -> None:
-        from pipelines.live.models import LocalBackend
+        from pipelines.live.models import InProcessModels
 
-        self.backend = LocalBackend.default()
+        self.models = InProcessModels.default()
         self.live_options = LiveOptions()
         self.grpc_libraries = libraries
         self.grpc_max_upload_bytes = MAX_UPLOAD

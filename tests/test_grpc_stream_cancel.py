@@ -2,7 +2,7 @@
 
 Ray re-sends a request's cancellation every few seconds while the replica is still running it, so
 the clean-up after the first cancellation can itself be cancelled. These tests drive
-:meth:`GrpcMethods.Stream` directly (no Ray), with a backend whose ``close_music`` is slow.
+:meth:`GrpcMethods.Stream` directly (no Ray), with models whose ``close_music`` is slow (tests/fakes.py).
 """
 
 from __future__ import annotations
@@ -11,37 +11,22 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipelines.aio import finish_even_if_cancelled
-from pipelines.live.models import LocalBackend
-from pipelines.live.session import LiveOptions
+from pipelines.live.models import InProcessModels, LiveModels
+from pipelines.live.options import LiveOptions
 from serve.grpc_client import file_inputs
 from serve.grpc_service import GrpcMethods
 from serve.metrics import ACTIVE_SESSIONS
 from serve.proto.backscore.v1 import backscore_pb2 as pb
-
-
-class SlowCloseBackend(LocalBackend):
-    """The real local engines; closing a music stream takes ``close_delay_s``."""
-
-    close_delay_s = 0.4
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.closed: list[str] = []
-
-    async def close_music(self, stream_id: str) -> None:
-        await asyncio.sleep(self.close_delay_s)
-        await super().close_music(stream_id)
-        self.closed.append(stream_id)
+from tests.fakes import FaultyModels
 
 
 class Methods(GrpcMethods):
-    def __init__(self, backend: LocalBackend) -> None:
-        self.backend = backend
+    def __init__(self, models: LiveModels) -> None:
+        self.models = models
         self.live_options = LiveOptions()
         self.grpc_libraries: dict[str, str] = {}
         self.grpc_max_upload_bytes = 1 << 20
@@ -60,15 +45,14 @@ async def still_connected(path: str) -> AsyncIterator[pb.LiveInput]:
 
 @pytest.mark.parametrize("cancels", [1, 3])
 async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: Path, cancels: int) -> None:
-    backend = SlowCloseBackend.default(faces=False)
-    assert isinstance(backend, SlowCloseBackend)
+    models = FaultyModels(InProcessModels.default(faces=False), latency_s={"close_music": 0.4})  # a slow close
     before = active()
     music = 0
     first_music = asyncio.Event()
 
     async def consume() -> None:
         nonlocal music
-        async for out in Methods(backend).Stream(still_connected(os.fspath(calm_to_exciting))):
+        async for out in Methods(models).Stream(still_connected(os.fspath(calm_to_exciting))):
             if out.WhichOneof("kind") == "music":
                 music += 1
             elif out.mood.music.tempo_bpm > 0:  # the session has a music stream open
@@ -85,7 +69,7 @@ async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: 
         await task
     assert active() == before
     assert music > 0
-    assert len(backend.closed) == 1  # the music stream was closed, not abandoned
+    assert len(models.closed_streams) == 1  # the music stream was closed, not abandoned
 
 
 async def test_finish_even_if_cancelled_returns_or_reraises() -> None:

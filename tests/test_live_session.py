@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,14 +12,18 @@ import pytest
 
 from engines.base import MoodControl
 from engines.composer import ProceduralMusicEngine
-from pipelines.analysis.segments import MoodTracker
 from pipelines.clock import VirtualClock
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
-from pipelines.frames import AudioFrame
+from pipelines.frames import AUDIO_RATE, AudioFrame
+from pipelines.live.buffers import PlayoutBuffer
 from pipelines.live.ingest import feed_file
-from pipelines.live.models import AffectStep, LocalBackend
-from pipelines.live.music import OUTPUT_RATE, MusicContext, MusicReply, MusicRequest, PlayoutBuffer, StreamTable
-from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
+from pipelines.live.models import InProcessModels, LiveModels
+from pipelines.live.music import MusicContext, MusicRequest, StreamTable
+from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import paced_frames
+from pipelines.live.reports import MoodReport
+from pipelines.live.session import LiveSession
+from tests.fakes import FaultyModels, HooksRecorder, InjectedFailure
 
 CHANGE_AT = 8.0
 
@@ -83,12 +86,12 @@ def test_stream_table_continues_and_restores_a_lost_stream() -> None:
     r2 = table.generate(MusicRequest(r1.context, _control()))
     assert not r1.restored and not r2.restored
     assert r2.context.generated == r1.audio.shape[0] + r2.audio.shape[0]
-    assert r2.bars[0].start_s == pytest.approx(r1.audio.shape[0] / OUTPUT_RATE, abs=1e-3)
+    assert r2.bars[0].start_s == pytest.approx(r1.audio.shape[0] / AUDIO_RATE, abs=1e-3)
     # a new replica (empty table) gets the context: it restores a stream at the same position
     other = StreamTable(engine)
     r3 = other.generate(MusicRequest(r2.context, _control()))
     assert r3.restored and r3.context.generation == 1
-    assert r3.bars[0].start_s == pytest.approx(r2.context.generated / OUTPUT_RATE, abs=1e-3)
+    assert r3.bars[0].start_s == pytest.approx(r2.context.generated / AUDIO_RATE, abs=1e-3)
     assert float(np.sqrt(np.mean(r3.audio**2))) > 1e-3
     # the restored stream then continues normally on that replica
     assert not other.generate(MusicRequest(r3.context, _control())).restored
@@ -108,34 +111,14 @@ def test_stream_table_evicts_idle_and_excess_streams() -> None:
 # --------------------------------------------------------------------------- sessions
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.stages: dict[str, int] = {}
-        self.underruns = 0
-        self.latencies: list[float] = []
-        self.dropped = 0
-
-    def stage(self, name: str, seconds: float) -> None:
-        self.stages[name] = self.stages.get(name, 0) + 1
-
-    def underrun(self) -> None:
-        self.underruns += 1
-
-    def mood_change(self, latency_s: float) -> None:
-        self.latencies.append(latency_s)
-
-    def windows_dropped(self, n: int) -> None:
-        self.dropped += n
+Run = tuple[LiveSession, list[MoodReport], list[tuple[int, np.ndarray]], HooksRecorder]
 
 
-Run = tuple[LiveSession, list[MoodReport], list[tuple[int, np.ndarray]], _Recorder]
-
-
-async def _run_session(video: Path, backend: LocalBackend, seconds: float, options: LiveOptions | None = None) -> Run:
+async def _run_session(video: Path, models: LiveModels, seconds: float, options: LiveOptions | None = None) -> Run:
     clock = VirtualClock()
-    hooks = _Recorder()
+    hooks = HooksRecorder()
     reports: list[MoodReport] = []
-    session = LiveSession(backend, options, clock=clock, hooks=hooks, on_report=reports.append)
+    session = LiveSession(models, options, clock=clock, hooks=hooks, on_report=reports.append)
     session.start()
     frames: list[tuple[int, np.ndarray]] = []
 
@@ -153,14 +136,14 @@ async def _run_session(video: Path, backend: LocalBackend, seconds: float, optio
 
 
 async def test_live_session_follows_mood_change_with_paced_bgm(calm_then_exciting: Path) -> None:
-    session, reports, frames, hooks = await _run_session(calm_then_exciting, LocalBackend.default(inline=True), 17.5)
+    session, reports, frames, hooks = await _run_session(calm_then_exciting, InProcessModels.default(inline=True), 17.5)
     assert session.error is None
     # output: one 20 ms frame per 20 ms of clock, pts advancing by 960 samples, never silent once music started
     pts = np.array([p for p, _ in frames])
     assert len(frames) == pytest.approx(17.5 * 50, abs=2)
     assert np.all(np.diff(pts) == 960)
     audio = np.concatenate([f for _, f in frames])
-    started = int(4.0 * OUTPUT_RATE)
+    started = int(4.0 * AUDIO_RATE)
     rms = np.sqrt(np.mean(audio[started:] ** 2))
     assert rms > 0.01
     assert hooks.underruns == 0 and session.playout.underruns == 0
@@ -180,54 +163,25 @@ async def test_live_session_follows_mood_change_with_paced_bgm(calm_then_excitin
     assert {"frame_encode", "audio_encode", "affect", "music"} <= set(hooks.stages)
 
 
-class _LosesStreams(LocalBackend):
-    """Fault injection around the real worker: the music replica is replaced mid-session."""
-
-    def __init__(self, lose_after: int) -> None:
-        base = LocalBackend.default(inline=True)
-        super().__init__(base._frame, base._audio, base._affect, ProceduralMusicEngine(), base._faces, inline=True)
-        self.calls = 0
-        self.lose_after = lose_after
-
-    async def music(self, request: MusicRequest) -> MusicReply:
-        self.calls += 1
-        if self.calls == self.lose_after:
-            self.streams = StreamTable(ProceduralMusicEngine())  # a fresh replica without our stream
-        return await super().music(request)
-
-
 async def test_live_session_survives_losing_the_music_worker(calm_then_exciting: Path) -> None:
-    backend = _LosesStreams(lose_after=2)
-    session, _, frames, hooks = await _run_session(calm_then_exciting, backend, 9.0)
+    models = FaultyModels(InProcessModels.default(inline=True), lose_streams_at=2)  # the music replica is replaced
+    session, _, frames, hooks = await _run_session(calm_then_exciting, models, 9.0)
     assert session.music_restores == 1
     assert hooks.underruns == 0
-    audio = np.concatenate([f for _, f in frames])[int(4 * OUTPUT_RATE) :]
+    audio = np.concatenate([f for _, f in frames])[int(4 * AUDIO_RATE) :]
     # no gap: every 100 ms of output after the start carries music
     blocks = audio[: len(audio) // 4800 * 4800].reshape(-1, 4800, 2)
     assert np.all(np.sqrt(np.mean(blocks**2, axis=(1, 2))) > 1e-3)
 
 
-class _SlowAffect(LocalBackend):
-    """Injects latency around the affect model, as an overloaded replica would."""
-
-    def __init__(self, clock: VirtualClock, delay_s: float) -> None:
-        base = LocalBackend.default(faces=False, inline=True)
-        super().__init__(base._frame, base._audio, base._affect, ProceduralMusicEngine(), None, inline=True)
-        self.clock, self.delay_s = clock, delay_s
-
-    async def affect(self, features: Mapping[str, float], tracker: MoodTracker, t_s: float) -> AffectStep:
-        await self.clock.sleep(self.delay_s)
-        return await super().affect(features, tracker, t_s)
-
-
 async def test_analysis_drops_oldest_windows_instead_of_falling_behind(calm_then_exciting: Path) -> None:
     clock = VirtualClock()
-    backend = _SlowAffect(clock, delay_s=1.2)  # slower than the 0.5 s hop
-    session = LiveSession(backend, LiveOptions(max_lag_s=2.0), clock=clock)
+    models = FaultyModels(clock=clock, latency_s={"affect": 1.2})  # slower than the 0.5 s hop
+    session = LiveSession(models, LiveOptions(max_lag_s=2.0), clock=clock)
     session.start()
     feed = asyncio.create_task(feed_file(session, os.fspath(calm_then_exciting), clock))
     await clock.advance(14.0, step=0.05)
-    lag = session._media_end() - session._window(session._next_window)[1]
+    lag = session.analyzer.media_end() - session.analyzer.window(session.analyzer.next_window)[1]
     await session.close()
     feed.cancel()
     await asyncio.gather(feed, return_exceptions=True)
@@ -235,11 +189,24 @@ async def test_analysis_drops_oldest_windows_instead_of_falling_behind(calm_then
     assert lag < 2.0 + 2 * 1.2  # bounded: at most the allowed lag plus the window in flight
 
 
+async def test_a_failing_model_call_is_surfaced_and_the_music_plays_on(calm_then_exciting: Path) -> None:
+    """An affect replica that fails mid-session: the session reports the error (transports end it on that)
+    while the BGM already generated keeps its pacing; no exception escapes into the reader."""
+    models = FaultyModels(InProcessModels.default(faces=False, inline=True), fail_calls={"affect": {8}})
+    session, _, frames, hooks = await _run_session(calm_then_exciting, models, 6.0)
+    assert isinstance(session.error, InjectedFailure)
+    assert models.calls["affect"] == 8  # analysis stopped at the failing window
+    pts = np.array([p for p, _ in frames])
+    assert np.all(np.diff(pts) == 960) and len(frames) == pytest.approx(6.0 * 50, abs=2)
+    assert hooks.underruns == 0
+
+
 async def test_mix_original_returns_client_audio_under_the_bgm() -> None:
     clock = VirtualClock()
-    session = LiveSession(LocalBackend.default(faces=False, inline=True), LiveOptions(mix_original=True), clock=clock)
-    tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(960) / OUTPUT_RATE)).astype(np.float32)
-    session.push_audio(AudioFrame(0.0, np.stack([tone, tone], axis=1), OUTPUT_RATE))
+    session = LiveSession(InProcessModels.default(faces=False, inline=True), LiveOptions(mix_original=True),
+                          clock=clock)
+    tone = (0.25 * np.sin(2 * np.pi * 440 * np.arange(960) / AUDIO_RATE)).astype(np.float32)
+    session.push_audio(AudioFrame(0.0, np.stack([tone, tone], axis=1), AUDIO_RATE))
     out = session.pull_frame()  # no BGM yet: exactly the client's audio
     assert np.allclose(out[:, 0], tone, atol=1e-6)
     with pytest.raises(ValueError, match="48000"):
@@ -257,7 +224,7 @@ def test_bad_live_options_are_rejected() -> None:
 
 
 def test_sample_ring_keeps_the_latest_samples_by_absolute_index() -> None:
-    from pipelines.live.session import SampleRing
+    from pipelines.live.buffers import SampleRing
 
     ring = SampleRing(1000)
     data = np.arange(2500 * 2, dtype=np.float32).reshape(-1, 2)

@@ -1,4 +1,4 @@
-"""Emotion-aware ranking of a music library for a video (pipelines.library.ranking)."""
+"""Emotion-aware ranking of a music library for a video (pipelines.library.ranking and .profile)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,27 @@ import pytest
 
 from engines.affect import emotion_probs
 from engines.base import EMOTIONS
-from pipelines.analysis.analyze import analyze, default_engines
+from pipelines.analysis.analyze import analyze
+from pipelines.analysis.engines import default_engines
+from pipelines.devtools.bench_rank import bench_rank, synthetic_profile
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 from pipelines.errors import LibraryError, OptionError
-from pipelines.library.ranking import (
-    COVER_THRESHOLD,
+from pipelines.library.profile import (
     LABEL_SIMILARITY,
-    MIN_CONFIDENCE,
     TEMPO_HALF_WIDTH,
     TEMPO_SIGMA,
+    VideoProfile,
+    desired_tempo,
+    profile_from_analysis,
+)
+from pipelines.library.ranking import (
+    COVER_THRESHOLD,
+    MIN_CONFIDENCE,
     VA_SIGMA,
     RankWeights,
     TrackMatrix,
-    VideoProfile,
-    bench_rank,
-    desired_tempo,
-    profile_from_analysis,
     rank,
     rank_per_segment,
-    synthetic_profile,
 )
 from pipelines.library.tracks import TrackInfo
 
@@ -236,5 +238,6 @@ def test_bench_rank_is_fast_and_torch_free():
     out = bench_rank(n_tracks=2000, n_windows=117, repeats=5)
     assert out["p50_ms"] > 0 and out["p95_ms"] >= out["p50_ms"]
     assert out["p95_ms"] < 250  # generous: shared CI cores; the real budget (10k tracks) is 50 ms
-    code = "import sys, pipelines.library.ranking; assert 'torch' not in sys.modules"
+    code = ("import sys, pipelines.library.profile, pipelines.library.ranking, pipelines.devtools.bench_rank; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

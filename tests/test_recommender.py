@@ -1,4 +1,5 @@
-"""The trainable recommender (pipelines.library.recommender): data, training, evaluation, model file."""
+"""The trainable recommender (pipelines.library.recommender, pipelines.training.recommender*): data,
+training, evaluation, model file."""
 
 from __future__ import annotations
 
@@ -11,22 +12,16 @@ import pytest
 
 from engines.affect import emotion_probs
 from engines.base import EMOTIONS
-from pipelines.analysis.analyze import analyze, default_engines
+from pipelines.analysis.analyze import analyze
+from pipelines.analysis.engines import default_engines
 from pipelines.errors import DataError
-from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank
-from pipelines.library.recommender import (
-    SOFT_EPSILON,
-    RecommenderModel,
-    best_track_for_mood,
-    evaluate,
-    load_pairs,
-    load_records,
-    make_pairs,
-    scene_for_mood,
-    soft_targets,
-    train,
-)
+from pipelines.library.profile import profile_from_analysis
+from pipelines.library.ranking import TrackMatrix, rank
+from pipelines.library.recommender import SOFT_EPSILON, RecommenderModel
 from pipelines.library.tracks import TrackInfo
+from pipelines.training.recommender import evaluate, train
+from pipelines.training.recommender_data import load_pairs, load_records, soft_targets
+from pipelines.training.recommender_pairs import best_track_for_mood, make_pairs, scene_for_mood
 
 N_VIDEOS = 72
 N_TRAIN = 54

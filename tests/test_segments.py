@@ -6,7 +6,8 @@ import numpy as np
 
 from engines.affect import emotion_probs
 from engines.base import EMOTIONS, AffectEstimate
-from pipelines.analysis.segments import MoodTracker, SegmentOptions, detect_cuts, segment_timeline
+from pipelines.analysis.cuts import detect_cuts
+from pipelines.analysis.mood import MoodTracker, SegmentOptions, segment_timeline
 
 
 def est(v: float, a: float) -> AffectEstimate:

@@ -1,4 +1,4 @@
-"""The gateway's HTTP API in-process (FastAPI TestClient over GatewayCore + LocalBackend), the Serve
+"""The gateway's HTTP API in-process (FastAPI TestClient over GatewayCore + InProcessModels), the Serve
 application in local testing mode, and the batching helpers of the deployments against the engines.
 
 The real multi-deployment application behind Ray's HTTP proxy is tested in test_serve_http.py.
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.analysis.segments import MoodTracker, SegmentOptions
+from pipelines.analysis.mood import MoodTracker, SegmentOptions
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
-from pipelines.live.models import LocalBackend, affect_step, encode_audio_window
-from serve.deployments import affect_steps, analyze_faces_batched, encode_frames_batched
+from pipelines.live.inference import affect_steps, analyze_faces_batched, encode_audio_window, encode_frames_batched
+from pipelines.live.models import InProcessModels
 from serve.gateway import GatewayCore
 from tests.conftest import make_video
 
@@ -39,7 +39,7 @@ def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def core(tmp_root: Path) -> GatewayCore:
-    c = GatewayCore(LocalBackend.default(faces=False), tmp_dir=os.fspath(tmp_root))
+    c = GatewayCore(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_root))
     yield c
     import asyncio
 
@@ -145,7 +145,7 @@ def _multipart(path: Path, boundary: str = "bsqboundary") -> bytes:
 
 def test_upload_limit_declared_and_streamed(short_video: Path, tmp_root: Path) -> None:
     limit_mb = short_video.stat().st_size / 2 / 2**20
-    small = GatewayCore(LocalBackend.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root),
+    small = GatewayCore(InProcessModels.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root),
                         max_upload_mb=limit_mb)
     with TestClient(small.build_asgi_app()) as c:
         r = c.post("/v1/analyze", files=_video(short_video))  # Content-Length says too much: refused unread
@@ -194,7 +194,7 @@ def _frames(n: int, seed: int, shape: tuple[int, int] = (36, 64)) -> np.ndarray:
 
 
 def test_frame_batch_equals_separate_calls() -> None:
-    from pipelines.analysis.analyze import default_engines
+    from pipelines.analysis.engines import default_engines
 
     enc = default_engines(faces=False).frame
     a, b, c = _frames(4, 1), _frames(3, 2), _frames(2, 3, (40, 64))
@@ -219,8 +219,8 @@ def test_face_batch_equals_separate_calls() -> None:
         np.testing.assert_allclose(g, want, atol=1e-5)
 
 
-def test_affect_batch_equals_affect_step() -> None:
-    from pipelines.analysis.analyze import default_engines
+def test_affect_batch_of_two_sessions_equals_one_at_a_time() -> None:
+    from pipelines.analysis.engines import default_engines
 
     e = default_engines(faces=False)
     rng = np.random.default_rng(0)
@@ -231,14 +231,15 @@ def test_affect_batch_equals_affect_step() -> None:
     for k in range(0, 12, 2):
         t = 1.0 + 0.5 * k
         steps = affect_steps(e.affect, [(rows[k], one, t), (rows[k + 1], two, t)])
-        ref = [affect_step(e.affect, rows[k], ref_one, t), affect_step(e.affect, rows[k + 1], ref_two, t)]
+        ref = [affect_steps(e.affect, [(rows[k], ref_one, t)])[0],
+               affect_steps(e.affect, [(rows[k + 1], ref_two, t)])[0]]
         for s, r in zip(steps, ref, strict=True):
             assert s.estimate == r.estimate and s.change == r.change
         assert one.current == ref_one.current and two.current == ref_two.current
 
 
 def test_audio_window_helper_matches() -> None:
-    from pipelines.analysis.analyze import default_engines
+    from pipelines.analysis.engines import default_engines
 
     enc = default_engines(faces=False).audio
     x = (0.1 * np.sin(np.arange(32000) * 2 * np.pi * 220 / 16000)).astype(np.float32)
@@ -254,7 +255,7 @@ def test_gateway_warms_the_catalog_in_the_background(catalog_cache: Path, tmp_ro
     from pipelines.offline import jobs
 
     jobs._libraries.tracks.pop("catalog", None)  # as in a fresh gateway process
-    gw = GatewayCore(LocalBackend.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root), warm_catalog=True)
+    gw = GatewayCore(InProcessModels.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root), warm_catalog=True)
     try:
         deadline = time.time() + 60
         while gw.catalog_state == "building" and time.time() < deadline:

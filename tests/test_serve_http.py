@@ -1,5 +1,5 @@
 """The real multi-deployment application (backend="ray") on a local Ray cluster, through Ray's HTTP proxy on a
-free port; and a live session over RayBackend (handles to the same deployments).
+free port; and a live session over DeploymentModels (handles to the same deployments).
 
 One cluster for the module (startup is the slow part), shut down at the end.
 """
@@ -209,10 +209,13 @@ def test_bad_uploads(base_url: str, short_video: Path, tmp_root: Path) -> None:
 async def test_live_session_over_ray_backend(base_url: str, short_video: Path) -> None:
     from pipelines.clock import SystemClock
     from pipelines.live.ingest import feed_file
-    from pipelines.live.session import LiveOptions, LiveSession, MoodReport, paced_frames
-    from serve.backend import RayBackend
+    from pipelines.live.options import LiveOptions
+    from pipelines.live.pacing import paced_frames
+    from pipelines.live.reports import MoodReport
+    from pipelines.live.session import LiveSession
+    from serve.handles import DeploymentModels
 
-    backend = await RayBackend.for_app(APP)
+    backend = await DeploymentModels.for_app(APP)
     assert backend.names.frame and backend.names.audio and backend.names.faces == ()
     reports: list[MoodReport] = []
     clock = SystemClock()

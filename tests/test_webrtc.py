@@ -1,4 +1,4 @@
-"""WebRTC transport: two aiortc peers in one process against the real WebRtcManager over LocalBackend."""
+"""WebRTC transport: two aiortc peers in one process against the real WebRtcManager over InProcessModels."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from fastapi.testclient import TestClient
 
 from pipelines.clock import VirtualClock
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
-from pipelines.live.models import LocalBackend
-from pipelines.live.session import LiveOptions, LiveSession
+from pipelines.live.models import InProcessModels
+from pipelines.live.options import LiveOptions
+from pipelines.live.session import LiveSession
 from serve.session_directory import LocalDirectory
 from serve.webrtc import BgmTrack, WebRtcManager, demo_router, webrtc_router
 
@@ -44,7 +45,7 @@ def calm_then_exciting(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend() -> Any:
-    b = LocalBackend.default(faces=False)
+    b = InProcessModels.default(faces=False)
     yield b
     b.shutdown()
 
@@ -114,7 +115,7 @@ async def _until(cond: Any, timeout: float, step: float = 0.05) -> bool:
     return bool(cond())
 
 
-async def test_bgm_and_mood_reports_follow_the_client_video(calm_then_exciting: Path, backend: LocalBackend) -> None:
+async def test_bgm_and_mood_reports_follow_the_client_video(calm_then_exciting: Path, backend: InProcessModels) -> None:
     manager = WebRtcManager(backend, hooks=None, media_timeout_s=3.0)
     client = Client(MediaPlayer(os.fspath(calm_then_exciting)))
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -183,7 +184,8 @@ async def _connected(manager: WebRtcManager, video: Path) -> tuple[Client, Any]:
     return client, sess
 
 
-async def test_client_closing_its_connection_ends_the_session(calm_then_exciting: Path, backend: LocalBackend) -> None:
+async def test_client_closing_its_connection_ends_the_session(calm_then_exciting: Path,
+                                                               backend: InProcessModels) -> None:
     manager = WebRtcManager(backend, hooks=None, media_timeout_s=2.0)
     client, sess = await _connected(manager, calm_then_exciting)
     t0 = time.perf_counter()
@@ -195,7 +197,7 @@ async def test_client_closing_its_connection_ends_the_session(calm_then_exciting
     assert all(t.done() for t in sess.tasks) and all(t.done() for p in sess.pumps for t in p.tasks)
 
 
-async def test_client_that_stops_sending_is_timed_out(calm_then_exciting: Path, backend: LocalBackend) -> None:
+async def test_client_that_stops_sending_is_timed_out(calm_then_exciting: Path, backend: InProcessModels) -> None:
     manager = WebRtcManager(backend, hooks=None, media_timeout_s=1.5)
     client, sess = await _connected(manager, calm_then_exciting)
     t0 = time.perf_counter()
@@ -210,7 +212,7 @@ async def test_client_that_stops_sending_is_timed_out(calm_then_exciting: Path, 
 
 
 async def test_hang_up_reaching_another_replica_ends_the_session(calm_then_exciting: Path,
-                                                                 backend: LocalBackend) -> None:
+                                                                 backend: InProcessModels) -> None:
     """Two managers = two gateway replicas sharing a session directory; the DELETE lands on the other one."""
     directory = LocalDirectory()
     a = WebRtcManager(backend, hooks=None, directory=directory, sync_interval_s=0.1)
@@ -234,7 +236,7 @@ async def test_hang_up_reaching_another_replica_ends_the_session(calm_then_excit
     await b.close_all()
 
 
-async def test_close_all_and_connect_timeout(backend: LocalBackend) -> None:
+async def test_close_all_and_connect_timeout(backend: InProcessModels) -> None:
     manager = WebRtcManager(backend, hooks=None, connect_timeout_s=0.6)
     a, b = Client(None), Client(None)
     sid_a = (await manager.offer(await a.offer()))["session_id"]  # never completes the handshake
@@ -248,7 +250,7 @@ async def test_close_all_and_connect_timeout(backend: LocalBackend) -> None:
     await b.close()
 
 
-async def test_bgm_track_paces_on_the_injected_clock_without_drift(backend: LocalBackend) -> None:
+async def test_bgm_track_paces_on_the_injected_clock_without_drift(backend: InProcessModels) -> None:
     clock = VirtualClock()
     session = LiveSession(backend, LiveOptions(), clock=clock)
     track = BgmTrack(session, clock)
@@ -328,7 +330,7 @@ async def test_bgm_track_hands_out_opus_packets_that_decode_to_the_frames() -> N
 # --------------------------------------------------------------------------- HTTP
 
 
-def test_http_errors_and_demo_page(backend: LocalBackend) -> None:
+def test_http_errors_and_demo_page(backend: InProcessModels) -> None:
     app = FastAPI()
     manager = WebRtcManager(backend, hooks=None, max_sessions=1)
     app.include_router(webrtc_router(manager))

@@ -97,7 +97,8 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from pipelines.analysis.analyze import analyze
     from pipelines.cli.training import engines_from_args
-    from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank, rank_per_segment
+    from pipelines.library.profile import profile_from_analysis
+    from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment
     from pipelines.library.sources import load_library
     from pipelines.media.decode import probe
     from pipelines.media.outputs import atomic_output, check_output_path
@@ -135,7 +136,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
     if args.plot:
-        from pipelines.offline.plot import plot_recommendations
+        from pipelines.library.plot import plot_recommendations
 
         with atomic_output(args.plot) as tmp:
             plot_recommendations(tmp, profile, tracks, [r.track_id for r in recs],
@@ -171,8 +172,11 @@ def _cmd_library(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommender(args: argparse.Namespace) -> int:
-    from pipelines.library import recommender
+    from pipelines.library.recommender import RecommenderModel
     from pipelines.library.sources import load_library
+    from pipelines.training.recommender import evaluate, train
+    from pipelines.training.recommender_data import load_pairs
+    from pipelines.training.recommender_pairs import make_pairs
 
     prog, update = _count_progress("library")
     tracks = load_library(args.library, progress=update)
@@ -187,19 +191,18 @@ def _cmd_recommender(args: argparse.Namespace) -> int:
     if args.recommender_command == "make-data":
         if args.n <= 0:
             raise OptionError(f"--n must be at least 1 (got {args.n})")
-        csv_path = recommender.make_pairs(args.out, tracks, n=args.n, seed=args.seed, progress=staged)
+        csv_path = make_pairs(args.out, tracks, n=args.n, seed=args.seed, progress=staged)
         stages.close()
         print(f"wrote {args.n} labelled videos and {csv_path}")
         return 0
-    pairs = recommender.load_pairs(args.pairs, [t.id for t in tracks])
+    pairs = load_pairs(args.pairs, [t.id for t in tracks])
     if args.recommender_command == "train":
-        report = recommender.train(pairs, tracks, args.out, seed=args.seed, progress=staged,
-                                   library_name=args.library)
+        report = train(pairs, tracks, args.out, seed=args.seed, progress=staged, library_name=args.library)
         stages.close()
         print(report.format_report())
         return 0
-    model = recommender.RecommenderModel.load(args.model)
-    result = recommender.evaluate(pairs, model, tracks, progress=staged)
+    model = RecommenderModel.load(args.model)
+    result = evaluate(pairs, model, tracks, progress=staged)
     stages.close()
     print(result.format_report())
     return 0

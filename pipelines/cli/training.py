@@ -12,7 +12,7 @@ from engines.backends import ALIASES, BACKENDS, ENV_VAR
 from pipelines.errors import OptionError
 
 if TYPE_CHECKING:
-    from pipelines.analysis.analyze import Engines
+    from pipelines.analysis.engines import Engines
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -57,7 +57,7 @@ def split_weights(values: list[str] | None, music_engine: str | None = None) -> 
 
 def engines_from_args(args: argparse.Namespace) -> Engines:
     """:class:`pipelines.analysis.analyze.Engines` for ``--affect-engine``, ``--weights`` and ``--no-faces``."""
-    from pipelines.analysis.analyze import create_engines
+    from pipelines.analysis.engines import create_engines
     from pipelines.offline.score import check_backend
 
     backend = getattr(args, "backend", "auto")

@@ -31,7 +31,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from pipelines.devtools.synth_video import AUDIO_RATE, BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
+from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
+from pipelines.frames import AUDIO_RATE
 from pipelines.media.decode import load_audio
 
 BEGIN = "<!-- bench:score:begin -->"
@@ -137,9 +138,9 @@ def recommend_section(directory: str) -> str:
     import shutil
     import tempfile
 
+    from pipelines.devtools.bench_rank import bench_rank
     from pipelines.library.catalog import build_catalog, load_catalog
     from pipelines.library.index import index_directory
-    from pipelines.library.ranking import bench_rank
 
     cache = tempfile.mkdtemp(prefix="bench-catalog-", dir=directory)
     try:

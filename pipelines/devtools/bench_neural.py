@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from pipelines.devtools.bench import _replace_section
+from pipelines.frames import AUDIO_RATE
 
 BEGIN = "<!-- bench:musicgen:begin -->"
 END = "<!-- bench:musicgen:end -->"
@@ -101,7 +102,7 @@ def measure(size: str, batches: list[int], device: str, label: str, chunk_s: flo
     rows = [f"| streams | first chunk (s) | audio s per s, {chunk_s:.0f} s chunks, {context_s:.0f} s context "
             "| x real time per stream |", "|---|---|---|---|"]
     for batch in batches:
-        streams = [engine.open_stream(MusicStreamOptions(sample_rate=48000, seed=i)) for i in range(batch)]
+        streams = [engine.open_stream(MusicStreamOptions(sample_rate=AUDIO_RATE, seed=i)) for i in range(batch)]
         t = time.perf_counter()
         generated = engine.generate_batch([(s, control) for s in streams])[0].duration_s
         first = time.perf_counter() - t

@@ -20,7 +20,7 @@ import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
-AUDIO_RATE = 48_000
+from pipelines.frames import AUDIO_RATE
 
 
 @dataclass(frozen=True)

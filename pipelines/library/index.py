@@ -41,6 +41,9 @@ Indexing (:func:`index_directory`)
 
 Titles are the container's ``title`` tag when the file has one (ID3, Vorbis comment, MP4
 ``©nam``), else the file name without its extension.
+
+One module on purpose: the database class, the indexer's change check and the listing all
+follow the file format documented above, so they change together.
 """
 
 from __future__ import annotations

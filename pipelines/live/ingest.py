@@ -20,8 +20,7 @@ import numpy as np
 
 from pipelines.clock import Clock
 from pipelines.errors import InputError
-from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live.music import OUTPUT_RATE
+from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from pipelines.live.session import LiveSession
 from pipelines.media.decode import DecodeOptions, _even, thumbnail_rgb
 
@@ -73,19 +72,19 @@ class VideoSampler:
 
 class AudioIngest:
     def __init__(self) -> None:
-        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=OUTPUT_RATE)
+        self._resampler = av.AudioResampler(format="flt", layout="stereo", rate=AUDIO_RATE)
 
     def convert(self, frame: av.AudioFrame, t: float) -> list[AudioFrame]:
-        if frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == OUTPUT_RATE:
+        if frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == AUDIO_RATE:
             # what aiortc's Opus decoder gives: packed 16-bit stereo at 48 kHz, no resampling needed
             pcm = frame.to_ndarray().reshape(-1, 2)
             return [AudioFrame(pts_s=t, samples=pcm.astype(np.float32) * np.float32(1 / 32768),
-                               sample_rate=OUTPUT_RATE)]
+                               sample_rate=AUDIO_RATE)]
         out: list[AudioFrame] = []
         for f in self._resampler.resample(frame):
             samples = f.to_ndarray().reshape(-1, 2).astype(np.float32)  # packed flt: (1, n*2)
-            out.append(AudioFrame(pts_s=t, samples=samples, sample_rate=OUTPUT_RATE))
-            t += samples.shape[0] / OUTPUT_RATE
+            out.append(AudioFrame(pts_s=t, samples=samples, sample_rate=AUDIO_RATE))
+            t += samples.shape[0] / AUDIO_RATE
         return out
 
 

@@ -1,12 +1,5 @@
-"""Live music: the playout buffer a BGM track reads from, and the music streams a worker keeps.
+"""The music side of live sessions: what a session sends a music worker, and the streams a worker keeps.
 
-* :class:`PlayoutBuffer` -- generated BGM waiting to be played, in output samples (48 kHz
-  stereo). A paced reader takes fixed frames (20 ms); an empty buffer is an *underrun*
-  (silence is sent and counted). The buffer is bounded: generating far ahead would delay
-  mood changes, so the session keeps only ``lead_s`` or so ahead of the play head.
-  :meth:`PlayoutBuffer.splice` replaces everything after a point with new audio through an
-  equal-power crossfade: how a live session switches to the music of a new mood without
-  waiting for the old piece's bar to end.
 * :class:`MusicContext` / :class:`MusicRequest` / :class:`MusicReply` -- what a caller sends a
   (possibly remote, possibly restarted) music worker and gets back. The context is all the
   worker needs to continue a stream or, if it no longer has it, to restore one.
@@ -28,75 +21,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engines.base import BarInfo, MoodControl, MusicEngine, MusicStream, MusicStreamOptions
+from pipelines.frames import AUDIO_RATE
 
 log = logging.getLogger(__name__)
-
-OUTPUT_RATE = 48_000
-
-
-def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fade_out, fade_in) gains of an equal-power crossfade over ``n`` samples."""
-    x = (np.arange(n, dtype=np.float32) + 0.5) / max(1, n)
-    return np.cos(0.5 * np.pi * x).astype(np.float32), np.sin(0.5 * np.pi * x).astype(np.float32)
-
-
-class PlayoutBuffer:
-    """Stereo float32 audio from absolute output sample ``head`` onwards (see module doc)."""
-
-    def __init__(self, sample_rate: int = OUTPUT_RATE, max_s: float = 30.0) -> None:
-        self.sample_rate = sample_rate
-        self.head = 0  # absolute index of the next sample to play
-        self._data = np.zeros((0, 2), np.float32)
-        self._max = int(max_s * sample_rate)
-        self.underruns = 0  # frames that could not be filled completely
-        self.started = False
-
-    @property
-    def end(self) -> int:
-        """Absolute index just after the last buffered sample."""
-        return self.head + self._data.shape[0]
-
-    @property
-    def buffered_s(self) -> float:
-        return self._data.shape[0] / self.sample_rate
-
-    def append(self, audio: np.ndarray) -> None:
-        audio = np.asarray(audio, np.float32).reshape(-1, 2)
-        self._data = np.concatenate([self._data, audio])
-        if self._data.shape[0] > self._max:
-            raise OverflowError(f"playout buffer above {self._max / self.sample_rate:.0f} s: the producer runs away")
-
-    def splice(self, at: int, audio: np.ndarray, fade: int) -> int:
-        """Replace the audio from absolute sample ``at`` with ``audio``, crossfading over ``fade`` samples.
-
-        ``at`` is clamped to the play head. The old audio (if buffered) fades out over the first
-        ``fade`` samples of the new audio, which fades in. Returns the (clamped) splice point.
-        """
-        at = max(at, self.head)
-        audio = np.asarray(audio, np.float32).reshape(-1, 2).copy()
-        keep = at - self.head
-        old_tail = self._data[keep : keep + fade]
-        n = min(fade, old_tail.shape[0], audio.shape[0])
-        if n > 0:
-            out_g, in_g = equal_power(fade)
-            audio[:n] = audio[:n] * in_g[:n, None] + old_tail[:n] * out_g[:n, None]
-        if keep > self._data.shape[0]:  # a gap before the splice point: silence
-            self._data = np.concatenate([self._data, np.zeros((keep - self._data.shape[0], 2), np.float32)])
-        self._data = np.concatenate([self._data[:keep], audio])
-        return at
-
-    def pull(self, n: int) -> np.ndarray:
-        """The next ``n`` samples (zeros where nothing is buffered; counted as an underrun once started)."""
-        out = self._data[:n]
-        self._data = self._data[n:]
-        if out.shape[0] < n:
-            if self.started:
-                self.underruns += 1
-            out = np.concatenate([out, np.zeros((n - out.shape[0], 2), np.float32)])
-        else:
-            self.started = True
-        self.head += n
-        return out
 
 
 @dataclass(frozen=True)
@@ -121,7 +48,7 @@ class MusicRequest:
 
 @dataclass(frozen=True)
 class MusicReply:
-    audio: np.ndarray  # (n, 2) float32 at OUTPUT_RATE
+    audio: np.ndarray  # (n, 2) float32 at AUDIO_RATE
     bars: tuple[BarInfo, ...]
     context: MusicContext
     #: True when the worker did not hold the stream and started a fresh one from the context.
@@ -147,7 +74,7 @@ class StreamTable:
     engine: MusicEngine
     max_streams: int = 256
     idle_s: float = 120.0
-    sample_rate: int = OUTPUT_RATE
+    sample_rate: int = AUDIO_RATE
     clock: Callable[[], float] = time.monotonic
     _streams: OrderedDict[str, _Held] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -19,11 +19,10 @@ import av.error
 import numpy as np
 
 from pipelines.errors import InputError
-from pipelines.frames import AudioFrame, MediaInfo, VideoFrame
+from pipelines.frames import AUDIO_RATE, AudioFrame, MediaInfo, VideoFrame
 
 log = logging.getLogger(__name__)
 
-MIX_SAMPLE_RATE = 48_000
 
 ProgressFn = Callable[[float], None]
 
@@ -135,7 +134,7 @@ def iter_media(
             if opts.skip_loop_filter:
                 vstream.codec_context.options = {"skip_loop_filter": "all"}
         resampler = (
-            av.AudioResampler(format="flt", layout="stereo", rate=MIX_SAMPLE_RATE) if astream else None
+            av.AudioResampler(format="flt", layout="stereo", rate=AUDIO_RATE) if astream else None
         )
         aspect = info.height / max(1, info.width)
         tw, th = _even(opts.thumb_width), _even(opts.thumb_width * aspect)
@@ -253,7 +252,7 @@ def _audio_frame(frame: av.AudioFrame, base: float | None, t0: float | None) -> 
     samples = frame.to_ndarray().reshape(-1, 2).astype(np.float32, copy=False)
     pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else base
     return AudioFrame(pts_s=(pts if pts is not None else -1.0) - (t0 or 0.0), samples=samples,
-                      sample_rate=MIX_SAMPLE_RATE)
+                      sample_rate=AUDIO_RATE)
 
 
 def decode_video(
@@ -315,13 +314,13 @@ def decode_media(
 
 def _assemble_audio(parts: list[AudioFrame], duration_s: float) -> np.ndarray:
     """Place audio frames on the video clock (pad gaps with silence), trimmed to ``duration_s``."""
-    n_total = int(round(duration_s * MIX_SAMPLE_RATE))
+    n_total = int(round(duration_s * AUDIO_RATE))
     out = np.zeros((n_total, 2), dtype=np.float32)
     cursor = 0
     for part in parts:
-        start = int(round(part.pts_s * MIX_SAMPLE_RATE)) if part.pts_s >= 0 else cursor
+        start = int(round(part.pts_s * AUDIO_RATE)) if part.pts_s >= 0 else cursor
         # Small jitter in audio pts is normal; only honour real gaps (> 20 ms).
-        if abs(start - cursor) < MIX_SAMPLE_RATE // 50:
+        if abs(start - cursor) < AUDIO_RATE // 50:
             start = cursor
         start = max(start, 0)
         end = min(n_total, start + part.samples.shape[0])

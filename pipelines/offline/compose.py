@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import BarInfo, MoodControl, MusicEngine, MusicStreamOptions
-from pipelines.analysis.segments import MoodSegment
+from pipelines.analysis.mood import MoodSegment
+from pipelines.frames import AUDIO_RATE
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def compose(
     *,
     style: str | None = None,
     seed: int = 0,
-    sample_rate: int = 48_000,
+    sample_rate: int = AUDIO_RATE,
     pace_at: Callable[[float], float] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> ComposedMusic:

@@ -18,9 +18,8 @@ import numpy as np
 
 from engines.base import BarInfo, MusicStreamOptions
 from pipelines.errors import OptionError
+from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
-
-PCM_RATE = 48_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,8 @@ def load_library_cached(spec: str) -> list[TrackInfo]:
 
 def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Timeline JSON (the same schema as ``backscore analyze --json``)."""
-    from pipelines.analysis.analyze import analyze, default_engines
+    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.engines import default_engines
     from pipelines.offline.timeline import timeline_dict
 
     analysis = analyze(path, default_engines(faces=options.faces))
@@ -78,8 +78,10 @@ def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
 
 def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Top-k tracks for the whole video (or per mood segment)."""
-    from pipelines.analysis.analyze import analyze, default_engines
-    from pipelines.library.ranking import TrackMatrix, profile_from_analysis, rank, rank_per_segment, trajectory_text
+    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.engines import default_engines
+    from pipelines.library.profile import profile_from_analysis
+    from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment, trajectory_text
     from pipelines.media.decode import probe
 
     probe(path)
@@ -120,7 +122,7 @@ def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool 
     return data
 
 
-def wav_header(sample_rate: int = PCM_RATE, channels: int = 2) -> bytes:
+def wav_header(sample_rate: int = AUDIO_RATE, channels: int = 2) -> bytes:
     """A 16-bit PCM WAV header for a stream of unknown length (sizes set to the maximum, as streamers do)."""
     byte_rate = sample_rate * channels * 2
     return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt "
@@ -143,7 +145,7 @@ class BgmChunk:
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / (4 * PCM_RATE)
+        return len(self.pcm) / (4 * AUDIO_RATE)
 
 
 def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
@@ -152,14 +154,15 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     The analysis must see the whole video first (mood segments); the music then streams: the
     first chunk is ready after one bar of composition, not after the whole piece.
     """
-    from pipelines.analysis.analyze import analyze, default_engines
+    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.engines import default_engines
     from pipelines.offline.compose import _segment_at, control_for
     from pipelines.offline.score import ScoreRequest, _music_engine, _pace_function
 
     engine = _music_engine(ScoreRequest(path, None, engine=options.engine, weights=options.weights))
     analysis = analyze(path, default_engines(faces=options.faces))
     pace = _pace_function(analysis)
-    stream = engine.open_stream(MusicStreamOptions(sample_rate=PCM_RATE, seed=options.seed, style=options.style))
+    stream = engine.open_stream(MusicStreamOptions(sample_rate=AUDIO_RATE, seed=options.seed, style=options.style))
     duration = analysis.duration_s
     t = 0.0
     bar_len = 2.0
@@ -169,7 +172,7 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
             probe_t = t + (engine.change_latency_chunks + 0.5) * bar_len if i else t
             seg = _segment_at(analysis.segments, min(probe_t, max(0.0, duration - 1e-6)))
             chunk = stream.generate(control_for(seg, options.style, pace(min(probe_t, duration))), 0.0)
-            audio = chunk.audio[: max(0, int(round((duration - chunk.start_s) * PCM_RATE)))]
+            audio = chunk.audio[: max(0, int(round((duration - chunk.start_s) * AUDIO_RATE)))]
             if chunk.bars:
                 bar_len = chunk.bars[-1].duration_s
             yield BgmChunk(i, chunk.start_s, pcm16(audio), chunk.bars)

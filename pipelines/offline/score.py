@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.base import STYLES, MusicEngine
-from pipelines.analysis.analyze import Analysis, AnalysisOptions, Engines, analyze, create_engines
+from pipelines.analysis.analyze import Analysis, AnalysisOptions, analyze
+from pipelines.analysis.engines import Engines, create_engines
 from pipelines.errors import InputError, OptionError
+from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
-from pipelines.media.decode import MIX_SAMPLE_RATE, probe
+from pipelines.media.decode import probe
 from pipelines.media.mux import OUTPUT_EXTENSIONS, MuxResult, mux
 from pipelines.media.outputs import atomic_output, check_output_path, write_wav
 from pipelines.offline.compose import ComposedMusic, compose
@@ -140,13 +142,13 @@ def library_music(track: TrackInfo, duration_s: float) -> ComposedMusic:
     from pipelines.media.decode import load_audio
     from pipelines.offline.compose import MusicSection, loop_to_length
 
-    audio = load_audio(track.path, MIX_SAMPLE_RATE, mono=False)
+    audio = load_audio(track.path, AUDIO_RATE, mono=False)
     if audio.shape[0] == 0:
         raise InputError(f"library track {track.id} ({track.path}) has no audio")
-    fitted = loop_to_length(audio, MIX_SAMPLE_RATE, duration_s)
+    fitted = loop_to_length(audio, AUDIO_RATE, duration_s)
     section = MusicSection(0.0, duration_s, track.tempo_bpm, track.key, track.mode, track.style or "library",
                            track.emotion, track.instruments, None)
-    return ComposedMusic(audio=fitted, sample_rate=MIX_SAMPLE_RATE, bars=[], sections=[section])
+    return ComposedMusic(audio=fitted, sample_rate=AUDIO_RATE, bars=[], sections=[section])
 
 
 def score(
@@ -202,7 +204,7 @@ def score(
             analysis.duration_s,
             style=style,
             seed=request.seed,
-            sample_rate=MIX_SAMPLE_RATE,
+            sample_rate=AUDIO_RATE,
             pace_at=_pace_function(analysis),
             progress=prog.update,
         )
@@ -210,14 +212,14 @@ def score(
 
     t = time.perf_counter()
     prog.stage("mix")
-    mixed = mix_bgm(analysis.audio, music.audio, MIX_SAMPLE_RATE, analysis.speech, MixOptions(),
+    mixed = mix_bgm(analysis.audio, music.audio, AUDIO_RATE, analysis.speech, MixOptions(),
                     original_lufs=analysis.loudness_lufs, bgm_alone=request.bgm_path is not None,
                     measure_mix=False)
     timings["mix"] = time.perf_counter() - t
     # The mix's loudness (for the report) is measured while the muxer encodes: numpy and
     # FFmpeg both release the GIL, so this costs no wall time.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="measure") as pool:
-        measured = pool.submit(with_mix_loudness, mixed, MIX_SAMPLE_RATE)
+        measured = pool.submit(with_mix_loudness, mixed, AUDIO_RATE)
         mux_result, timeline = _write_outputs(request, analysis, music, mixed, measured, timings, style, prog)
     prog.close()
     return ScoreResult(analysis, music, measured.result().report(), mux_result, timings, timeline)
@@ -245,7 +247,7 @@ def _write_outputs(
     with contextlib.ExitStack() as outputs:
         if request.output_path:
             tmp = outputs.enter_context(atomic_output(request.output_path))
-            mux_result = mux(request.input_path, tmp, mixed.mix, MIX_SAMPLE_RATE, analysis.duration_s)
+            mux_result = mux(request.input_path, tmp, mixed.mix, AUDIO_RATE, analysis.duration_s)
             timings["mux"] = time.perf_counter() - t
         extra: dict[str, Any] = {"mix": measured.result().report(), "style": style or "auto", "seed": request.seed,
                                  "timings_s": timings}
@@ -257,7 +259,7 @@ def _write_outputs(
                                   "video_copied": mux_result.video_copied,
                                   "video_codec": mux_result.video_codec, "audio_codec": mux_result.audio_codec}
         if request.bgm_path:
-            write_wav(outputs.enter_context(atomic_output(request.bgm_path)), mixed.bgm, MIX_SAMPLE_RATE)
+            write_wav(outputs.enter_context(atomic_output(request.bgm_path)), mixed.bgm, AUDIO_RATE)
         if request.timeline_path:
             write_timeline(outputs.enter_context(atomic_output(request.timeline_path)), timeline)
         if request.plot_path:

@@ -39,7 +39,7 @@ from engines.base import EMOTIONS
 from pipelines.errors import DataError, OptionError
 
 if TYPE_CHECKING:
-    from pipelines.analysis.analyze import Engines
+    from pipelines.analysis.engines import Engines
 
 #: Columns that are not features.
 RESERVED: tuple[str, ...] = ("video_id", "start_s", "end_s", "valence", "arousal", "emotion")

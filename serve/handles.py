@@ -1,28 +1,32 @@
-""":class:`RayBackend`: the :class:`~pipelines.live.models.LiveBackend` of a live session, over Serve handles.
+""":class:`DeploymentModels`: the :class:`~pipelines.live.models.LiveModels` of a live session, over Serve handles.
 
 The session code (``pipelines.live.session``) is the same as with the in-process
-:class:`~pipelines.live.models.LocalBackend`; each call becomes a request to the deployment
+:class:`~pipelines.live.models.InProcessModels`; each call becomes a request to the deployment
 of :mod:`serve.deployments`. Music requests carry the stream id as the multiplexed model id,
 so a stream's chunks go to the replica that holds it (see :mod:`serve.deployments`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from pipelines.analysis.segments import MoodTracker
-from pipelines.live.models import AffectStep, FeatureNames
+from pipelines.analysis.mood import MoodTracker
+from pipelines.live.inference import AffectStep
+from pipelines.live.models import FeatureNames
 from pipelines.live.music import MusicReply, MusicRequest
+
+T = TypeVar("T")
 
 #: Deployment names in the application (``serve.app.build_app``).
 DEPLOYMENTS = ("FrameEncoder", "AudioEncoder", "AffectFusion", "MusicGenerator")
 
 
-class RayBackend:
+class DeploymentModels:
     """Create with :meth:`connect` (it asks the deployments for their feature names once)."""
 
     def __init__(self, frame: DeploymentHandle, audio: DeploymentHandle, affect: DeploymentHandle,
@@ -32,14 +36,14 @@ class RayBackend:
 
     @classmethod
     async def connect(cls, frame: DeploymentHandle, audio: DeploymentHandle, affect: DeploymentHandle,
-                      music: DeploymentHandle) -> RayBackend:
+                      music: DeploymentHandle) -> DeploymentModels:
         frame_names, face_names = await frame.feature_names.remote()
         audio_names, audio_rate = await audio.feature_names.remote()
         return cls(frame, audio, affect, music, FeatureNames(tuple(frame_names), tuple(audio_names),
                                                              tuple(face_names), int(audio_rate)))
 
     @classmethod
-    async def for_app(cls, app_name: str = "backscore") -> RayBackend:
+    async def for_app(cls, app_name: str = "backscore") -> DeploymentModels:
         """Handles to the deployments of a running application (from a driver or another deployment)."""
         from ray import serve as ray_serve
 
@@ -76,3 +80,7 @@ class RayBackend:
 
     async def close_music(self, stream_id: str) -> None:
         await self._stream(stream_id).close_music.remote(stream_id)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """The session's own blocking work runs in a thread of this (the gateway's) process."""
+        return await asyncio.to_thread(fn, *args)

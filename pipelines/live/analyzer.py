@@ -1,0 +1,264 @@
+"""The input side of a live session: media history, windows analysed as they fill, the rolling mood.
+
+:class:`LiveAnalyzer` keeps the recent frames' feature rows and the client's audio (a
+:class:`~pipelines.live.buffers.SampleRing`). When both tracks have reached a window's end (2 s
+windows every 0.5 s, like the offline job), the new frames are encoded, cuts re-detected on the
+recent frames, the window's sound encoded, and the window goes through the affect model and the
+rolling :class:`~pipelines.analysis.mood.MoodTracker`; ``on_window`` is told each step. If
+analysis falls behind the media by more than ``max_lag_s``, the oldest due windows are dropped
+(counted), so latency cannot grow. Every model call is awaited through
+:class:`~pipelines.live.models.LiveModels` (off-loop or remote).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engines.base import AffectEstimate, MoodControl
+from pipelines.analysis.cuts import detect_cuts
+from pipelines.analysis.mood import MoodTracker
+from pipelines.analysis.sound import SILENT_TRACK_PEAK, to_mono16k
+from pipelines.analysis.windows import FrameTable, frame_window_features
+from pipelines.clock import Clock
+from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
+from pipelines.live.buffers import SampleRing
+from pipelines.live.inference import AffectStep
+from pipelines.live.models import LiveModels
+from pipelines.live.options import LiveOptions
+from pipelines.live.reports import LiveHooks
+
+#: Unencoded analysis frames kept when encoding falls behind (the oldest are dropped).
+MAX_PENDING_FRAMES = 256
+#: Client audio kept for mixing back under the BGM (``mix_original``), s; the oldest is dropped.
+ORIGINAL_AUDIO_S = 0.5
+
+
+class LiveAnalyzer:
+    """See the module doc. Push media; :meth:`run` analyses; read :meth:`control` for the music."""
+
+    def __init__(self, models: LiveModels, options: LiveOptions, clock: Clock, hooks: LiveHooks,
+                 log: logging.LoggerAdapter[Any], on_window: Callable[[AffectStep, float], None]) -> None:
+        self.models, self.options, self.clock, self.hooks, self.log = models, options, clock, hooks, log
+        self.on_window = on_window
+        # --- input
+        self._frames: deque[VideoFrame] = deque()  # not yet encoded
+        self._table_t: deque[float] = deque()
+        self._table_rows: deque[np.ndarray] = deque()
+        self._face_t: deque[float] = deque()
+        self._face_rows: deque[np.ndarray] = deque()
+        self._prev_rgb: np.ndarray | None = None
+        self.video_t = -math.inf  # pts of the newest video frame
+        self._audio = SampleRing(int(options.history_s * AUDIO_RATE))  # analysis history, 48 kHz stereo
+        self._audio_t0 = 0.0  # media time of the ring's sample 0
+        self.audio_end = -math.inf
+        self._audio_seen_at: float | None = None  # clock time of the last audio push
+        self._orig: deque[np.ndarray] = deque()  # client audio to mix back, 48 kHz stereo
+        self._orig_n = 0
+        # --- analysis state
+        self.next_window = 0
+        self.tracker = MoodTracker(options.segments)
+        self.latest: AffectEstimate | None = None
+        self.va = (0.0, 0.0)
+        self.pace = 0.0
+        #: Speech probability of the latest window (the BGM ducks under it).
+        self.speech = 0.0
+        self.windows_done = 0
+        self.windows_dropped = 0
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ input
+    def push_video(self, frame: VideoFrame) -> None:
+        """An analysis frame (already sampled to the analysis rate and made small)."""
+        if frame.pts_s <= self.video_t:
+            return  # out of order / duplicate
+        self.video_t = frame.pts_s
+        self._frames.append(frame)
+        if len(self._frames) > MAX_PENDING_FRAMES:  # bounded: drop the oldest unencoded frames
+            self._frames.popleft()
+        self._wake.set()
+
+    def push_audio(self, frame: AudioFrame) -> None:
+        """Client audio at 48 kHz stereo float32, stamped in session media seconds."""
+        if frame.sample_rate != AUDIO_RATE:
+            raise ValueError(f"live audio must be {AUDIO_RATE} Hz, got {frame.sample_rate}")
+        samples = np.asarray(frame.samples, np.float32).reshape(-1, 2)
+        if self.audio_end == -math.inf:
+            self._audio_t0 = frame.pts_s
+            self.audio_end = frame.pts_s
+        gap = int(round((frame.pts_s - self.audio_end) * AUDIO_RATE))
+        if gap > 0:  # lost packets: keep the timeline, fill with silence
+            cap = self._audio.capacity
+            self._audio.write(np.zeros((min(gap, cap), 2), np.float32), skip=max(0, gap - cap))
+        elif gap < -samples.shape[0]:
+            return  # entirely in the past
+        elif gap < 0:
+            samples = samples[-gap:]
+        self._audio.write(samples)
+        self.audio_end = self._audio_t0 + self._audio.end / AUDIO_RATE
+        self._audio_seen_at = self.clock.now()
+        if self.options.mix_original:
+            self._orig.append(samples)
+            self._orig_n += samples.shape[0]
+            limit = int(ORIGINAL_AUDIO_S * AUDIO_RATE)  # bounded: drop the oldest
+            while self._orig_n > limit and self._orig:
+                self._orig_n -= self._orig.popleft().shape[0]
+        self._wake.set()
+
+    def take_original(self, n: int) -> np.ndarray:
+        """The next ``n`` samples of the client's own audio (zeros where there is none)."""
+        parts: list[np.ndarray] = []
+        need = n
+        while need > 0 and self._orig:
+            head = self._orig[0]
+            if head.shape[0] <= need:
+                parts.append(self._orig.popleft())
+                need -= head.shape[0]
+            else:
+                parts.append(head[:need])
+                self._orig[0] = head[need:]
+                need = 0
+        self._orig_n -= n - need
+        if need:
+            parts.append(np.zeros((need, 2), np.float32))
+        return np.concatenate(parts)
+
+    @property
+    def media_s(self) -> float:
+        """The newest media time received on either track."""
+        return max(self.video_t, self.audio_end, 0.0)
+
+    # ------------------------------------------------------------------ windows
+    def window(self, k: int) -> tuple[float, float]:
+        s = k * self.options.hop_s
+        return s, s + self.options.window_s
+
+    def _audio_active(self) -> bool:
+        if self._audio_seen_at is None:
+            return False
+        return self.clock.now() - self._audio_seen_at < self.options.audio_timeout_s
+
+    def media_end(self) -> float:
+        """Media time up to which both tracks (or the video alone) have arrived."""
+        if self._audio_active():
+            return min(self.video_t, self.audio_end)
+        return self.video_t
+
+    async def run(self) -> None:
+        """Analyse windows as they fill, for ever (cancel to stop)."""
+        o = self.options
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            end = self.media_end()
+            while self.window(self.next_window)[1] <= end + 1e-9:
+                behind = end - self.window(self.next_window)[1]
+                if behind > o.max_lag_s:
+                    skip = int((behind - o.max_lag_s) / o.hop_s) + 1
+                    self.next_window += skip
+                    self.windows_dropped += skip
+                    self.hooks.windows_dropped(skip)
+                    self.log.warning("analysis %.1f s behind: dropped %d windows", behind, skip)
+                    continue
+                await self._analyse_window(*self.window(self.next_window))
+                self.next_window += 1
+                end = self.media_end()
+
+    async def _encode_new_frames(self, until: float) -> None:
+        batch: list[VideoFrame] = []
+        while self._frames and self._frames[0].pts_s < until:
+            batch.append(self._frames.popleft())
+        if not batch:
+            return
+        t0 = self.clock.now()
+        rgb = np.stack([f.rgb for f in batch])
+        rows = await self.models.encode_frames(rgb, self._prev_rgb)
+        self._prev_rgb = rgb[-1]
+        for f, r in zip(batch, rows, strict=True):
+            self._table_t.append(f.pts_s)
+            self._table_rows.append(r)
+        grays = [f for f in batch if f.gray is not None]
+        if grays and self.models.names.faces:
+            face_rows = await self.models.analyze_faces(np.stack([f.gray for f in grays if f.gray is not None]))
+            for f, r in zip(grays, face_rows, strict=True):
+                self._face_t.append(f.pts_s)
+                self._face_rows.append(r)
+        self.hooks.stage("frame_encode", self.clock.now() - t0)
+        horizon = until - self.options.history_s
+        while self._table_t and self._table_t[0] < horizon:
+            self._table_t.popleft()
+            self._table_rows.popleft()
+        while self._face_t and self._face_t[0] < horizon:
+            self._face_t.popleft()
+            self._face_rows.popleft()
+
+    def _table(self) -> FrameTable:
+        names = self.models.names
+        values = np.stack(self._table_rows) if self._table_rows else np.zeros((0, len(names.frame)), np.float32)
+        fvals = np.stack(self._face_rows) if self._face_rows else np.zeros((0, len(names.faces)), np.float32)
+        return FrameTable(np.array(self._table_t), names.frame, values, np.array(self._face_t), names.faces, fvals)
+
+    async def _sound_features(self, s: float, e: float) -> dict[str, float] | None:
+        if self.audio_end == -math.inf:
+            return None
+        i0 = int(round((s - self._audio_t0) * AUDIO_RATE))
+        i1 = int(round((e - self._audio_t0) * AUDIO_RATE))
+        seg = self._audio.read(i0, i1)
+        if seg.shape[0] < AUDIO_RATE // 4 or float(np.max(np.abs(seg), initial=0.0)) < SILENT_TRACK_PEAK:
+            self.speech = 0.0
+            return None  # no sound, or digital silence: says nothing about the mood
+        t0 = self.clock.now()
+        # resampling (and scipy's first import) is CPU work: off the event loop, on the models' own
+        # pool when they have one (inline for deterministic tests)
+        mono = await self.models.run_blocking(to_mono16k, seg, self.models.names.audio_rate)
+        row, speech = await self.models.encode_audio(mono)
+        self.hooks.stage("audio_encode", self.clock.now() - t0)
+        self.speech = speech
+        return {n: float(v) for n, v in zip(self.models.names.audio, row, strict=True)}
+
+    async def _analyse_window(self, s: float, e: float) -> None:
+        o = self.options
+        await self._encode_new_frames(e)
+        table = self._table()
+        features: dict[str, float] = {}
+        if len(table.times):
+            names = table.names
+            cuts = detect_cuts(table.times, table.values[:, names.index("hist_change")],
+                               table.values[:, names.index("content_change")], o.cuts) \
+                if "hist_change" in names and "content_change" in names else []
+            features = frame_window_features(table, s, e, np.asarray(cuts), e, o.cut_rate_span_s)
+        sound = await self._sound_features(s, e)
+        if sound:
+            features.update(sound)
+        t0 = self.clock.now()
+        step = await self.models.affect(features, self.tracker, 0.5 * (s + e))
+        self.hooks.stage("affect", self.clock.now() - t0)
+        self.tracker = step.tracker
+        est = self.latest = step.estimate
+        a = 0.3  # light smoothing of the continuous controls (the emotion has the tracker's hysteresis)
+        self.va = (est.valence, est.arousal) if self.windows_done == 0 else (
+            (1 - a) * self.va[0] + a * est.valence, (1 - a) * self.va[1] + a * est.arousal)
+        self.pace = float(np.clip(0.5 * features.get("cut_rate", 0.0) + 6.0 * features.get("motion", 0.0), 0, 1))
+        self.windows_done += 1
+        self.on_window(step, e)
+
+    # ------------------------------------------------------------------ the mood, for the music
+    def emotion(self) -> str | None:
+        """The confirmed mood, else the latest window's (provisional until the tracker confirms one)."""
+        if self.tracker.current is not None:
+            return self.tracker.current
+        return self.latest.emotion if self.latest is not None else None
+
+    def control(self) -> MoodControl | None:
+        """What the music should express now (None before the first window)."""
+        emotion = self.emotion()
+        if emotion is None:
+            return None
+        return MoodControl(valence=self.va[0], arousal=self.va[1], emotion=emotion, style=self.options.style,
+                           pace=self.pace)

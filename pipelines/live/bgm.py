@@ -1,0 +1,205 @@
+"""The output side of a live session: BGM generated ahead of the play head, mood changes spliced in on a beat.
+
+:class:`BgmPlayer` keeps ``lead_s`` of BGM ahead of the play head in a
+:class:`~pipelines.live.buffers.PlayoutBuffer`, one chunk (a bar, for the composer) at a time,
+steered by the current mood. When the tracker confirms a new mood, a new music stream is opened
+in that mood and spliced in at the old music's next beat after ``splice_delay_s``, with an
+equal-power crossfade -- the live counterpart of the offline job's transition bar, which would
+make the change wait for the bar to end. A worker that lost the stream restores it (a new piece
+in the same mood, crossfaded in).
+
+Mood-change latency is measured from the tracker's confirmation (clock time) to the moment the
+play head reaches the splice point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engines.base import BarInfo, MoodControl
+from pipelines.clock import Clock
+from pipelines.frames import AUDIO_RATE
+from pipelines.live.buffers import PlayoutBuffer
+from pipelines.live.models import LiveModels
+from pipelines.live.music import MusicContext, MusicReply, MusicRequest
+from pipelines.live.options import LiveOptions
+from pipelines.live.reports import LiveHooks
+
+#: How often the music loop looks at the buffer when it is full enough (s).
+TICK_S = 0.1
+
+
+@dataclass
+class _PlacedBar:
+    start: int  # absolute output sample
+    bar: BarInfo
+    end: int = 0  # cut short when new music is spliced in
+
+    def __post_init__(self) -> None:
+        if not self.end:
+            self.end = self.start + int(round(self.bar.duration_s * AUDIO_RATE))
+
+
+@dataclass
+class _PendingChange:
+    confirmed_at: float  # clock time
+    splice_at: int  # absolute output sample
+
+
+class BgmPlayer:
+    """See the module doc. :meth:`run` fills the buffer; :meth:`pull` takes each output frame's BGM."""
+
+    def __init__(self, models: LiveModels, options: LiveOptions, clock: Clock, hooks: LiveHooks, session_id: str,
+                 log: logging.LoggerAdapter[Any]) -> None:
+        self.models, self.options, self.clock, self.hooks, self.log = models, options, clock, hooks, log
+        self.session_id = session_id
+        self.playout = PlayoutBuffer(AUDIO_RATE)
+        self._stream_n = itertools.count()
+        self._ctx: MusicContext | None = None
+        #: The mood the music is in now (None before the first chunk).
+        self.music_emotion: str | None = None
+        self._bars: deque[_PlacedBar] = deque()
+        self._pending: _PendingChange | None = None
+        self._switch_to: str | None = None
+        self._detect_s: float | None = None
+        self.mood_changes = 0
+        #: Per mood change: confirmation -> new music at the play head (clock s), and media s from
+        #: when the new mood began (dated back by the tracker) to its confirmation.
+        self.latencies: list[float] = []
+        self.detections: list[float] = []
+        self.music_restores = 0
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def change_mood(self, emotion: str, detect_s: float) -> None:
+        """The tracker confirmed ``emotion``: switch to it at the next beat (unless the music is in it)."""
+        if self.music_emotion is not None and emotion != self.music_emotion:
+            self._switch_to = emotion
+            self._detect_s = detect_s
+
+    # ------------------------------------------------------------------ generating
+    def _new_context(self) -> MusicContext:
+        n = next(self._stream_n)
+        return MusicContext(stream_id=f"{self.session_id}:{n}", seed=self.options.seed * 7919 + n,
+                            style=self.options.style)
+
+    async def _request(self, ctx: MusicContext, control: MoodControl) -> MusicReply:
+        t0 = self.clock.now()
+        reply = await self.models.music(MusicRequest(ctx, control))
+        self.hooks.stage("music", self.clock.now() - t0)
+        if reply.restored:
+            self.music_restores += 1
+        return reply
+
+    def _place(self, reply: MusicReply, at: int) -> None:
+        """Remember the bars of audio placed at absolute output sample ``at`` (for beats and reports)."""
+        base = at - int(round((reply.bars[0].start_s if reply.bars else 0.0) * AUDIO_RATE))
+        for b in reply.bars:
+            self._bars.append(_PlacedBar(base + int(round(b.start_s * AUDIO_RATE)), b))
+
+    def _next_beat(self, after: int) -> int:
+        for pb in self._bars:
+            if pb.end <= after:
+                continue
+            beat = int(round(60.0 / pb.bar.tempo_bpm * AUDIO_RATE))
+            k = max(0, math.ceil((after - pb.start) / beat))
+            t = pb.start + k * beat
+            if t < pb.end:
+                return t
+        return after
+
+    async def _switch(self, emotion: str, control: MoodControl) -> None:
+        confirmed = self.clock.now()
+        old = self._ctx
+        self._ctx = self._new_context()
+        reply = await self._request(self._ctx, control)
+        self._ctx = reply.context
+        o = self.options
+        earliest = self.playout.head + int(o.splice_delay_s * AUDIO_RATE)
+        at = self._next_beat(earliest)
+        at = self.playout.splice(at, reply.audio, int(o.crossfade_s * AUDIO_RATE))
+        while self._bars and self._bars[-1].start >= at:
+            self._bars.pop()
+        if self._bars and self._bars[-1].end > at:
+            self._bars[-1].end = at
+        self._place(reply, at)
+        self.music_emotion = emotion
+        self._pending = _PendingChange(confirmed, at)
+        if self._detect_s is not None:
+            self.detections.append(self._detect_s)
+            self._detect_s = None
+        self.mood_changes += 1
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await self.models.close_music(old.stream_id)
+
+    async def run(self, control: Callable[[], MoodControl | None]) -> None:
+        """Keep the buffer topped up with music for ``control()``, for ever (cancel to stop)."""
+        o = self.options
+        while True:
+            ctl = control()
+            if ctl is not None:
+                if self._ctx is None:
+                    self._ctx = self._new_context()
+                    self.music_emotion = ctl.emotion
+                if self._switch_to is not None:
+                    emotion, self._switch_to = self._switch_to, None
+                    await self._switch(emotion, ctl)
+                elif self.playout.buffered_s < o.lead_s:
+                    reply = await self._request(self._ctx, ctl)
+                    if reply.restored:  # the worker lost our stream: crossfade into the restored one
+                        at = self.playout.splice(self.playout.end, reply.audio, int(o.crossfade_s * AUDIO_RATE))
+                    else:
+                        at = self.playout.end
+                        self.playout.append(reply.audio)
+                    self._ctx = reply.context
+                    self._place(reply, at)
+                    continue  # top up again without waiting
+            self._wake.clear()
+            if ctl is None:
+                await self._wake.wait()
+            else:
+                await self.clock.sleep(TICK_S)
+
+    async def close(self) -> None:
+        """Close the music stream the worker holds for this session."""
+        if self._ctx is not None:
+            with contextlib.suppress(Exception):
+                await self.models.close_music(self._ctx.stream_id)
+
+    # ------------------------------------------------------------------ playing
+    def pull(self, n: int) -> np.ndarray:
+        """The BGM of the next ``n`` output samples (silence, counted as an underrun, where none is ready)."""
+        before = self.playout.underruns
+        bgm = self.playout.pull(n)
+        if self.playout.underruns != before:
+            self.hooks.underrun()
+        if self._pending is not None and self.playout.head >= self._pending.splice_at:
+            latency = self.clock.now() - self._pending.confirmed_at
+            self.latencies.append(latency)
+            self.hooks.mood_change(latency)
+            self._pending = None
+        while self._bars and self._bars[0].end <= self.playout.head:
+            self._bars.popleft()
+        if self.playout.buffered_s < self.options.lead_s:
+            self._wake.set()
+        return bgm
+
+    def playing_bar(self) -> BarInfo | None:
+        head = self.playout.head
+        for pb in self._bars:
+            if pb.start <= head < pb.end:
+                return pb.bar
+        return None

@@ -1,0 +1,55 @@
+"""The options of a live session: windows, music lead and splicing, gains, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipelines.analysis.cuts import CutOptions
+from pipelines.analysis.mood import SegmentOptions
+from pipelines.errors import OptionError
+from pipelines.frames import AUDIO_RATE
+from pipelines.options import parse_seed, parse_style
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How a live session analyses and plays; ``style`` and ``seed`` are validated by :mod:`pipelines.options`."""
+
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    cut_rate_span_s: float = 4.0
+    segments: SegmentOptions = field(default_factory=lambda: SegmentOptions(min_segment_s=4.0))
+    cuts: CutOptions = field(default_factory=CutOptions)
+    #: Keep this much BGM generated ahead of the play head.
+    lead_s: float = 0.6
+    #: On a mood change the new music starts at the old music's first beat after this delay.
+    splice_delay_s: float = 0.15
+    crossfade_s: float = 0.5
+    frame_ms: int = 20
+    style: str | None = None
+    seed: int = 0
+    #: Return the client's own audio mixed under the BGM (ducked under speech) instead of BGM alone.
+    mix_original: bool = False
+    #: BGM gain alone / when mixed with the client's audio, and extra ducking under speech (dB).
+    bgm_gain_db: float = -3.0
+    mixed_bgm_gain_db: float = -12.0
+    duck_db: float = -10.0
+    #: Drop the oldest due windows when analysis is further behind the media than this.
+    max_lag_s: float = 3.0
+    #: Media history kept for analysis (s).
+    history_s: float = 12.0
+    #: A stream counts as video-only when no audio has arrived for this long after video.
+    audio_timeout_s: float = 1.5
+    report_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "style", parse_style(self.style))
+        parse_seed(self.seed)
+        if self.frame_ms not in (10, 20, 40, 60):
+            raise OptionError(f"frame_ms must be an Opus frame size (10, 20, 40 or 60), got {self.frame_ms}")
+        if self.window_s <= 0 or self.hop_s <= 0:
+            raise OptionError("window_s and hop_s must be positive")
+
+    @property
+    def frame_samples(self) -> int:
+        return AUDIO_RATE * self.frame_ms // 1000
