@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.base import AffectModel, AudioEncoder, EngineUnavailable, FrameEncoder
+from engines.settings import setting
 from engines.weights import AMT_WEIGHTS_ENV, find_amt_weights
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ def create_affect_engines(name: str = "default", weights: str | Mapping[str, str
     if name == "amt":
         path, where = find_amt_weights(w.get("amt") or w.get(""))
         if path is None:
-            if w.get("amt") or w.get("") or os.environ.get(AMT_WEIGHTS_ENV):
+            if w.get("amt") or w.get("") or setting(AMT_WEIGHTS_ENV):
                 raise EngineUnavailable(f"--affect-engine amt: AMT weights not found: {where}; train a model "
                                         "with `backscore amt train windows.csv -o MODEL_DIR`")
             log.warning("--affect-engine amt: no trained AMT weights (--weights amt=DIR or %s=DIR); using the "

@@ -22,8 +22,8 @@ the reason; an unknown name raises ``ValueError`` listing the names.
 
 :func:`make_runner` / :func:`spec_runner` turn a torch module (or an
 :class:`engines.onnx_export.ExportSpec`) into a callable, numpy arrays in (positional, in input
-order) and the first output as a numpy array out, on any backend; exported graphs and TensorRT
-plans are cached on disk.
+order) and the first output as a numpy array out, on any backend (the runner classes, one per
+runtime, are :mod:`engines.runners`); exported graphs and TensorRT plans are cached on disk.
 
 :func:`backend_statuses` with ``light=True`` decides without importing torch or tensorrt
 (``backscore engines``): the torch build is read from its ``version.py``, a GPU from
@@ -31,24 +31,23 @@ plans are cached on disk.
 with :mod:`engines.tensorrt_backend`), the CUDA provider from the installed ``onnxruntime-gpu``
 distribution.
 
-Imports go one way: this module imports :mod:`engines.tensorrt_backend` and
-:mod:`engines.onnx_export` (inside the functions that need them); neither imports this one.
+Imports go one way: this module imports :mod:`engines.runners`, :mod:`engines.tensorrt_backend` and
+:mod:`engines.onnx_export` (the last two inside the functions that need them); none imports this one.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from engines.base import EngineUnavailable
 from engines.devices import has_package as _has
 from engines.devices import nvidia_device_present, torch_build, torch_cuda, torch_cuda_light
+from engines.runners import OrtRunner, Runner, TorchRunner, _TensorRTAdapter
+from engines.settings import settings
 
 if TYPE_CHECKING:
     import torch
@@ -178,8 +177,9 @@ def backend_statuses(light: bool = False) -> list[Backend]:
 def requested_backend(preference: str | None = "auto") -> tuple[str, str]:
     """``(name or "auto", where the choice came from)``; ``"auto"`` defers to ``$BACKSCORE_BACKEND``."""
     pref, source = (preference or "auto").strip().lower(), "argument"
-    if pref == "auto" and os.environ.get(ENV_VAR, "").strip():
-        pref, source = os.environ[ENV_VAR].strip().lower(), f"${ENV_VAR}"
+    env = (settings().backend or "").strip()
+    if pref == "auto" and env:
+        pref, source = env.lower(), f"${ENV_VAR}"
     pref = ALIASES.get(pref, pref)
     if pref != "auto" and pref not in BACKENDS:
         raise ValueError(f"unknown backend {pref!r} ({source}); expected auto or one of {', '.join(BACKENDS)}")
@@ -207,89 +207,6 @@ def choose_backend(preference: str | None = "auto") -> Backend:
 
 
 # --------------------------------------------------------------------------- runners
-
-
-class Runner(Protocol):
-    """numpy arrays in (the model's inputs, in order), the first output as numpy out."""
-
-    backend: str
-    input_names: tuple[str, ...]
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray: ...
-
-
-def _check_arity(names: Sequence[str], arrays: Sequence[Any]) -> None:
-    if len(arrays) != len(names):
-        raise ValueError(f"expected {len(names)} inputs ({', '.join(names)}), got {len(arrays)}")
-
-
-class TorchRunner:
-    """The torch module itself (moved to ``device``, eval mode, inference mode)."""
-
-    def __init__(self, module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], input_names: Sequence[str],
-                 device: str = "cpu", backend: str = "torch-cpu") -> None:
-        import torch
-
-        self.backend = backend
-        self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
-        self.input_names = tuple(input_names)
-        self.dtypes = [t.dtype for t in example_inputs]
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        import torch
-
-        _check_arity(self.input_names, arrays)
-        with torch.inference_mode():
-            xs = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype=d)
-                  for a, d in zip(arrays, self.dtypes, strict=True)]
-            out = self.module(*xs)
-        return np.asarray(out.float().cpu().numpy())
-
-
-_ORT_TYPES: dict[str, Any] = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(uint8)": np.uint8,
-}
-
-
-class OrtRunner:
-    """An ONNX graph in an ONNX Runtime session (CUDA provider for ``device="cuda"``, else CPU)."""
-
-    def __init__(self, path: str, input_names: Sequence[str] | None = None, device: str = "cpu",
-                 threads: int | None = None, backend: str = "ort-cpu") -> None:
-        import onnxruntime as ort
-
-        self.backend = backend
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else [
-            "CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
-        if device.startswith("cuda") and self.session.get_providers()[0] != "CUDAExecutionProvider":
-            raise EngineUnavailable("ONNX Runtime did not start the CUDA execution provider for " + path)
-        graph_inputs = {i.name: i.type for i in self.session.get_inputs()}
-        self.input_names = tuple(input_names) if input_names is not None else tuple(graph_inputs)
-        if sorted(self.input_names) != sorted(graph_inputs):
-            raise ValueError(f"graph inputs are {list(graph_inputs)}, not {list(self.input_names)}")
-        self.dtypes = {n: _ORT_TYPES.get(t, np.float32) for n, t in graph_inputs.items()}
-        self.output_name = self.session.get_outputs()[0].name
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        _check_arity(self.input_names, arrays)
-        feed = {n: np.ascontiguousarray(a, dtype=self.dtypes[n]) for n, a in zip(self.input_names, arrays, strict=True)}
-        return np.asarray(self.session.run([self.output_name], feed)[0])
-
-
-class _TensorRTAdapter:
-    def __init__(self, runner: Any) -> None:
-        self.backend = "tensorrt"
-        self.runner = runner
-        self.input_names: tuple[str, ...] = tuple(runner.input_names)
-
-    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        return np.asarray(self.runner(*arrays))
 
 
 def spec_runner(spec: ExportSpec, backend: str | Backend | None = "auto", precision: str = "fp16",

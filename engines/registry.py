@@ -132,7 +132,7 @@ def _onnxruntime() -> EngineStatus:
     return EngineStatus("onnxruntime", "runtime", True,
                         "ONNX export + ONNX Runtime: the face-expression CNN (FaceExpressionAnalyzer(backend='onnx')); "
                         "on the ort-cpu / ort-cuda backends the CLIP image tower, wav2vec2 and MusicGen's text "
-                        "encoder / EnCodec decoder (engines/onnx_export.py, engines/backends.py)")
+                        "encoder / EnCodec decoder (engines/onnx_export/, engines/backends.py)")
 
 
 def _backends(backend: str | None = "auto") -> list[EngineStatus]:

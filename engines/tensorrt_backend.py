@@ -51,6 +51,7 @@ import numpy as np
 
 from engines.base import EngineError, EngineUnavailable
 from engines.devices import torch_cuda, torch_cuda_light
+from engines.settings import settings
 
 if TYPE_CHECKING:
     import torch
@@ -72,8 +73,7 @@ Profile = dict[str, ShapeTriple]
 
 def plan_cache_dir() -> str:
     """Where engine plans are kept: ``$BACKSCORE_CACHE/tensorrt`` (default ``~/.cache/backscore/tensorrt``)."""
-    root = os.environ.get("BACKSCORE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "backscore")
-    return os.path.join(root, "tensorrt")
+    return os.fspath(settings().cache_root() / "tensorrt")
 
 
 def _import_trt() -> Any:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import EngineUnavailable
+from engines.settings import setting
 
 #: How to install what the Hugging Face engines need (transformers, torch).
 INSTALL_HINT = "pip install 'backscore[neural]'"
@@ -56,7 +57,7 @@ def find_weights(weights: str | None, model_id: str, env_var: str,
     if weights:
         ok = (Path(weights) / "config.json").is_file()
         return (weights if ok else None), f"{source} {weights}" + ("" if ok else " (no config.json there)")
-    env = os.environ.get(env_var)
+    env = setting(env_var)
     if env:
         ok = (Path(env) / "config.json").is_file()
         return (env if ok else None), f"{env_var}={env}" + ("" if ok else " (no config.json there)")
@@ -154,14 +155,14 @@ class HFModelSpec:
 
         choose_backend(backend)  # a named backend that cannot run here fails before the weights load
         return load_pretrained(model_cls, processor_cls, self.find(weights), self.model_id, self.missing_message,
-                               explicit=bool(weights or os.environ.get(self.env_var)),
+                               explicit=bool(weights or setting(self.env_var)),
                                allow_download=allow_download)
 
 
 def find_amt_weights(weights: str | None = None) -> tuple[str | None, str]:
     """``(dir or None, where)``: ``weights``, else ``$BACKSCORE_AMT_WEIGHTS``; a checkpoint has a ``config.json``."""
-    for value, where in ((weights, f"weights directory {weights}"),
-                         (os.environ.get(AMT_WEIGHTS_ENV), f"{AMT_WEIGHTS_ENV}={os.environ.get(AMT_WEIGHTS_ENV)}")):
+    env = setting(AMT_WEIGHTS_ENV)
+    for value, where in ((weights, f"weights directory {weights}"), (env, f"{AMT_WEIGHTS_ENV}={env}")):
         if value:
             ok = (Path(value) / AMT_CONFIG_FILE).is_file()
             return (value if ok else None), where + ("" if ok else f" (no {AMT_CONFIG_FILE} there)")

@@ -60,7 +60,8 @@ def run_locust(url: str, users: int, seconds: int, outdir: str) -> dict[str, Any
     prefix = os.path.join(outdir, "locust")
     cmd = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless", "-u", str(users),
            "-r", str(max(1, users // 2)), "-t", f"{seconds}s", "--host", url, "--csv", prefix, "--only-summary"]
-    env = {**os.environ, "BACKSCORE_LOAD_MIX": os.environ.get("BACKSCORE_LOAD_MIX", "1:0:0:0")}
+    env = dict(os.environ)
+    env.setdefault("BACKSCORE_LOAD_MIX", "1:0:0:0")  # recommend only, unless the caller chose a mix
     subprocess.run(cmd, check=False, env=env, stdout=subprocess.DEVNULL)
     rows: dict[str, Any] = {}
     with open(prefix + "_stats.csv", encoding="utf-8") as fh:

@@ -19,13 +19,15 @@ from typing import Any
 
 from locust import HttpUser, between, events, task
 
+from engines.settings import settings
+
 _VIDEO: bytes = b""
 
 
 @events.init.add_listener
 def _load_video(environment: Any, **_: Any) -> None:
     global _VIDEO
-    path = os.environ.get("BACKSCORE_LOAD_VIDEO")
+    path = settings().load_video
     if not path:
         from dataclasses import replace
 
@@ -38,7 +40,7 @@ def _load_video(environment: Any, **_: Any) -> None:
 
 
 def _weights() -> tuple[int, int, int, int]:
-    parts = [int(x) for x in os.environ.get("BACKSCORE_LOAD_MIX", "8:2:1:1").split(":")]
+    parts = [int(x) for x in settings().load_mix.split(":")]
     if len(parts) != 4:
         raise SystemExit("BACKSCORE_LOAD_MIX must be recommend:analyze:score:health, e.g. 8:2:1:1")
     return parts[0], parts[1], parts[2], parts[3]

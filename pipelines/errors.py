@@ -1,39 +1,120 @@
-"""Exceptions the pipelines raise. The CLI prints ``str(exc)`` as one line and exits non-zero."""
+"""The errors a user can cause or fix, and the one table that says how every front end reports them.
+
+Every failure a user should see is a :class:`BackscoreError` subclass (or an engine's
+:class:`~engines.base.EngineError`) whose message is one line fit for the user. :data:`ERROR_TABLE`
+maps each kind to its CLI exit code, its HTTP status (body ``{"error": {"type", "message"}}``,
+``type`` being :func:`error_kind`: the class name, or a ``kind`` it declares) and its gRPC status
+code, so the CLI, HTTP, gRPC and WebRTC front ends agree; anything else is an internal error
+(exit 70, HTTP 500, gRPC INTERNAL) whose details stay in the log.
+
+=====================  =========  ====  ==================  ==========================================
+exception              exit code  HTTP  gRPC                meaning
+=====================  =========  ====  ==================  ==========================================
+InputError             2          400   INVALID_ARGUMENT    the input is missing, unreadable, not a video
+OptionError            2          400   INVALID_ARGUMENT    an option has an invalid value
+LibraryError           2          400   INVALID_ARGUMENT    no such library or track
+DataError              2          400   INVALID_ARGUMENT    a training/evaluation file is malformed
+LimitError             2          413   RESOURCE_EXHAUSTED  an input is over a documented limit
+BusyError              75         503   UNAVAILABLE         the server is at capacity: retry later
+OutputError            3          500   INTERNAL            an output cannot be written (CLI: the
+                                                            user's path; a server: its own temp dir)
+EngineUnavailable      4          503   UNAVAILABLE         an engine cannot run here (weights, backend)
+EngineError            4          500   INTERNAL            an engine failed
+(anything else)        70         500   INTERNAL            a bug
+=====================  =========  ====  ==================  ==========================================
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engines.base import EngineError, EngineUnavailable
 
 
 class BackscoreError(Exception):
     """Base class for every error a user can cause or fix."""
 
-    exit_code = 1
-
 
 class InputError(BackscoreError):
     """The input is missing, unreadable, not a video, empty or truncated."""
-
-    exit_code = 2
 
 
 class OutputError(BackscoreError):
     """The output cannot be written where asked (same as input, unwritable, bad extension)."""
 
-    exit_code = 3
-
 
 class OptionError(BackscoreError):
     """An option has an invalid value (unknown style, bad window length, ...)."""
-
-    exit_code = 2
 
 
 class LibraryError(BackscoreError):
     """A music library (catalog or user SQLite index) is missing, empty or has no such track."""
 
-    exit_code = 2
-
 
 class DataError(BackscoreError):
     """A training/evaluation file (pairs CSV, model file) is malformed; the message names the line."""
 
-    exit_code = 2
+
+class LimitError(BackscoreError):
+    """An input is over one of the documented limits (upload size, message size, ...)."""
+
+    kind = "PayloadTooLarge"
+
+
+class BusyError(BackscoreError):
+    """The server has no room for this request now (job queue, live sessions); retry later."""
+
+    kind = "Busy"
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """How one kind of error is reported: CLI exit code, HTTP status, gRPC status code name."""
+
+    exit_code: int
+    http_status: int
+    #: A name of ``grpc.StatusCode`` (this module does not import grpc).
+    grpc_code: str
+    #: Seconds for an HTTP ``Retry-After`` header (errors worth retrying).
+    retry_after_s: int | None = None
+
+    @property
+    def user_error(self) -> bool:
+        """The client's request is at fault (4xx): its message is shown as it is."""
+        return 400 <= self.http_status < 500
+
+
+INTERNAL = ErrorStatus(70, 500, "INTERNAL")
+
+#: See the module doc. Looked up along the exception's class hierarchy, most specific first.
+ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
+    InputError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
+    OptionError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
+    LibraryError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
+    DataError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
+    LimitError: ErrorStatus(2, 413, "RESOURCE_EXHAUSTED"),
+    BusyError: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
+    OutputError: ErrorStatus(3, 500, "INTERNAL"),
+    BackscoreError: ErrorStatus(1, 400, "INVALID_ARGUMENT"),
+    EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE"),
+    EngineError: ErrorStatus(4, 500, "INTERNAL"),
+}
+
+
+def error_status(exc: BaseException) -> ErrorStatus:
+    """The :data:`ERROR_TABLE` row of ``exc`` (:data:`INTERNAL` for anything not in it)."""
+    for cls in type(exc).__mro__:
+        status = ERROR_TABLE.get(cls)
+        if status is not None:
+            return status
+    return INTERNAL
+
+
+def error_kind(exc: BaseException) -> str:
+    """The ``type`` of the error in API answers: the class name, or its ``kind`` when it has one."""
+    return str(getattr(type(exc), "kind", type(exc).__name__))
+
+
+def is_reported(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the errors of the table (its message is meant for the user)."""
+    return isinstance(exc, BackscoreError | EngineError)

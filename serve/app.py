@@ -1,10 +1,11 @@
 """The Serve application: ``serve run serve.app:build_app`` or ``import_path: serve.app:build_app`` in a config.
 
-Arguments (``serve run serve.app:build_app backend=local`` or the config's ``args:``):
+Arguments (``serve run serve.app:build_app models=local`` or the config's ``args:``):
 
-* ``backend`` -- ``"ray"`` (default): the gateway calls the model deployments of
-  :mod:`serve.deployments` (each scaled on its own); ``"local"``: the engines run inside the
-  gateway replica (the smallest setup: one replica, no other deployment).
+* ``models`` -- where the live models run: ``"ray"`` (default): the gateway calls the model
+  deployments of :mod:`serve.deployments` (each scaled on its own); ``"local"``: the engines run
+  inside the gateway replica (the smallest setup: one replica, no other deployment). ``backend``
+  is accepted as its old name.
 * ``engine`` / ``weights`` -- the music engine (``procedural`` or ``musicgen``) and its weights
   directory (MusicGen also reads ``BACKSCORE_MUSICGEN_WEIGHTS``).
 * ``faces`` -- run the face-expression model (default true).
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
@@ -36,7 +37,8 @@ class BatchArgs(BaseModel):
 
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["ray", "local"] = "ray"
+    #: Where the live models run (``backend``: the name before 0.2, still accepted).
+    models: Literal["ray", "local"] = Field(default="ray", validation_alias=AliasChoices("models", "backend"))
     engine: str = "procedural"
     weights: str | None = None
     faces: bool = True
@@ -76,7 +78,7 @@ def build_app(args: dict[str, Any]) -> Application:
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
         "warm_catalog": a.warm_catalog, "max_live_sessions": a.max_live_sessions,
     }
-    if a.backend == "local":
+    if a.models == "local":
         return Gateway.bind("local", **gateway_kw)
     wait = a.batch.batch_wait_timeout_s
     size = a.batch.max_batch_size

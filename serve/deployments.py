@@ -49,6 +49,7 @@ import numpy as np
 from ray import serve as ray_serve
 from ray.serve import metrics as ray_metrics
 
+from engines.settings import settings
 from pipelines.analysis.mood import MoodTracker
 from pipelines.live.inference import (
     AffectRequest,
@@ -78,10 +79,7 @@ def lower_priority() -> int:
 
     if getattr(ray_worker.global_worker, "mode", None) != ray_worker.WORKER_MODE:
         return 0  # Serve's local testing mode runs deployments in the caller's process: leave it alone
-    try:
-        n = int(os.environ.get(NICENESS_ENV, "5"))
-    except ValueError:
-        n = 5
+    n = settings().model_niceness
     if n <= 0:
         return 0
     # Linux keeps a nice value per thread: renice every thread of the replica (Ray's and ours;

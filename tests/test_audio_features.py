@@ -1,4 +1,4 @@
-"""Soundtrack features and the speech detector (engines/audio_features.py), on real kajongg speech."""
+"""Soundtrack features and the speech detector (engines/audio_features/), on real kajongg speech."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import pytest
 from engines.affect import PROTOTYPES
 from engines.base import EMOTIONS, STYLES, MoodControl, MusicStreamOptions
 from engines.composer import STYLE_PRESETS, ProceduralMusicEngine
+from pipelines.cli.output import track_record, tracks_table
 from pipelines.errors import LibraryError, OutputError
 from pipelines.library import catalog, catalog_render
 from pipelines.library.catalog_specs import CATALOG_SIZE, STYLE_MIX, catalog_specs, slugify
@@ -209,10 +210,10 @@ def test_get_track_and_listing(built):
     assert catalog.get_track(tracks, 3).id == 3
     with pytest.raises(LibraryError, match=r"no track 123 in the catalog \(1\.\.6\)"):
         catalog.get_track(tracks, 123)
-    table = catalog.format_table(tracks).splitlines()
+    table = tracks_table(tracks).splitlines()
     assert len(table) == SMALL + 2 and "title" in table[0]
     assert tracks[0].title in table[2] and f"{tracks[0].key} {tracks[0].mode}" in table[2]
-    rows = catalog.tracks_json(tracks)
+    rows = [track_record(t) for t in tracks]
     json.dumps(rows, allow_nan=False)
     assert rows[0]["id"] == 1 and rows[0]["emotions"] == list(tracks[0].emotions)
 

@@ -1,8 +1,9 @@
 """The gRPC API through a real channel to Ray Serve's gRPC proxy.
 
-A test-only ingress deployment inherits :class:`serve.grpc_service.GrpcMethods` and runs the
-engines in-process (``InProcessModels.default()``), so this does not depend on the gateway.
-One Ray instance per module (free ports, never 8000/9000), shut down at the end.
+A test-only ingress deployment is the gateway's host contract without the rest of the replica:
+:class:`serve.core.GatewayCore` (engines in-process, ``InProcessModels.default()``) plus
+:class:`serve.grpc.servicer.GrpcMethods`. One Ray instance per module (free ports, never 8000/9000),
+shut down at the end.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import socket
 import time
 import wave
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
-from pipelines.live.options import LiveOptions
-from serve.grpc_client import BackscoreClient, file_inputs, stream_file
-from serve.grpc_service import GRPC_SERVICER_FUNCTIONS, GrpcMethods
+from serve.core import GatewayCore
+from serve.grpc.client import BackscoreClient, file_inputs, stream_file
+from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS, GrpcMethods
+from serve.jobs import BlockingIterator, JobRunner
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, make_video
@@ -47,34 +48,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class TimedIterator(BlockingIterator[T]):
+    """A Score job's chunks as the servicer pulls them, noting when each pull was ready."""
+
+    def __init__(self, runner: JobRunner, it: Iterator[T], steps: list[float]) -> None:
+        super().__init__(runner, it)
+        self.steps = steps
+
+    async def next(self) -> T | None:
+        item = await super().next()
+        self.steps.append(time.time())
+        return item
+
+
+class TimedJobs(JobRunner):
+    """The gateway's job pool, whose iterated jobs (Score) note when each step was ready."""
+
+    def __init__(self, threads: int, max_pending: int) -> None:
+        super().__init__(threads, max_pending)
+        self.steps: list[float] = []
+
+    def iterate(self, it: Iterator[T]) -> BlockingIterator[T]:
+        return TimedIterator(self, it, self.steps)
+
+
 @ray_serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=32)
-class GrpcTestGateway(GrpcMethods):
-    """What the real gateway provides to GrpcMethods: models, run_job, live_options."""
+class GrpcTestGateway(GatewayCore, GrpcMethods):
+    """The gateway's gRPC host: GatewayCore with the engines in this replica, plus GrpcMethods."""
 
     def __init__(self, libraries: dict[str, str]) -> None:
         from pipelines.live.models import InProcessModels
 
-        self.models = InProcessModels.default()
-        self.live_options = LiveOptions()
-        self.grpc_libraries = libraries
-        self.grpc_max_upload_bytes = MAX_UPLOAD
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="job")
-        self.score_steps: list[float] = []
-
-    async def run_job(self, fn: Callable[..., T], *args: Any) -> T:
-        result = await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        if getattr(fn, "__name__", "") == "next_or_none":  # a Score step: when each chunk was ready
-            self.score_steps.append(time.time())
-        return result
+        super().__init__(InProcessModels.default(), libraries=libraries, max_upload_mb=MAX_UPLOAD / 2**20)
+        self.jobs.shutdown()
+        self.jobs = self.timed_jobs = TimedJobs(self.jobs.threads, self.jobs.max_pending)
 
     def take_score_steps(self) -> list[float]:
-        steps, self.score_steps = self.score_steps, []
+        steps = list(self.timed_jobs.steps)
+        self.timed_jobs.steps.clear()
         return steps
 
     def active_grpc_sessions(self) -> float:
         from serve.metrics import ACTIVE_SESSIONS
 
-        return float(ACTIVE_SESSIONS.labels(transport="grpc")._value.get())
+        return sum(s.value for m in ACTIVE_SESSIONS.collect() for s in m.samples
+                   if s.labels.get("transport") == "grpc")
 
 
 # ----------------------------------------------------------------------------- fixtures

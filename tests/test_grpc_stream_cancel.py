@@ -15,25 +15,21 @@ from pathlib import Path
 import pytest
 
 from pipelines.aio import finish_even_if_cancelled
-from pipelines.live.models import InProcessModels, LiveModels
-from pipelines.live.options import LiveOptions
-from serve.grpc_client import file_inputs
-from serve.grpc_service import GrpcMethods
+from pipelines.live.models import InProcessModels
+from serve.core import GatewayCore
+from serve.grpc.client import file_inputs
+from serve.grpc.servicer import GrpcMethods
 from serve.metrics import ACTIVE_SESSIONS
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.fakes import FaultyModels
 
 
-class Methods(GrpcMethods):
-    def __init__(self, models: LiveModels) -> None:
-        self.models = models
-        self.live_options = LiveOptions()
-        self.grpc_libraries: dict[str, str] = {}
-        self.grpc_max_upload_bytes = 1 << 20
+class Methods(GatewayCore, GrpcMethods):
+    """The gateway's gRPC host without Ray: GatewayCore around the given models, plus GrpcMethods."""
 
 
 def active() -> float:
-    return float(ACTIVE_SESSIONS.labels(transport="grpc")._value.get())
+    return sum(s.value for m in ACTIVE_SESSIONS.collect() for s in m.samples if s.labels.get("transport") == "grpc")
 
 
 async def still_connected(path: str) -> AsyncIterator[pb.LiveInput]:
@@ -50,9 +46,11 @@ async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: 
     music = 0
     first_music = asyncio.Event()
 
+    host = Methods(models)
+
     async def consume() -> None:
         nonlocal music
-        async for out in Methods(models).Stream(still_connected(os.fspath(calm_to_exciting))):
+        async for out in host.Stream(still_connected(os.fspath(calm_to_exciting))):
             if out.WhichOneof("kind") == "music":
                 music += 1
             elif out.mood.music.tempo_bpm > 0:  # the session has a music stream open
@@ -70,6 +68,7 @@ async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: 
     assert active() == before
     assert music > 0
     assert len(models.closed_streams) == 1  # the music stream was closed, not abandoned
+    await host.shutdown()
 
 
 async def test_finish_even_if_cancelled_returns_or_reraises() -> None:

@@ -17,6 +17,7 @@ import pytest
 from engines.base import EMOTIONS, MoodControl, MusicStreamOptions
 from engines.composer import ProceduralMusicEngine
 from engines.music_features import MusicAnalyzer, MusicDescriptor
+from pipelines.cli.output import track_record, tracks_table
 from pipelines.errors import LibraryError
 from pipelines.library.index import (
     AUDIO_EXTENSIONS,
@@ -24,9 +25,7 @@ from pipelines.library.index import (
     IndexSummary,
     LibraryDB,
     audio_files,
-    format_table,
     index_directory,
-    track_to_json,
 )
 from tests.media import voices_dir
 
@@ -322,7 +321,7 @@ def test_empty_library_and_unknown_track(tmp_path: Path) -> None:
         with pytest.raises(LibraryError, match="no track 7 in"):
             db.get(7)
         assert not db.remove("/nowhere.wav")
-    assert "no tracks" in format_table([])
+    assert "no tracks" in tracks_table([])
 
 
 # --------------------------------------------------------------------------- listing
@@ -333,11 +332,11 @@ def test_table_and_json(music_dir: Path, tmp_path: Path) -> None:
     index(music_dir / "albums", db_path)
     with LibraryDB(db_path) as db:
         tracks = db.tracks()
-    table = format_table(tracks)
+    table = tracks_table(tracks)
     lines = table.splitlines()
     assert len(lines) == len(tracks) + 2 and "A Sad Song" in table and "tempo" in lines[0]
     assert all(f"{t.key} {t.mode}" in table for t in tracks)
-    records = json.loads(json.dumps([track_to_json(t) for t in tracks]))
+    records = json.loads(json.dumps([track_record(t) for t in tracks]))
     assert [r["id"] for r in records] == [t.id for t in tracks]
     assert set(records[0]) >= {"id", "title", "path", "duration_s", "valence", "arousal", "emotions", "tempo_bpm",
                                "key", "mode", "loudness_lufs"}

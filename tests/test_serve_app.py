@@ -22,6 +22,7 @@ from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.inference import affect_steps, analyze_faces_batched, encode_audio_window, encode_frames_batched
 from pipelines.live.models import InProcessModels
 from serve.gateway import GatewayCore
+from serve.http.router import build_app
 from tests.conftest import make_video
 
 
@@ -48,7 +49,7 @@ def core(tmp_root: Path) -> GatewayCore:
 
 @pytest.fixture(scope="module")
 def client(core: GatewayCore) -> TestClient:
-    with TestClient(core.build_asgi_app()) as c:
+    with TestClient(build_app(core)) as c:
         yield c
 
 
@@ -64,7 +65,7 @@ def test_healthz_metrics_docs(client: TestClient) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200
     body = r.json()
-    assert body["status"] == "ok" and body["backend"] == "local" and body["active_sessions"] == 0
+    assert body["status"] == "ok" and body["models"] == "local" and body["active_sessions"] == 0
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/analyze", "/v1/recommend", "/v1/score", "/healthz", "/metrics"} <= set(paths)
@@ -147,7 +148,7 @@ def test_upload_limit_declared_and_streamed(short_video: Path, tmp_root: Path) -
     limit_mb = short_video.stat().st_size / 2 / 2**20
     small = GatewayCore(InProcessModels.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root),
                         max_upload_mb=limit_mb)
-    with TestClient(small.build_asgi_app()) as c:
+    with TestClient(build_app(small)) as c:
         r = c.post("/v1/analyze", files=_video(short_video))  # Content-Length says too much: refused unread
         assert r.status_code == 413 and r.json()["error"]["type"] == "PayloadTooLarge"
         body = _multipart(short_video)
@@ -177,7 +178,7 @@ def test_local_testing_mode_app() -> None:
                            route_prefix=None, _local_testing_mode=True)
     health = handle.healthz.remote().result()
     assert health["status"] == "ok" and health["backend"] == "local"
-    args = {"backend": "ray", "faces": False, "warm_catalog": False}
+    args = {"models": "ray", "faces": False, "warm_catalog": False}
     handle = ray_serve.run(build_app(args), name="bs-ray-local-test",
                            route_prefix=None, _local_testing_mode=True)
     health = handle.healthz.remote().result()

@@ -73,14 +73,14 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
     # address="local": always a new cluster of our own (never one another test or user started).
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    from serve.grpc_service import GRPC_SERVICER_FUNCTIONS
+    from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS
 
     GRPC["port"] = _free_port()
     ray_serve.start(http_options={"host": "127.0.0.1", "port": port},
                     grpc_options={"port": GRPC["port"], "grpc_servicer_functions": GRPC_SERVICER_FUNCTIONS})
     TIMINGS["ray_start_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    ray_serve.run(build_app({"backend": "ray", "faces": False, "warm_catalog": False, "tmp_dir": os.fspath(tmp_root),
+    ray_serve.run(build_app({"models": "ray", "faces": False, "warm_catalog": False, "tmp_dir": os.fspath(tmp_root),
                              "max_upload_mb": 1,
                              "libraries": {"small": os.fspath(small_library)}}),
                   name=APP, route_prefix="/", blocking=False)
@@ -120,7 +120,7 @@ def test_healthz_and_metrics(base_url: str) -> None:
     r = requests.get(f"{base_url}/healthz", timeout=10)
     TIMINGS["healthz_s"] = time.perf_counter() - t0
     body = r.json()
-    assert r.status_code == 200 and body["status"] == "ok" and body["backend"] == "ray"
+    assert r.status_code == 200 and body["status"] == "ok" and body["models"] == "ray"
     assert body["deployments"] == {"FrameEncoder": True, "AudioEncoder": True, "AffectFusion": True,
                                    "MusicGenerator": True}
     assert body["active_sessions"] == 0
@@ -251,7 +251,7 @@ async def test_live_session_over_ray_backend(base_url: str, short_video: Path) -
 
 def test_grpc_through_the_real_gateway(base_url: str, short_video: Path) -> None:
     """The product app's ingress answers gRPC too: health, Analyze and a streaming Score."""
-    from serve.grpc_client import BackscoreClient
+    from serve.grpc.client import BackscoreClient
 
     with BackscoreClient(f"127.0.0.1:{GRPC['port']}") as client:
         deadline = time.time() + 30  # the proxy's route table fills a moment after HTTP is up
@@ -273,7 +273,7 @@ def test_grpc_through_the_real_gateway(base_url: str, short_video: Path) -> None
 async def test_session_directory_is_one_ray_actor_for_every_replica(base_url: str) -> None:
     """A hang-up for a session no replica holds is 404 through the gateway's RayDirectory; two directory
     clients (two replicas) share the one named actor: one files a hang-up, the owner collects it."""
-    from serve.session_directory import RayDirectory
+    from serve.webrtc.directory import RayDirectory
 
     r = requests.delete(f"{base_url}/v1/webrtc/feedfacecafe", timeout=10)
     assert r.status_code == 404 and r.json()["error"]["type"] == "NotFound"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serve.session_directory import DirectoryTable
+from serve.webrtc.directory import DirectoryTable
 
 
 def test_sync_lists_exactly_the_held_sessions_and_hands_out_their_hang_ups() -> None:

@@ -28,8 +28,7 @@ from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 from pipelines.live.models import InProcessModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.session import LiveSession
-from serve.session_directory import LocalDirectory
-from serve.webrtc import BgmTrack, WebRtcManager, demo_router, webrtc_router
+from serve.webrtc import BgmTrack, LocalDirectory, WebRtcManager, demo_router, webrtc_router
 
 CHANGE_AT = 6.0
 CALM = ("sad", "relaxing", "neutral", "tense", "fearful")

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from engines.base import EngineUnavailable
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ SOUNDFONT_ENV = "BACKSCORE_SOUNDFONT"
 @lru_cache(maxsize=4)
 def soundfont_path(override: str | None = None) -> str:
     """The GM soundfont: ``$BACKSCORE_SOUNDFONT`` if set, else TimGM6mb.sf2 from the pretty_midi wheel."""
-    chosen = override if override is not None else os.environ.get(SOUNDFONT_ENV)
+    chosen = override if override is not None else settings().soundfont
     if chosen:
         if not os.path.isfile(chosen):
             raise EngineUnavailable(
@@ -88,7 +89,7 @@ class Renderer:
             ) from e
         self.sample_rate = sample_rate
         self.synth = tinysoundfont.Synth(gain=gain_db, samplerate=sample_rate)
-        path = soundfont_path(os.environ.get(SOUNDFONT_ENV) or "")
+        path = soundfont_path(settings().soundfont or "")
         try:
             self.sfid = self.synth.sfload(path)
         except Exception as exc:  # tinysoundfont raises plain exceptions for bad files

@@ -1,28 +1,15 @@
-"""CLI commands for music libraries and recommendation: catalog, library, recommend, recommender."""
+"""``backscore catalog|library|recommend ...``: the built-in catalog, your own library, recommendations."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 
+from pipelines.cli.args import Handler, add_affect_options
+from pipelines.cli.output import count_progress, print_json, recommendation_line, track_record, tracks_table
 from pipelines.errors import OptionError
-from pipelines.progress import Progress
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _count_progress(label: str, quiet: bool = False) -> tuple[Progress, Callable[[int, int, str], None]]:
-    prog = Progress({label: 1.0}, enabled=False if quiet else None)
-    prog.stage(label)
-
-    def update(done: int, total: int, _name: str) -> None:
-        prog.update(done / max(total, 1))
-
-    return prog, update
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
@@ -42,8 +29,6 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     rec.add_argument("--model", metavar="MODEL", help="blend in a trained recommender (`recommender train`)")
     rec.add_argument("--no-faces", action="store_true")
     rec.add_argument("--plot", metavar="P.png", help="draw the library, the video's mood path and the picks")
-    from pipelines.cli.training import add_affect_options
-
     add_affect_options(rec)
 
     lib = sub.add_parser("library", help="index and list your own music")
@@ -55,38 +40,21 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     ll.add_argument("--db", required=True, metavar="LIB.sqlite")
     ll.add_argument("--json", action="store_true")
 
-    tr = sub.add_parser("recommender", help="train and evaluate the learned recommender")
-    tr_sub = tr.add_subparsers(dest="recommender_command", required=True, metavar="ACTION")
-    tt = tr_sub.add_parser("train", help="train on a CSV of (video, track_id) pairs")
-    tt.add_argument("--pairs", required=True, metavar="PAIRS.csv")
-    tt.add_argument("--out", required=True, metavar="MODEL")
-    tt.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
-    tt.add_argument("--seed", type=int, default=0)
-    te = tr_sub.add_parser("eval", help="accuracy, top-5 accuracy and MRR vs the affect-distance baseline")
-    te.add_argument("--pairs", required=True, metavar="TEST.csv")
-    te.add_argument("--model", required=True, metavar="MODEL")
-    te.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
-    tm = tr_sub.add_parser("make-data", help="synthesize a small labelled set of mood videos paired with tracks")
-    tm.add_argument("--out", required=True, metavar="DIR")
-    tm.add_argument("--n", type=int, default=60)
-    tm.add_argument("--seed", type=int, default=0)
-    tm.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
-    return {"catalog": _cmd_catalog, "recommend": _cmd_recommend, "library": _cmd_library,
-            "recommender": _cmd_recommender}
+    return {"catalog": _cmd_catalog, "recommend": _cmd_recommend, "library": _cmd_library}
+
 
 
 def _cmd_catalog(args: argparse.Namespace) -> int:
     from pipelines.library import catalog
 
-    prog, update = _count_progress("catalog")
+    prog, update = count_progress("catalog")
     if args.catalog_command == "list":
         tracks = catalog.load_catalog(progress=update)
         prog.close()
         if args.json:
-            json.dump(catalog.tracks_json(tracks), sys.stdout, indent=1)
-            sys.stdout.write("\n")
+            print_json([track_record(t) for t in tracks])
         else:
-            print(catalog.format_table(tracks))
+            print(tracks_table(tracks))
         return 0
     n = catalog.export_catalog(args.dir, progress=update)
     prog.close()
@@ -109,7 +77,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
     engines = engines_from_args(args)  # missing weights fail before the library is built
-    prog, update = _count_progress("library")
+    prog, update = count_progress("library")
     tracks = load_library(args.library, progress=update)
     prog.close()
     model = None
@@ -126,13 +94,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         if args.json:
             out = [{"segment": {"start_s": seg.start_s, "end_s": seg.end_s, "emotion": seg.emotion},
                     "recommendations": [asdict(r) for r in recs]} for seg, recs in result]
-            json.dump(out, sys.stdout, indent=1)
-            sys.stdout.write("\n")
+            print_json(out)
         else:
             for seg, recs in result:
                 print(f"{seg.start_s:5.1f}-{seg.end_s:5.1f}s  {seg.emotion}")
                 for i, r in enumerate(recs, 1):
-                    print(f"   {i}. #{r.track_id:<4} {r.title:<28} {r.score:.3f}  {r.reason}")
+                    print("   " + recommendation_line(i, r))
         return 0
     recs = rank(profile, matrix, args.top_k, model_scores=model_scores)
     if args.plot:
@@ -142,11 +109,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             plot_recommendations(tmp, profile, tracks, [r.track_id for r in recs],
                                  title=f"{os.path.basename(args.input)}: top {len(recs)} of {len(tracks)}")
     if args.json:
-        json.dump([asdict(r) for r in recs], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json([asdict(r) for r in recs])
     else:
         for i, r in enumerate(recs, 1):
-            print(f"{i}. #{r.track_id:<4} {r.title:<28} {r.score:.3f}  {r.reason}")
+            print(recommendation_line(i, r))
     return 0
 
 
@@ -154,7 +120,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
     from pipelines.library import index
 
     if args.library_command == "index":
-        prog, update = _count_progress("index")
+        prog, update = count_progress("index")
         summary = index.index_directory(args.dir, args.db, progress=update)
         prog.close()
         print(summary.describe())
@@ -164,45 +130,7 @@ def _cmd_library(args: argparse.Namespace) -> int:
     with index.LibraryDB(args.db, create=False) as db:
         tracks = db.tracks()
     if args.json:
-        json.dump([index.track_to_json(t) for t in tracks], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json([track_record(t) for t in tracks])
     else:
-        print(index.format_table(tracks))
-    return 0
-
-
-def _cmd_recommender(args: argparse.Namespace) -> int:
-    from pipelines.library.recommender import RecommenderModel
-    from pipelines.library.sources import load_library
-    from pipelines.training.recommender import evaluate, train
-    from pipelines.training.recommender_data import load_pairs
-    from pipelines.training.recommender_pairs import make_pairs
-
-    prog, update = _count_progress("library")
-    tracks = load_library(args.library, progress=update)
-    prog.close()
-    stages = Progress({"make-data": 1.0, "analyse": 3.0, "train": 1.0})
-
-    def staged(stage: str, fraction: float) -> None:
-        if stages.current != stage:
-            stages.stage(stage)
-        stages.update(fraction)
-
-    if args.recommender_command == "make-data":
-        if args.n <= 0:
-            raise OptionError(f"--n must be at least 1 (got {args.n})")
-        csv_path = make_pairs(args.out, tracks, n=args.n, seed=args.seed, progress=staged)
-        stages.close()
-        print(f"wrote {args.n} labelled videos and {csv_path}")
-        return 0
-    pairs = load_pairs(args.pairs, [t.id for t in tracks])
-    if args.recommender_command == "train":
-        report = train(pairs, tracks, args.out, seed=args.seed, progress=staged, library_name=args.library)
-        stages.close()
-        print(report.format_report())
-        return 0
-    model = RecommenderModel.load(args.model)
-    result = evaluate(pairs, model, tracks, progress=staged)
-    stages.close()
-    print(result.format_report())
+        print(tracks_table(tracks, empty=f"(no tracks: index a folder with `{index.INDEX_HINT.format(path=args.db)}`)"))
     return 0

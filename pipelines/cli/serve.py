@@ -3,7 +3,7 @@
     backscore serve [--config deploy/local.yaml] [--host H] [--port P] [--grpc-port P] [--local]
 
 ``--host/--port/--grpc-port`` override the config's ``http_options``/``grpc_options``; ``--local``
-runs the smallest setup (``backend: local``: the engines inside the gateway). The config is
+runs the smallest setup (``models: local``: the engines inside the gateway). The config is
 written to a temporary file with the overrides and handed to ``serve run``, which stays in the
 foreground until Ctrl-C.
 """
@@ -16,23 +16,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.cli.args import Handler
 from pipelines.errors import OptionError
 
-Handler = Callable[[argparse.Namespace], int]
 DEFAULT_CONFIG = "deploy/local.yaml"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> dict[str, Handler]:
+def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p = sub.add_parser("serve", help="run the HTTP/gRPC/WebRTC service (Ray Serve) from a config file")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"Serve config YAML (default {DEFAULT_CONFIG})")
     p.add_argument("--host", help="HTTP host (overrides the config)")
     p.add_argument("--port", type=int, help="HTTP port (overrides the config)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (overrides the config)")
-    p.add_argument("--local", action="store_true", help="engines inside the gateway (backend: local)")
+    p.add_argument("--local", action="store_true", help="engines inside the gateway (models: local)")
     p.add_argument("--address", default="local",
                    help='Ray cluster for ray.init (default "local": a new one; "auto": the running cluster)')
     return {"serve": run_serve}
@@ -50,7 +49,8 @@ def configured(config: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     if args.grpc_port and out.get("grpc_options"):
         out["grpc_options"] = {**out["grpc_options"], "port": args.grpc_port}
     if args.local:
-        out["applications"] = [{**app, "args": {**(app.get("args") or {}), "backend": "local"},
+        out["applications"] = [{**app, "args": {**{k: v for k, v in (app.get("args") or {}).items() if k != "backend"},
+                                                "models": "local"},
                                 "deployments": [d for d in app.get("deployments", []) if d.get("name") == "Gateway"]}
                                for app in out.get("applications", [])]
     return out

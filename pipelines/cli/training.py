@@ -1,74 +1,14 @@
-"""CLI pieces for affect engines: ``--affect-engine`` / ``--weights`` and ``backscore amt ...``."""
+"""``backscore amt ...`` and ``backscore recommender ...``: datasets, training and evaluation of the learned models."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from engines.affect_engines import AFFECT_ENGINES, parse_weights
-from engines.backends import ALIASES, BACKENDS, ENV_VAR
+from pipelines.cli.args import Handler, add_affect_options, engines_from_args
+from pipelines.cli.output import count_progress
 from pipelines.errors import OptionError
-
-if TYPE_CHECKING:
-    from pipelines.analysis.engines import Engines
-
-Handler = Callable[[argparse.Namespace], int]
-
-AFFECT_MODELS = ("clip", "wav2vec2", "amt")
-WEIGHTS_HELP = ("model weights, repeatable: NAME=DIR for clip, wav2vec2 or amt, or a plain DIR for the "
-                "chosen engine (clip+wav2vec2: a folder with clip/ and wav2vec2/); else BACKSCORE_CLIP_WEIGHTS, "
-                "BACKSCORE_WAV2VEC2_WEIGHTS, BACKSCORE_AMT_WEIGHTS or the Hugging Face cache")
-
-
-def add_backend_option(p: argparse.ArgumentParser, what: str = "the neural models (CLIP, wav2vec2, MusicGen)") -> None:
-    """``--backend auto|tensorrt|ort-cuda|torch-cuda|ort-cpu|torch-cpu`` (aliases of engines.backends accepted)."""
-    p.add_argument("--backend", default="auto", metavar="|".join(("auto", *BACKENDS)),
-                   help=f"inference backend of {what}: auto (default: ${ENV_VAR} if set, else the first that "
-                   f"runs here in the order {', '.join(BACKENDS)}) or one of them "
-                   f"(also {', '.join(sorted(ALIASES))}); a named backend that cannot run here is an error")
-
-
-def add_affect_options(p: argparse.ArgumentParser, weights: bool = True) -> None:
-    """``--affect-engine``, ``--backend`` (and ``--weights``, repeatable, unless the parser defines its own)."""
-    p.add_argument("--affect-engine", default="default", choices=AFFECT_ENGINES, metavar="|".join(AFFECT_ENGINES),
-                   help="how mood is read: the feature model (default), CLIP and/or wav2vec2 fused with it, or a "
-                   "trained AMT (amt; the default model when no AMT weights are given)")
-    add_backend_option(p)
-    if weights:
-        p.add_argument("--weights", action="append", metavar="[NAME=]DIR", help=WEIGHTS_HELP)
-
-
-def split_weights(values: list[str] | None, music_engine: str | None = None) -> tuple[dict[str, str], str | None]:
-    """``(affect weights, music weights)`` from ``--weights`` values. A plain DIR is the music
-    engine's when ``music_engine`` is ``musicgen`` (``score --engine musicgen --weights DIR``)."""
-    try:
-        w = parse_weights(values)
-    except ValueError as exc:
-        raise OptionError(str(exc)) from exc
-    music = w.pop("musicgen", None)
-    if music_engine == "musicgen" and "" in w:
-        if music is not None:
-            raise OptionError("--weights: a plain DIR and musicgen=DIR given; name the other model: clip=DIR, ...")
-        music = w.pop("")
-    return w, music
-
-
-def engines_from_args(args: argparse.Namespace) -> Engines:
-    """:class:`pipelines.analysis.analyze.Engines` for ``--affect-engine``, ``--weights`` and ``--no-faces``."""
-    from pipelines.analysis.engines import create_engines
-    from pipelines.offline.score import check_backend
-
-    backend = getattr(args, "backend", "auto")
-    check_backend(backend)  # a named backend that cannot run here fails even when no neural model is used
-    weights, _ = split_weights(getattr(args, "weights", None))
-    try:
-        return create_engines(args.affect_engine, weights, faces=not getattr(args, "no_faces", False),
-                              backend=backend)
-    except ValueError as exc:
-        raise OptionError(str(exc)) from exc
-
+from pipelines.progress import Progress
 
 # --------------------------------------------------------------------------- backscore amt
 
@@ -97,7 +37,24 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     ev = amt_sub.add_parser("eval", help="MAE/CCC (valence, arousal) and emotion accuracy vs the default model")
     ev.add_argument("model", metavar="MODEL_DIR")
     ev.add_argument("data", metavar="DATA")
-    return {"amt": _cmd_amt}
+
+    tr = sub.add_parser("recommender", help="train and evaluate the learned recommender")
+    tr_sub = tr.add_subparsers(dest="recommender_command", required=True, metavar="ACTION")
+    tt = tr_sub.add_parser("train", help="train on a CSV of (video, track_id) pairs")
+    tt.add_argument("--pairs", required=True, metavar="PAIRS.csv")
+    tt.add_argument("--out", required=True, metavar="MODEL")
+    tt.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    tt.add_argument("--seed", type=int, default=0)
+    te = tr_sub.add_parser("eval", help="accuracy, top-5 accuracy and MRR vs the affect-distance baseline")
+    te.add_argument("--pairs", required=True, metavar="TEST.csv")
+    te.add_argument("--model", required=True, metavar="MODEL")
+    te.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    tm = tr_sub.add_parser("make-data", help="synthesize a small labelled set of mood videos paired with tracks")
+    tm.add_argument("--out", required=True, metavar="DIR")
+    tm.add_argument("--n", type=int, default=60)
+    tm.add_argument("--seed", type=int, default=0)
+    tm.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite")
+    return {"amt": _cmd_amt, "recommender": _cmd_recommender}
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg")
@@ -179,4 +136,41 @@ def _cmd_labels(args: argparse.Namespace) -> int:
             v, a = PROTOTYPES[emotion]
             w.writerow([os.path.relpath(os.path.abspath(path), base), v, a, emotion])
     print(f"wrote {len(found)} labels to {args.output}")
+    return 0
+
+
+def _cmd_recommender(args: argparse.Namespace) -> int:
+    from pipelines.library.recommender import RecommenderModel
+    from pipelines.library.sources import load_library
+    from pipelines.training.recommender import evaluate, train
+    from pipelines.training.recommender_data import load_pairs
+    from pipelines.training.recommender_pairs import make_pairs
+
+    prog, update = count_progress("library")
+    tracks = load_library(args.library, progress=update)
+    prog.close()
+    stages = Progress({"make-data": 1.0, "analyse": 3.0, "train": 1.0})
+
+    def staged(stage: str, fraction: float) -> None:
+        if stages.current != stage:
+            stages.stage(stage)
+        stages.update(fraction)
+
+    if args.recommender_command == "make-data":
+        if args.n <= 0:
+            raise OptionError(f"--n must be at least 1 (got {args.n})")
+        csv_path = make_pairs(args.out, tracks, n=args.n, seed=args.seed, progress=staged)
+        stages.close()
+        print(f"wrote {args.n} labelled videos and {csv_path}")
+        return 0
+    pairs = load_pairs(args.pairs, [t.id for t in tracks])
+    if args.recommender_command == "train":
+        report = train(pairs, tracks, args.out, seed=args.seed, progress=staged, library_name=args.library)
+        stages.close()
+        print(report.format_report())
+        return 0
+    model = RecommenderModel.load(args.model)
+    result = evaluate(pairs, model, tracks, progress=staged)
+    stages.close()
+    print(result.format_report())
     return 0

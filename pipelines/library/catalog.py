@@ -30,7 +30,6 @@ import contextlib
 import csv
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.settings import settings
 from pipelines.errors import LibraryError, OutputError
 from pipelines.library.catalog_render import (
     OPUS_BIT_RATE,
@@ -72,8 +72,7 @@ Progress = Callable[[int, int, str], None]
 
 def cache_root(cache_dir: str | None = None) -> str:
     """``cache_dir``, else ``$BACKSCORE_CACHE``, else ``~/.cache/backscore`` (absolute)."""
-    root = cache_dir or os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "backscore")
-    return os.path.abspath(root)
+    return os.path.abspath(cache_dir or settings().cache_root())
 
 
 def catalog_dir(cache_dir: str | None = None) -> str:
@@ -326,7 +325,7 @@ def get_track(tracks: Sequence[TrackInfo], track_id: int) -> TrackInfo:
     raise LibraryError(f"no track {track_id} in the catalog ({span})")
 
 
-# --------------------------------------------------------------------------- export / listing
+# --------------------------------------------------------------------------- export
 
 _CSV_FIELDS = ("id", "title", "file", "duration_s", "emotions", "valence", "arousal", "tempo_bpm", "key", "mode",
                "style", "instruments", "loudness_lufs")
@@ -371,35 +370,3 @@ def export_catalog(dest_dir: str, cache_dir: str | None = None, progress: Progre
         raise OutputError(f"cannot export the catalog to {dest_dir} ({exc.strerror or exc})") from exc
     log.info("catalog: exported %d tracks to %s", len(tracks), dest)
     return len(tracks)
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m}:{s:02d}"
-
-
-def format_table(tracks: Sequence[TrackInfo]) -> str:
-    """Plain-text table for ``backscore catalog list``: one row per track."""
-    title_w = max([len("title"), *(len(t.title) for t in tracks)])
-    head = (f"{'id':>3}  {'title':<{title_w}}  {'style':<9}  {'emotion':<8}  {'val':>5}  {'aro':>5}  "
-            f"{'tempo':>5}  {'key':<12}  {'dur':>5}")
-    lines = [head, "-" * len(head)]
-    for t in tracks:
-        key = f"{t.key} {t.mode}"
-        lines.append(f"{t.id:>3}  {t.title:<{title_w}}  {t.style or '-':<9}  {t.emotion:<8}  {t.valence:>+5.2f}  "
-                     f"{t.arousal:>+5.2f}  {t.tempo_bpm:>5.0f}  {key:<12}  {_duration(t.duration_s):>5}")
-    return "\n".join(lines)
-
-
-def tracks_json(tracks: Sequence[TrackInfo]) -> list[dict[str, Any]]:
-    """JSON-ready records for ``backscore catalog list --json`` (embeddings left out)."""
-    out = []
-    for t in tracks:
-        out.append({
-            "id": t.id, "title": t.title, "path": t.path, "duration_s": t.duration_s,
-            "emotions": list(t.emotions), "valence": t.valence, "arousal": t.arousal,
-            "tempo_bpm": t.tempo_bpm, "key": t.key, "mode": t.mode, "style": t.style,
-            "instruments": list(t.instruments),
-            "loudness_lufs": t.loudness_lufs if math.isfinite(t.loudness_lufs) else None,
-        })
-    return out

@@ -36,7 +36,6 @@ this module stays light.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,8 +54,6 @@ from pipelines.library.profile import (
     label_vector,
 )
 from pipelines.library.tracks import TrackInfo
-
-log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- tracks
 

@@ -10,13 +10,14 @@ lands within half a bar of the mood change (and of the shot cut it was snapped t
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from engines.base import BarInfo, MoodControl, MusicEngine, MusicStreamOptions
+from engines.base import BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStreamOptions
 from pipelines.analysis.mood import MoodSegment
 from pipelines.frames import AUDIO_RATE
 
@@ -47,7 +48,7 @@ class ComposedMusic:
     sections: list[MusicSection]
 
 
-def _segment_at(segments: Sequence[MoodSegment], t: float) -> MoodSegment:
+def segment_at(segments: Sequence[MoodSegment], t: float) -> MoodSegment:
     for seg in segments:
         if seg.start_s <= t < seg.end_s:
             return seg
@@ -56,6 +57,43 @@ def _segment_at(segments: Sequence[MoodSegment], t: float) -> MoodSegment:
 
 def control_for(seg: MoodSegment, style: str | None, pace: float | None = None) -> MoodControl:
     return MoodControl(valence=seg.valence, arousal=seg.arousal, emotion=seg.emotion, style=style, pace=pace)
+
+
+def compose_chunks(
+    engine: MusicEngine,
+    segments: Sequence[MoodSegment],
+    duration_s: float,
+    *,
+    style: str | None = None,
+    seed: int = 0,
+    sample_rate: int = AUDIO_RATE,
+    pace_at: Callable[[float], float] | None = None,
+) -> Generator[MusicChunk, None, None]:
+    """The music for ``[0, duration_s]`` following ``segments``, chunk by chunk as the stream makes it
+    (look-ahead of one bar; the last chunk may run past ``duration_s``). The offline job collects
+    them (:func:`compose`); the streamed score jobs send each as it comes."""
+    if not segments:
+        raise ValueError("compose needs at least one mood segment")
+    stream = engine.open_stream(MusicStreamOptions(sample_rate=sample_rate, seed=seed, style=style))
+    t = 0.0
+    bar_len = 2.0
+    first = True
+    try:
+        while t < duration_s:
+            # With a transition bar the new section starts one chunk after the request: ask
+            # for the mood in force (latency + 0.5) chunks ahead, so the change lands on the
+            # chunk boundary nearest the mood change.
+            probe = t if first else t + (engine.change_latency_chunks + 0.5) * bar_len
+            seg = segment_at(segments, min(probe, max(0.0, duration_s - 1e-6)))
+            pace = pace_at(min(probe, duration_s)) if pace_at else None
+            chunk = stream.generate(control_for(seg, style, pace), 0.0)
+            if chunk.bars:
+                bar_len = chunk.bars[-1].duration_s
+            yield chunk
+            t = chunk.end_s
+            first = False
+    finally:
+        stream.close()
 
 
 def compose(
@@ -69,32 +107,17 @@ def compose(
     pace_at: Callable[[float], float] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> ComposedMusic:
-    """Render BGM for ``[0, duration_s]`` following ``segments`` (look-ahead of one bar)."""
-    if not segments:
-        raise ValueError("compose needs at least one mood segment")
-    stream = engine.open_stream(MusicStreamOptions(sample_rate=sample_rate, seed=seed, style=style))
+    """Render BGM for ``[0, duration_s]`` following ``segments`` (see :func:`compose_chunks`)."""
     parts: list[np.ndarray] = []
     bars: list[BarInfo] = []
-    t = 0.0
-    bar_len = 2.0
-    try:
-        while t < duration_s:
-            # With a transition bar the new section starts one chunk after the request: ask
-            # for the mood in force (latency + 0.5) chunks ahead, so the change lands on the
-            # chunk boundary nearest the mood change.
-            probe = t + (engine.change_latency_chunks + 0.5) * bar_len if bars else t
-            seg = _segment_at(segments, min(probe, max(0.0, duration_s - 1e-6)))
-            pace = pace_at(min(probe, duration_s)) if pace_at else None
-            chunk = stream.generate(control_for(seg, style, pace), 0.0)
+    chunks = compose_chunks(engine, segments, duration_s, style=style, seed=seed, sample_rate=sample_rate,
+                            pace_at=pace_at)
+    with contextlib.closing(chunks):
+        for chunk in chunks:
             parts.append(chunk.audio)
             bars.extend(chunk.bars)
-            if chunk.bars:
-                bar_len = chunk.bars[-1].duration_s
-            t = chunk.end_s
             if progress:
-                progress(min(1.0, t / duration_s))
-    finally:
-        stream.close()
+                progress(min(1.0, chunk.end_s / duration_s))
     audio = np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
     n = int(round(duration_s * sample_rate))
     audio = audio[:n]

@@ -8,6 +8,7 @@ client (the front ends map them to HTTP 4xx / gRPC INVALID_ARGUMENT).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 from collections.abc import Iterator
@@ -16,30 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BarInfo, MusicStreamOptions
-from pipelines.errors import OptionError
+from engines.base import BarInfo
 from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    style: str | None = None
-    seed: int = 0
-    faces: bool = True
-    top_k: int = 5
-    per_segment: bool = False
-    library: str = "catalog"
-    #: Music engine name (engines.registry) for score jobs.
-    engine: str = "procedural"
-    weights: str | None = None
-
-    def __post_init__(self) -> None:
-        from pipelines.offline.score import validate_style
-
-        validate_style(self.style)
-        if self.top_k <= 0 or self.top_k > 100:
-            raise OptionError(f"top_k must be between 1 and 100 (got {self.top_k})")
+from pipelines.options import JobOptions
 
 
 @dataclass
@@ -151,32 +132,21 @@ class BgmChunk:
 def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     """Analyse ``path`` then yield its BGM chunk by chunk, as the music stream generates it.
 
-    The analysis must see the whole video first (mood segments); the music then streams: the
-    first chunk is ready after one bar of composition, not after the whole piece.
+    The analysis must see the whole video first (mood segments); the music then streams
+    (:func:`~pipelines.offline.compose.compose_chunks`, the loop the offline job uses): the first
+    chunk is ready after one bar of composition, not after the whole piece.
     """
     from pipelines.analysis.analyze import analyze
     from pipelines.analysis.engines import default_engines
-    from pipelines.offline.compose import _segment_at, control_for
-    from pipelines.offline.score import ScoreRequest, _music_engine, _pace_function
+    from pipelines.offline.compose import compose_chunks
+    from pipelines.offline.score import music_engine_for, pace_function
 
-    engine = _music_engine(ScoreRequest(path, None, engine=options.engine, weights=options.weights))
+    engine = music_engine_for(options.engine, options.weights)
     analysis = analyze(path, default_engines(faces=options.faces))
-    pace = _pace_function(analysis)
-    stream = engine.open_stream(MusicStreamOptions(sample_rate=AUDIO_RATE, seed=options.seed, style=options.style))
     duration = analysis.duration_s
-    t = 0.0
-    bar_len = 2.0
-    i = 0
-    try:
-        while t < duration:
-            probe_t = t + (engine.change_latency_chunks + 0.5) * bar_len if i else t
-            seg = _segment_at(analysis.segments, min(probe_t, max(0.0, duration - 1e-6)))
-            chunk = stream.generate(control_for(seg, options.style, pace(min(probe_t, duration))), 0.0)
+    chunks = compose_chunks(engine, analysis.segments, duration, style=options.style, seed=options.seed,
+                            sample_rate=AUDIO_RATE, pace_at=pace_function(analysis))
+    with contextlib.closing(chunks):
+        for i, chunk in enumerate(chunks):
             audio = chunk.audio[: max(0, int(round((duration - chunk.start_s) * AUDIO_RATE)))]
-            if chunk.bars:
-                bar_len = chunk.bars[-1].duration_s
             yield BgmChunk(i, chunk.start_s, pcm16(audio), chunk.bars)
-            t = chunk.end_s
-            i += 1
-    finally:
-        stream.close()

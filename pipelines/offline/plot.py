@@ -25,10 +25,6 @@ EMOTION_COLOURS = {
 }
 
 
-def _fmt_time(t: float) -> str:
-    return f"{int(t // 60)}:{t % 60:04.1f}"
-
-
 def plot_timeline(path: str, analysis: Analysis, sections: list[MusicSection] | None = None, title: str = "") -> None:
     times = [w.centre_s for w in analysis.windows]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.base import STYLES, MusicEngine
+from engines.base import MusicEngine
 from pipelines.analysis.analyze import Analysis, AnalysisOptions, analyze
 from pipelines.analysis.engines import Engines, create_engines
 from pipelines.errors import InputError, OptionError
@@ -28,6 +28,7 @@ from pipelines.media.decode import probe
 from pipelines.media.mux import OUTPUT_EXTENSIONS, MuxResult, mux
 from pipelines.media.outputs import atomic_output, check_output_path, write_wav
 from pipelines.offline.compose import ComposedMusic, compose
+from pipelines.options import parse_seed, parse_style
 from pipelines.progress import Progress
 
 if TYPE_CHECKING:
@@ -75,25 +76,18 @@ class ScoreResult:
     timeline: dict[str, Any]
 
 
-def validate_style(style: str | None) -> str | None:
-    if style is None or style == "auto":
-        return None
-    if style not in STYLES:
-        raise OptionError(f"unknown style {style!r}; choose one of: auto, {', '.join(STYLES)}")
-    return style
-
-
 def default_music_engine() -> MusicEngine:
     from engines.composer import ProceduralMusicEngine
 
     return ProceduralMusicEngine()
 
 
-def _music_engine(request: ScoreRequest) -> MusicEngine:
+def music_engine_for(engine: str, weights: str | None = None, backend: str = "auto") -> MusicEngine:
+    """The music engine ``engine`` (engines.registry) with its weights; :class:`OptionError` for an unknown name."""
     from engines.registry import create_music_engine
 
     try:
-        return create_music_engine(request.engine, request.weights, backend=request.backend)
+        return create_music_engine(engine, weights, backend=backend)
     except ValueError as exc:
         raise OptionError(str(exc)) from exc
 
@@ -121,7 +115,7 @@ def check_backend(backend: str | None) -> None:
     choose_backend(backend)
 
 
-def _pace_function(analysis: Analysis) -> Callable[[float], float]:
+def pace_function(analysis: Analysis) -> Callable[[float], float]:
     """Visual pacing (0..1) from cut rate and motion, for the composer's rhythmic density."""
     times = np.array([w.centre_s for w in analysis.windows])
     pace = np.array(
@@ -159,7 +153,8 @@ def score(
 ) -> ScoreResult:
     from pipelines.offline.mix import MixOptions, mix_bgm, with_mix_loudness
 
-    style = validate_style(request.style)
+    style = parse_style(request.style)
+    parse_seed(request.seed)
     check_backend(request.backend)
     # Validate the input and every destination before doing any work.
     probe(request.input_path)
@@ -178,7 +173,7 @@ def score(
     timings: dict[str, float] = {}
     track = None
     if music_engine is None and request.track_id is None:  # load weights before the long work
-        music_engine = _music_engine(request)
+        music_engine = music_engine_for(request.engine, request.weights, request.backend)
     eng = engines or _affect_engines(request)
     if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
         from pipelines.library.sources import find_track, load_library
@@ -205,7 +200,7 @@ def score(
             style=style,
             seed=request.seed,
             sample_rate=AUDIO_RATE,
-            pace_at=_pace_function(analysis),
+            pace_at=pace_function(analysis),
             progress=prog.update,
         )
     timings["compose"] = time.perf_counter() - t

@@ -1,7 +1,7 @@
 """Which gateway replica holds which WebRTC session, so a hang-up that reaches another replica still ends it.
 
 A WebRTC session lives in the gateway replica whose peer connection carries its media, but Ray
-Serve routes ``DELETE /v1/webrtc/{id}`` to any replica. Every :class:`~serve.webrtc.WebRtcManager`
+Serve routes ``DELETE /v1/webrtc/{id}`` to any replica. Every :class:`~serve.webrtc.manager.WebRtcManager`
 given a directory keeps its sessions listed there under its own owner id (:meth:`sync`, about
 twice a second, which also collects the hang-ups filed for it). A replica asked to end a session
 it does not hold files the request with :meth:`request_end` and answers 202; the owner ends the

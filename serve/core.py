@@ -1,0 +1,128 @@
+"""The gateway's state, without Ray: what the HTTP, gRPC and WebRTC front ends of one replica share.
+
+:class:`GatewayCore` holds the live models (:class:`~pipelines.live.models.LiveModels`: Serve
+deployment handles, or the engines in this process), the job pool and per-request folders
+(:mod:`serve.jobs`), the libraries this server offers, the live-session defaults and limits, the
+WebRTC session manager, health, and the built-in catalog warmed in the background. The Ray replica
+(:mod:`serve.gateway`) builds one; tests build one directly and drive the FastAPI app
+:func:`serve.http.router.build_app` makes for it with a test client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engines.settings import settings
+from pipelines.errors import LibraryError
+from pipelines.live.models import InProcessModels, LiveModels
+from pipelines.live.options import LiveOptions
+from pipelines.options import JobOptions
+from serve.jobs import JobRunner, Workdirs
+from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
+from serve.webrtc import SessionDirectory, WebRtcManager
+
+log = logging.getLogger(__name__)
+
+CATALOG = "catalog"
+
+
+def active_sessions() -> int:
+    """Live sessions open in this process, all transports."""
+    return int(sum(s.value for m in ACTIVE_SESSIONS.collect() for s in m.samples if s.name.endswith("sessions")))
+
+
+class GatewayCore:
+    """See the module doc. ``models_kind`` says where the models run (``"ray"`` or ``"local"``)."""
+
+    def __init__(
+        self,
+        models: LiveModels,
+        *,
+        models_kind: str = "local",
+        max_upload_mb: float | None = None,
+        job_threads: int = 2,
+        max_pending_jobs: int = 8,
+        libraries: dict[str, str] | None = None,
+        engine: str = "procedural",
+        weights: str | None = None,
+        live_options: LiveOptions | None = None,
+        tmp_dir: str | None = None,
+        readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
+        warm_catalog: bool = False,
+        max_live_sessions: int = 8,
+        session_directory: SessionDirectory | None = None,
+    ) -> None:
+        self.models = models
+        self.models_kind = models_kind
+        env = settings()
+        if max_upload_mb is None:
+            max_upload_mb = env.max_upload_mb
+        #: The largest video a client may send (HTTP upload or gRPC message), bytes.
+        self.max_upload_bytes = int(max_upload_mb * 2**20)
+        self.live_options = live_options or LiveOptions()
+        #: Library name -> spec (``"catalog"`` or an SQLite path on this server).
+        self.libraries = {CATALOG: CATALOG, **(libraries or {})}
+        self.engine, self.weights = engine, weights
+        self.workdirs = Workdirs(tmp_dir or env.tmpdir)
+        self.jobs = JobRunner(job_threads, max_pending_jobs)
+        self._readiness = readiness
+        self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
+                                    max_sessions=max_live_sessions, directory=session_directory)
+        #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
+        #: background, so the first recommend does not wait for it (``warm_catalog=False``: on demand).
+        self.catalog_state = "on demand"
+        if warm_catalog:
+            self.catalog_state = "building"
+            threading.Thread(target=self._warm_catalog, name="warm-catalog", daemon=True).start()
+
+    # -- options
+    def library_spec(self, name: str) -> str:
+        """The spec of the library a client names (empty: the catalog); :class:`LibraryError` if unknown."""
+        name = name.strip() or CATALOG
+        if name not in self.libraries:
+            raise LibraryError(f"unknown library {name!r}; this server has: {', '.join(sorted(self.libraries))}")
+        return self.libraries[name]
+
+    def job_options(self, *, style: str | None = None, seed: int = 0, faces: bool = True, top_k: int = 5,
+                    per_segment: bool = False, library: str = CATALOG) -> JobOptions:
+        """A client's job options with this server's library and music engine (validated)."""
+        return JobOptions(style=style, seed=seed, faces=faces, top_k=top_k, per_segment=per_segment,
+                          library=self.library_spec(library), engine=self.engine, weights=self.weights)
+
+    # -- health
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        deployments = await self._readiness() if self._readiness is not None else {"local": True}
+        ok = all(deployments.values())
+        return ok, {
+            "status": "ok" if ok else "degraded",
+            "models": self.models_kind,
+            "backend": self.models_kind,  # the same, under its name before 0.2 (kept for existing clients)
+            "deployments": deployments,
+            "active_sessions": active_sessions(),
+            "webrtc": True,
+            "grpc": True,
+            "catalog": self.catalog_state,
+        }
+
+    def _warm_catalog(self) -> None:
+        from pipelines.offline import jobs
+
+        try:
+            jobs.load_library_cached(CATALOG)
+            self.catalog_state = "ready"
+        except Exception:
+            self.catalog_state = "failed"
+            log.exception("building the catalog failed; /v1/recommend will retry on demand")
+
+    # -- lifecycle
+    async def shutdown(self) -> None:
+        try:
+            await self.webrtc.close_all()
+        except Exception:
+            log.exception("closing the WebRTC sessions failed")
+        if isinstance(self.models, InProcessModels):
+            self.models.shutdown()
+        self.jobs.shutdown()

@@ -1,0 +1,368 @@
+"""The gRPC methods of the gateway replica (``backscore.v1.Backscore``, serve/proto/backscore/v1/backscore.proto).
+
+:class:`GrpcMethods` is a mixin: the Ray Serve ingress class (:mod:`serve.gateway`) inherits it
+next to :class:`~serve.core.GatewayCore`, whose attributes are all it uses:
+
+* ``self.models`` -- the :class:`~pipelines.live.models.LiveModels` live sessions run on,
+* ``self.live_options`` -- the :class:`~pipelines.live.options.LiveOptions` a session starts from,
+* ``self.jobs`` -- the :class:`~serve.jobs.JobRunner` blocking work runs on (never the event loop),
+* ``self.workdirs`` -- the :class:`~serve.jobs.Workdirs` an upload is written to,
+* ``self.library_spec(name)`` -- the library a Recommend request names (``LibraryError`` if unknown),
+* ``self.job_options(...)`` -- a client's options as a validated :class:`~pipelines.options.JobOptions`
+  with the server's library and music engine (the same as HTTP's),
+* ``self.max_upload_bytes`` -- the largest video a client may send (``BACKSCORE_MAX_UPLOAD_MB``,
+  the same limit as HTTP uploads).
+
+Ray Serve's gRPC proxy routes ``/backscore.v1.Backscore/Analyze`` to the ingress method named
+``Analyze`` (and so on), passing the request message, and -- because the methods take a
+``grpc_context`` argument -- a :class:`ray.serve.grpc_util.RayServegRPCContext`. Client
+streaming (``Stream``) arrives as a :class:`ray.serve.grpc_util.gRPCInputStream`. Messages are
+turned into the pipelines' types and back by :mod:`serve.grpc.protocol`.
+
+Status codes: each call runs in a :class:`_Call`, which sets the code and details on
+``grpc_context`` and raises :class:`GrpcError`; Serve then returns that code (not INTERNAL) with
+the details. The code of a project error comes from the one table of :mod:`pipelines.errors`:
+
+* INVALID_ARGUMENT -- bad media (not a video, truncated, empty), bad options, an unknown library,
+  malformed live messages; the details are the pipelines' one-line message (server paths removed).
+* RESOURCE_EXHAUSTED -- an upload over ``max_upload_bytes``, a live frame or audio chunk over its
+  limit (:data:`~serve.grpc.protocol.MAX_THUMB_SIDE`, ...).
+* UNAVAILABLE -- the job queue is full (retry later), an engine cannot run here.
+* INTERNAL -- an engine failed or an output could not be written (with its message), or a bug
+  (``"internal error: <TypeName>"``, the traceback in the log).
+* CANCELLED -- the client went away (recorded in the metrics; nobody is left to read it).
+
+``grpc.health.v1.Health/Check`` is answered by :meth:`GrpcMethods.Check` when the deployment
+registers ``grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server`` in
+``grpc_servicer_functions`` (see :data:`GRPC_SERVICER_FUNCTIONS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import grpc
+import numpy as np
+
+from pipelines.aio import finish_even_if_cancelled
+from pipelines.errors import InputError, LimitError, error_kind, error_status, is_reported
+from pipelines.live.models import LiveModels
+from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import paced_frames
+from pipelines.live.session import LiveSession
+from pipelines.offline.jobs import analyze_file, bgm_chunks, pcm16, recommend_file
+from pipelines.options import JobOptions
+from serve.grpc.protocol import (
+    analyze_reply,
+    audio_frame,
+    bgm_message,
+    job_fields,
+    live_options,
+    mood_message,
+    recommend_reply,
+    video_frame,
+)
+from serve.jobs import JobRunner, Workdirs, scrub
+from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, SESSIONS_TOTAL, PrometheusHooks
+from serve.proto.backscore.v1 import backscore_pb2 as pb
+
+if TYPE_CHECKING:
+    from grpc_health.v1 import health_pb2
+    from ray.serve.grpc_util import RayServegRPCContext
+
+log = logging.getLogger(__name__)
+
+#: ``gRPCOptions.grpc_servicer_functions`` for the proxy: our service and the standard health service.
+GRPC_SERVICER_FUNCTIONS = [
+    "serve.proto.backscore.v1.backscore_pb2_grpc.add_BackscoreServicer_to_server",
+    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+]
+SERVICE_NAME = "backscore.v1.Backscore"
+
+MiB = 1024 * 1024
+#: Music frames (``LiveOptions.frame_ms``, 20 ms) per MusicChunk message.
+FRAMES_PER_MESSAGE = 5
+#: Output messages kept for a slow reader before the oldest are dropped (~10 s of music).
+OUT_QUEUE = 128
+
+
+class GrpcError(Exception):
+    """Ends an RPC with ``code``; the code and details are also set on the Serve gRPC context.
+
+    It must survive pickling: Ray carries it from the replica to the proxy (inside Serve's
+    ``gRPCStatusError``), and an exception that cannot be rebuilt there turns into INTERNAL
+    "Failed to deserialize exception".
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(code, details)
+        self.code = code
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.details
+
+
+class _Context(Protocol):
+    def set_code(self, code: grpc.StatusCode) -> None: ...
+
+    def set_details(self, details: str) -> None: ...
+
+
+class _Call:
+    """One RPC: maps exceptions to status codes on the context (see the module doc), records the request metrics."""
+
+    def __init__(self, endpoint: str, context: _Context | None, replace: Mapping[str, str] | None = None) -> None:
+        self.endpoint = endpoint
+        self.context = context
+        #: Substrings (server paths) to hide from error details, and what the client sees instead.
+        self.replace: dict[str, str] = dict(replace or {})
+        self._t0 = 0.0
+
+    async def __aenter__(self) -> _Call:
+        self._t0 = time.perf_counter()
+        return self
+
+    def _record(self, code: grpc.StatusCode) -> None:
+        labels = {"endpoint": f"grpc.{self.endpoint}", "code": code.name}
+        REQUESTS_TOTAL.labels(**labels).inc()
+        REQUEST_SECONDS.labels(**labels).observe(time.perf_counter() - self._t0)
+
+    def _set(self, code: grpc.StatusCode, details: str) -> None:
+        if self.context is not None:
+            self.context.set_code(code)
+            self.context.set_details(details)
+
+    def error(self, exc: BaseException) -> GrpcError:
+        """The status ``exc`` ends this call with (by the error table of :mod:`pipelines.errors`)."""
+        if isinstance(exc, GrpcError):
+            return GrpcError(exc.code, scrub(exc.details, self.replace))
+        if is_reported(exc):
+            status = error_status(exc)
+            if not status.user_error:
+                log.warning("gRPC %s: %s: %s", self.endpoint, error_kind(exc), exc)
+            return GrpcError(grpc.StatusCode[status.grpc_code], scrub(str(exc), self.replace))
+        log.error("gRPC %s failed", self.endpoint, exc_info=exc)
+        return GrpcError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        """Never swallows: re-raises ``exc`` or the :class:`GrpcError` it maps to."""
+        if exc is None:
+            self._record(grpc.StatusCode.OK)
+            return
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            self._record(grpc.StatusCode.CANCELLED)
+            self._set(grpc.StatusCode.CANCELLED, "client cancelled")
+            return
+        err = self.error(exc)
+        self._record(err.code)
+        self._set(err.code, err.details)
+        if err is exc:
+            return
+        raise err from exc
+
+
+_SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
+
+
+def _suffix(filename: str) -> str:
+    ext = os.path.splitext(os.path.basename(filename or ""))[1]
+    return ext.lower() if _SAFE_EXT.match(ext) else ".mp4"
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+class _Outbox:
+    """Bounded output queue; a slow reader loses the oldest messages, never blocks the session."""
+
+    def __init__(self, maxsize: int = OUT_QUEUE) -> None:
+        self.queue: asyncio.Queue[pb.LiveOutput] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def put(self, msg: pb.LiveOutput) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(msg)
+
+
+# ----------------------------------------------------------------------------- the methods
+
+
+class GrpcMethods:
+    """``backscore.v1.Backscore`` for the Ray Serve ingress deployment (see the module doc)."""
+
+    # What the host provides (serve.core.GatewayCore).
+    models: LiveModels
+    live_options: LiveOptions
+    jobs: JobRunner
+    workdirs: Workdirs
+    max_upload_bytes: int
+
+    if TYPE_CHECKING:
+        def library_spec(self, name: str) -> str: ...
+
+        def job_options(self, *, style: str | None = None, seed: int = 0, faces: bool = True, top_k: int = 5,
+                        per_segment: bool = False, library: str = "catalog") -> JobOptions: ...
+
+    # --------------------------------------------------------------- helpers
+    @contextlib.asynccontextmanager
+    async def _upload(self, media: pb.MediaRequest, call: _Call) -> AsyncIterator[str]:
+        """The uploaded video in a private temporary folder, removed afterwards."""
+        size = len(media.video)
+        if size == 0:
+            raise InputError("no video: MediaRequest.video is empty")
+        if size > self.max_upload_bytes:
+            raise LimitError(f"video of {size / MiB:.1f} MiB is larger than this server accepts "
+                             f"({self.max_upload_bytes / MiB:.0f} MiB)")
+        folder = self.workdirs.create("backscore-grpc-")
+        path = os.path.join(folder, "upload" + _suffix(media.filename))
+        call.replace[path] = os.path.basename(media.filename) or "the uploaded video"
+        call.replace[folder] = "<upload>"
+        try:
+            await self.jobs.run(_write, path, media.video)
+            yield path
+        finally:
+            await self.workdirs.remove(folder)
+
+    # --------------------------------------------------------------- offline jobs
+    async def Analyze(self, request: pb.MediaRequest,
+                      grpc_context: RayServegRPCContext | None = None) -> pb.AnalyzeReply:
+        async with _Call("Analyze", grpc_context) as call:
+            options = self.job_options(**job_fields(request.options))
+            async with self._upload(request, call) as path:
+                data = await self.jobs.run(analyze_file, path, options)
+            return analyze_reply(data)
+
+    async def Recommend(self, request: pb.RecommendRequest,
+                        grpc_context: RayServegRPCContext | None = None) -> pb.RecommendReply:
+        async with _Call("Recommend", grpc_context) as call:
+            library = self.library_spec(request.library)
+            options = self.job_options(**job_fields(request.media.options), top_k=int(request.top_k) or 5,
+                                       per_segment=bool(request.per_segment), library=request.library)
+            if library != "catalog":
+                call.replace[library] = request.library.strip()
+            async with self._upload(request.media, call) as path:
+                data = await self.jobs.run(recommend_file, path, options)
+            return recommend_reply(data)
+
+    async def Score(self, request: pb.ScoreRequest,
+                    grpc_context: RayServegRPCContext | None = None) -> AsyncIterator[pb.BgmChunk]:
+        async with _Call("Score", grpc_context) as call:
+            options = self.job_options(**job_fields(request.media.options))
+            async with self._upload(request.media, call) as path:
+                chunks = self.jobs.iterate(bgm_chunks(path, options))
+                try:
+                    while (chunk := await chunks.next()) is not None:
+                        yield bgm_message(chunk)
+                finally:
+                    # waits for a step still running in the pool (cancelled client), then closes the stream
+                    await finish_even_if_cancelled(asyncio.ensure_future(chunks.aclose()))
+
+    # --------------------------------------------------------------- live
+    async def Stream(self, requests: AsyncIterator[pb.LiveInput],
+                     grpc_context: RayServegRPCContext | None = None) -> AsyncIterator[pb.LiveOutput]:
+        async with _Call("Stream", grpc_context):
+            try:
+                first = await anext(requests)
+            except StopAsyncIteration:
+                raise InputError("empty stream: the first message must be a StreamConfig") from None
+            if first.WhichOneof("kind") != "config":
+                raise InputError("the first message of a Stream must be a StreamConfig")
+            options = live_options(self.live_options, first.config)
+            out = _Outbox()
+            session = LiveSession(self.models, options, hooks=PrometheusHooks(),
+                                  on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(r))))
+            ACTIVE_SESSIONS.labels(transport="grpc").inc()
+            SESSIONS_TOTAL.labels(transport="grpc").inc()
+            session.start()
+            reader = asyncio.create_task(self._read_live(requests, session), name=f"grpc-in-{session.session_id}")
+            pacer = asyncio.create_task(self._pace_live(session, out), name=f"grpc-out-{session.session_id}")
+            getter: asyncio.Task[pb.LiveOutput] | None = None
+            try:
+                while True:
+                    if getter is None:
+                        getter = asyncio.create_task(out.queue.get())
+                    done, _ = await asyncio.wait({getter, reader, pacer}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        msg = getter.result()
+                        getter = None
+                        yield msg
+                        continue
+                    if pacer in done:
+                        pacer.result()  # raises what stopped it
+                        break
+                    reader.result()  # raises a bad message
+                    if getattr(requests, "is_cancelled", lambda: False)():
+                        raise asyncio.CancelledError("client cancelled")
+                    break  # the client half-closed: end the session
+                if session.error is not None:
+                    raise session.error
+            finally:
+                # Ray re-sends a cancellation every few seconds while the request is still running: the
+                # ending runs in its own task so a second one can't cut it short and leak the session.
+                tasks = [t for t in (getter, reader, pacer) if t is not None]
+                await finish_even_if_cancelled(asyncio.create_task(
+                    self._end_live(session, tasks, out), name=f"grpc-end-{session.session_id}"))
+
+    @staticmethod
+    async def _end_live(session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox) -> None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await session.close()
+        finally:
+            ACTIVE_SESSIONS.labels(transport="grpc").dec()
+        if out.dropped:
+            log.warning("gRPC stream %s: %d output messages dropped (slow reader)", session.session_id, out.dropped)
+
+    @staticmethod
+    async def _read_live(requests: AsyncIterator[pb.LiveInput], session: LiveSession) -> None:
+        async for msg in requests:
+            kind = msg.WhichOneof("kind")
+            if kind == "video":
+                session.push_video(video_frame(msg.video))
+            elif kind == "audio":
+                session.push_audio(audio_frame(msg.audio))
+            elif kind == "config":
+                raise InputError("StreamConfig may only be the first message of a Stream")
+            else:
+                raise InputError("empty LiveInput message: set one of config, video, audio")
+
+    @staticmethod
+    async def _pace_live(session: LiveSession, out: _Outbox) -> None:
+        frames: list[np.ndarray] = []
+        first = 0
+        async for pts, frame in paced_frames(session):
+            if not frames:
+                first = pts
+            frames.append(frame)
+            if len(frames) == FRAMES_PER_MESSAGE:
+                out.put(pb.LiveOutput(music=pb.MusicChunk(pts=first, pcm=pcm16(np.concatenate(frames)))))
+                frames = []
+
+    # --------------------------------------------------------------- health
+    async def Check(self, request: health_pb2.HealthCheckRequest,
+                    grpc_context: RayServegRPCContext | None = None) -> health_pb2.HealthCheckResponse:
+        """``grpc.health.v1.Health/Check``: SERVING for "" and "backscore.v1.Backscore" (answered by a replica)."""
+        from grpc_health.v1 import health_pb2
+
+        if request.service not in ("", SERVICE_NAME):
+            if grpc_context is not None:
+                grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+                grpc_context.set_details(f"unknown service {request.service!r}")
+            raise GrpcError(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
