@@ -1,5 +1,6 @@
 """Tiny random-weight models of the real transformers classes (CLIP, wav2vec2, MusicGen), built in
-memory for the export/backend tests; configs as in test_neural_encoders.py and test_musicgen.py."""
+memory for the export/backend tests; configs as in engines/test_neural_encoders.py and
+engines/test_musicgen.py; :func:`clip_tokenizer`, a word-level stand-in for CLIP's tokenizer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
+from engines.base import EMOTIONS
+from engines.clip_encoder import TEMPLATES
 
 CLIP_VOCAB = 40
 W2V_LABELS = {0: "neu", 1: "hap", 2: "ang", 3: "sad"}
@@ -82,3 +86,27 @@ def tiny_musicgen(text_width: int = 24) -> Any:
             book.embed.copy_(torch.randn(book.embed.shape, generator=gen))
             book.embed_avg.copy_(book.embed)
     return model
+
+
+def clip_tokenizer() -> Any:
+    """Word-level stand-in for CLIP's BPE: ``<|startoftext|> ... <|endoftext|>`` with the end token
+    having the highest id, as in the real vocabulary (CLIP pools the text at the argmax id)."""
+    from tokenizers import Tokenizer, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "<|startoftext|>": 2}
+    for t in TEMPLATES:
+        for w in t.replace("{}", "").split():
+            vocab.setdefault(w, len(vocab))
+    for e in EMOTIONS:
+        vocab.setdefault(e, len(vocab))
+    vocab["<|endoftext|>"] = len(vocab)
+    tk = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<|startoftext|>",
+                                   eos_token="<|endoftext|>", unk_token="<unk>")

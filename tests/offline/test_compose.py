@@ -2,7 +2,7 @@
 
 The music engine here is the scripted fake of tests/fakes.py (fixed tempo per emotion, a transition bar on
 every change) so the scheduler's own logic is what is tested; the real composer is tested in
-test_composer.py and end to end in test_score_e2e.py.
+engines/test_composer.py and end to end in offline/test_score.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from engines.settings import PREFIX, Settings, SettingsError, markdown_table, setting, settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _code_files() -> list[Path]:

@@ -240,4 +240,4 @@ def test_bench_rank_is_fast_and_torch_free():
     assert out["p95_ms"] < 250  # generous: shared CI cores; the real budget (10k tracks) is 50 ms
     code = ("import sys, pipelines.library.profile, pipelines.library.ranking, pipelines.devtools.bench_rank; "
             "assert 'torch' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -21,7 +21,7 @@ from pipelines.offline.mix import (
     normalize_loudness,
     short_term_loudness,
 )
-from tests.media import load_word, pink_noise
+from tests.real_media import load_word, pink_noise
 
 CEILING = 10.0 ** (-1.0 / 20.0)
 

@@ -1,7 +1,7 @@
 """The gateway's HTTP API in-process (FastAPI TestClient over GatewayCore + InProcessModels), the Serve
 application in local testing mode, and the batching helpers of the deployments against the engines.
 
-The real multi-deployment application behind Ray's HTTP proxy is tested in test_serve_http.py.
+The real multi-deployment application behind Ray's HTTP proxy is tested in serve/test_ray_app.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipelines.analysis.mood import MoodTracker, SegmentOptions
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.inference import affect_steps, analyze_faces_batched, encode_audio_window, encode_frames_batched
 from pipelines.live.models import InProcessModels
-from serve.gateway import GatewayCore
+from serve.core import GatewayCore
 from serve.http.router import build_app
 from tests.conftest import make_video
 

@@ -25,8 +25,7 @@ from engines.base import EMOTIONS, EngineUnavailable
 from engines.fused_affect import FusedAffectModel, clip_affect
 from pipelines.cli import main
 from pipelines.media.decode import DecodeOptions, decode_video
-from tests.neural_tiny import save_tiny_wav2vec2
-from tests.test_neural_encoders import _tokenizer
+from tests.neural_tiny import clip_tokenizer, save_tiny_wav2vec2
 
 CLIP_ENV, W2V_ENV = "BACKSCORE_CLIP_WEIGHTS", "BACKSCORE_WAV2VEC2_WEIGHTS"
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
@@ -39,7 +38,7 @@ from tests.neural_tiny import isolated_onnx_cache  # noqa: E402, F401  (autouse 
 def _save_clip(d: Path) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    tok = _tokenizer()
+    tok = clip_tokenizer()
     torch.manual_seed(0)
     text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=1,
                 num_attention_heads=4, max_position_embeddings=16, projection_dim=16,

@@ -27,7 +27,7 @@ from pipelines.library.index import (
     audio_files,
     index_directory,
 )
-from tests.media import voices_dir
+from tests.real_media import voices_dir
 
 SR = 44_100
 HAS_MP3 = "libmp3lame" in av.codecs_available

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,35 +27,14 @@ W2V_LABELS = {0: "neu", 1: "hap", 2: "ang", 3: "sad"}
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 #: The CPU backends every test machine has (ONNX Runtime when installed).
 CPU_BACKENDS = ["torch-cpu", *(["ort-cpu"] if HAS_ORT else [])]
-#: Max abs difference between backends' rows (as tests/test_onnx_export.py, whose TOL is 1e-4).
+#: Max abs difference between backends' rows (as tests/engines/test_onnx_export.py, whose TOL is 1e-4).
 BACKEND_TOL = 1e-4
 
 
-from tests.neural_tiny import isolated_onnx_cache  # noqa: E402, F401  (autouse fixture)
-
-
-def _tokenizer() -> Any:
-    """Word-level stand-in for CLIP's BPE: ``<|startoftext|> ... <|endoftext|>`` with the end token
-    having the highest id, as in the real vocabulary (CLIP pools the text at the argmax id)."""
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<unk>": 1, "<|startoftext|>": 2}
-    for t in TEMPLATES:
-        for w in t.replace("{}", "").split():
-            vocab.setdefault(w, len(vocab))
-    for e in EMOTIONS:
-        vocab.setdefault(e, len(vocab))
-    vocab["<|endoftext|>"] = len(vocab)
-    tk = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>",
-        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<|startoftext|>",
-                                   eos_token="<|endoftext|>", unk_token="<unk>")
+from tests.neural_tiny import (  # noqa: E402
+    clip_tokenizer,
+    isolated_onnx_cache,  # noqa: F401  (autouse fixture)
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +42,7 @@ def clip_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     d = tmp_path_factory.mktemp("clip")
-    tok = _tokenizer()
+    tok = clip_tokenizer()
     torch.manual_seed(0)
     text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=1,
                 num_attention_heads=4, max_position_embeddings=16, projection_dim=16,

@@ -29,7 +29,7 @@ import pytest
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, render_audio, render_frame
 from pipelines.frames import AUDIO_RATE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
                                 "(scripts/install_chromium.sh installs it; .ci/run runs it)")

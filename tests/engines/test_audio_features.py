@@ -10,7 +10,7 @@ from scipy import signal
 
 from engines.audio_features import FeatureAudioEncoder, frame_features
 from engines.base import EngineError
-from tests.media import load_word, pink_noise
+from tests.real_media import load_word, pink_noise
 
 SR = 16000
 #: A handful of words from five speakers (English and German recordings).

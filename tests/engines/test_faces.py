@@ -37,7 +37,7 @@ from engines.faces import (
 skimage_data = pytest.importorskip("skimage.data")
 
 HAPPY = 2 + FACE_EMOTIONS.index("happy")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
