@@ -53,7 +53,8 @@ class AppArgs(BaseModel):
     #: Build the built-in catalog in the background at start (else on the first recommend).
     warm_catalog: bool = True
     music_idle_s: float = 120.0
-    #: WebRTC sessions per gateway replica; more offers get 503 (8 run clean on 2 cores: BENCHMARKS.md).
+    #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE
+    #: (8 run clean on 2 cores: BENCHMARKS.md).
     max_live_sessions: int = Field(default=8, ge=1)
     batch: BatchArgs = BatchArgs()
 

@@ -20,7 +20,7 @@ from pipelines.errors import LibraryError
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.options import JobOptions
-from serve.jobs import JobRunner, Workdirs
+from serve.jobs import JobRunner, SessionSlots, Workdirs
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
 
@@ -69,8 +69,11 @@ class GatewayCore:
         self.workdirs = Workdirs(tmp_dir or env.tmpdir)
         self.jobs = JobRunner(job_threads, max_pending_jobs)
         self._readiness = readiness
+        #: Live sessions of this replica, WebRTC and gRPC together: at most ``max_live_sessions``.
+        self.live_slots = SessionSlots(max_live_sessions)
         self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
-                                    max_sessions=max_live_sessions, directory=session_directory)
+                                    max_sessions=max_live_sessions, directory=session_directory,
+                                    slots=self.live_slots)
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
         #: background, so the first recommend does not wait for it (``warm_catalog=False``: on demand).
         self.catalog_state = "on demand"

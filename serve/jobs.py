@@ -6,6 +6,8 @@
   with ``Retry-After``, gRPC UNAVAILABLE).
 * :class:`BlockingIterator` -- a blocking iterator (the streamed score job's chunks) pulled one
   item at a time on that pool and closable from the loop, also while a pull is still running.
+* :class:`SessionSlots` -- the live sessions one gateway replica runs, WebRTC and gRPC ``Stream``
+  together, are at most ``max_live_sessions``; one more is :class:`~pipelines.errors.BusyError`.
 * :class:`Workdirs` -- a private temporary folder per request, removed when the response is done;
   :func:`scrub` takes the server's paths out of an error message before a client sees it.
 """
@@ -101,6 +103,25 @@ class BlockingIterator(Generic[T]):
                 await asyncio.wrap_future(fut)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._close)
+
+
+class SessionSlots:
+    """At most ``capacity`` live sessions at once, whatever their transport (see the module doc)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.in_use = 0
+
+    def acquire(self) -> None:
+        """Take a slot (on the event loop: no lock needed); :class:`BusyError` when all are taken."""
+        if self.in_use >= self.capacity:
+            raise BusyError(f"all {self.capacity} live sessions are in use; try again later")
+        self.in_use += 1
+
+    def release(self) -> None:
+        self.in_use = max(0, self.in_use - 1)
 
 
 class Workdirs:

@@ -10,11 +10,13 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.library.ranking import Recommendation
 from pipelines.library.tracks import TrackInfo
 from pipelines.progress import Progress
+
+if TYPE_CHECKING:
+    from pipelines.library.ranking import Recommendation
 
 #: Longest title shown in a table (longer ones are cut with an ellipsis).
 MAX_TITLE = 40

@@ -110,7 +110,7 @@ def decode_only(path: str) -> float:
 def run_score(path: str, outdir: str) -> tuple[float, float, dict[str, object]]:
     out = os.path.join(outdir, "scored.mp4")
     tl = os.path.join(outdir, "bench-timeline.json")
-    cmd = [sys.executable, "-m", "pipelines.cli.main", "score", path, "-o", out, "--timeline", tl, "--quiet"]
+    cmd = [sys.executable, "-m", "pipelines.cli", "score", path, "-o", out, "--timeline", tl, "--quiet"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -11,7 +11,9 @@ next to :class:`~serve.core.GatewayCore`, whose attributes are all it uses:
 * ``self.job_options(...)`` -- a client's options as a validated :class:`~pipelines.options.JobOptions`
   with the server's library and music engine (the same as HTTP's),
 * ``self.max_upload_bytes`` -- the largest video a client may send (``BACKSCORE_MAX_UPLOAD_MB``,
-  the same limit as HTTP uploads).
+  the same limit as HTTP uploads),
+* ``self.live_slots`` -- the :class:`~serve.jobs.SessionSlots` a ``Stream`` takes one of, shared with
+  the WebRTC sessions (``max_live_sessions`` for both transports).
 
 Ray Serve's gRPC proxy routes ``/backscore.v1.Backscore/Analyze`` to the ingress method named
 ``Analyze`` (and so on), passing the request message, and -- because the methods take a
@@ -70,7 +72,7 @@ from serve.grpc.protocol import (
     recommend_reply,
     video_frame,
 )
-from serve.jobs import JobRunner, Workdirs, scrub
+from serve.jobs import JobRunner, SessionSlots, Workdirs, scrub
 from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, SESSIONS_TOTAL, PrometheusHooks
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 
@@ -209,6 +211,7 @@ class GrpcMethods:
     live_options: LiveOptions
     jobs: JobRunner
     workdirs: Workdirs
+    live_slots: SessionSlots
     max_upload_bytes: int
 
     if TYPE_CHECKING:
@@ -282,6 +285,7 @@ class GrpcMethods:
             if first.WhichOneof("kind") != "config":
                 raise InputError("the first message of a Stream must be a StreamConfig")
             options = live_options(self.live_options, first.config)
+            self.live_slots.acquire()  # UNAVAILABLE when the replica runs all the live sessions it may
             out = _Outbox()
             session = LiveSession(self.models, options, hooks=PrometheusHooks(),
                                   on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(r))))
@@ -317,8 +321,7 @@ class GrpcMethods:
                 await finish_even_if_cancelled(asyncio.create_task(
                     self._end_live(session, tasks, out), name=f"grpc-end-{session.session_id}"))
 
-    @staticmethod
-    async def _end_live(session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox) -> None:
+    async def _end_live(self, session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -326,6 +329,7 @@ class GrpcMethods:
             await session.close()
         finally:
             ACTIVE_SESSIONS.labels(transport="grpc").dec()
+            self.live_slots.release()
         if out.dropped:
             log.warning("gRPC stream %s: %d output messages dropped (slow reader)", session.session_id, out.dropped)
 

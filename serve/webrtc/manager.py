@@ -24,11 +24,11 @@ import scipy.signal  # noqa: F401  pipelines.live.session resamples on the loop 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from pipelines.clock import Clock, SystemClock
-from pipelines.errors import BusyError
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.reports import LiveHooks
 from pipelines.live.session import LiveSession
+from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
 from serve.webrtc.directory import SessionDirectory
 from serve.webrtc.protocol import TRANSPORT, OfferError, parse_offer
@@ -54,12 +54,16 @@ class WebRtcManager:
         ice_servers: Sequence[str] = (),
         directory: SessionDirectory | None = None,
         sync_interval_s: float = 0.5,
+        slots: SessionSlots | None = None,
     ) -> None:
         self.models = models
         self.options = options or LiveOptions()
         self.hooks: LiveHooks = hooks if hooks is not None else PrometheusHooks()
         self.limits = WebRtcLimits(max_sessions=max_sessions, media_timeout_s=media_timeout_s,
                                    connect_timeout_s=connect_timeout_s, max_duration_s=max_duration_s)
+        #: The live-session slots this manager takes from: shared with the gRPC ``Stream`` call in the
+        #: gateway (one ``max_live_sessions`` for both transports), its own otherwise.
+        self.slots = slots or SessionSlots(max_sessions)
         self.clock: Clock = clock or SystemClock()
         # No STUN by default: aiortc's default (a public STUN server) is unreachable on closed networks
         # and would only delay gathering. Host candidates suffice on a LAN; pass STUN/TURN URLs otherwise.
@@ -79,8 +83,7 @@ class WebRtcManager:
         """Answer a client's offer: ``{"sdp", "type": "answer", "session_id"}``. Raises OfferError / BusyError."""
         offer = parse_offer(body, self.options)
         options = offer.options
-        if len(self.sessions) >= self.limits.max_sessions:
-            raise BusyError(f"all {self.limits.max_sessions} live sessions are in use; try again later")
+        self.slots.acquire()  # BusyError when the replica is full (any transport)
         sid = uuid.uuid4().hex[:12]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         live = LiveSession(self.models, options, clock=self.clock, hooks=self.hooks, session_id=sid)
@@ -98,6 +101,7 @@ class WebRtcManager:
             await pc.setLocalDescription(answer)
         except Exception as exc:
             del self.sessions[sid]
+            self.slots.release()
             sess.bgm.stop()
             for p in sess.pumps:
                 for t in p.tasks:
@@ -143,6 +147,7 @@ class WebRtcManager:
     def _forget(self, sess: WebRtcSession) -> None:
         if self.sessions.get(sess.id) is sess:
             del self.sessions[sess.id]
+            self.slots.release()
             ACTIVE_SESSIONS.labels(transport=TRANSPORT).dec()
 
     async def hang_up(self, session_id: str) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.settings import PREFIX, Settings, SettingsError, markdown_table, setting, settings
+from engines.settings import PREFIX, Settings, SettingsError, markdown_table, setting, settings, variables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def _code_files() -> list[Path]:
 
 
 def test_every_variable_the_code_names_is_a_setting() -> None:
-    fields = {PREFIX + f.upper() for f in Settings.model_fields}
+    fields = set(variables())
     named = {m for p in _code_files() for m in re.findall(r"BACKSCORE_[A-Z0-9_]+", p.read_text(encoding="utf-8"))}
     named.discard("BACKSCORE_")
     assert named <= fields, f"read outside engines/settings.py: {sorted(named - fields)}"
@@ -54,8 +54,13 @@ def test_values_are_read_at_call_time_and_checked(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(SettingsError, match="BACKSCORE_MAX_UPLOAD_MB"):
         settings()
     monkeypatch.setenv("BACKSCORE_MAX_UPLOAD_MB", "-1")
-    with pytest.raises(SettingsError, match=r"BACKSCORE_MAX_UPLOAD_MB.*greater than 0"):
+    with pytest.raises(SettingsError, match=r"BACKSCORE_MAX_UPLOAD_MB: must be at least"):
         settings()
+    monkeypatch.setenv("BACKSCORE_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("BACKSCORE_MODEL_NICENESS", "20")
+    with pytest.raises(SettingsError, match=r"BACKSCORE_MODEL_NICENESS: must be between 0 and 19"):
+        settings()
+    assert Settings.from_env({"BACKSCORE_MODEL_NICENESS": "0"}).model_niceness == 0
 
 
 def test_a_bad_variable_is_one_clear_cli_error(tmp_path: Path) -> None:

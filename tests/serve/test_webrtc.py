@@ -361,9 +361,11 @@ def test_http_errors_and_demo_page(backend: InProcessModels) -> None:
             err = r.json()["error"]
             assert err["type"] == "OfferError" and (word is None or word in err["message"]), err
         assert manager.sessions == {}  # nothing left behind by the rejected offers
-        manager.limits = replace(manager.limits, max_sessions=0)
+        manager.slots.acquire()  # the one slot is taken (by a session of any transport)
         r = http.post("/v1/webrtc/offer", json={"sdp": sdp, "type": "offer"})
         assert r.status_code == 503 and r.json()["error"]["type"] == "Busy" and r.headers["retry-after"]
+        assert r.json()["error"]["max_sessions"] == 1 and manager.slots.in_use == 1
+        manager.slots.release()
         assert http.delete("/v1/webrtc/nope").status_code == 404
         assert http.get("/v1/webrtc/sessions").json()["sessions"] == []
         page = http.get("/")
