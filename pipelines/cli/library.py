@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from pipelines.cli.args import Handler, add_affect_options
 from pipelines.cli.output import count_progress, print_json, recommendation_line, track_record, tracks_table
-from pipelines.errors import OptionError
+from pipelines.options import parse_top_k
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
@@ -71,8 +71,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from pipelines.media.decode import probe
     from pipelines.media.outputs import atomic_output, check_output_path
 
-    if args.top_k <= 0:
-        raise OptionError(f"--top-k must be at least 1 (got {args.top_k})")
+    parse_top_k(args.top_k, "--top-k")
     probe(args.input)  # a bad input fails before the library is built
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
