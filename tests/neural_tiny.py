@@ -73,7 +73,7 @@ def isolated_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 def tiny_musicgen(text_width: int = 24) -> Any:
     """A tiny MusicGen; ``text_width`` != 32 (the decoder's) exercises the enc_to_dec projection.
     The EnCodec codebooks (zeros at init: every code would decode alike) get random entries."""
-    from pipelines.devtools.bench_neural import musicgen_config, random_musicgen
+    from engines.musicgen.debug_models import musicgen_config, random_musicgen
 
     torch.manual_seed(0)
     config = musicgen_config("tiny", text_width=text_width)

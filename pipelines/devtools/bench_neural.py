@@ -25,6 +25,7 @@ import platform
 import time
 from typing import Any
 
+from engines.musicgen.debug_models import build_model
 from pipelines.devtools.bench import _replace_section
 from pipelines.frames import AUDIO_RATE
 
@@ -32,62 +33,6 @@ BEGIN = "<!-- bench:musicgen:begin -->"
 END = "<!-- bench:musicgen:end -->"
 ENC_BEGIN = "<!-- bench:encoders:begin -->"
 ENC_END = "<!-- bench:encoders:end -->"
-
-
-def musicgen_config(size: str, *, text_vocab: int = 100, text_width: int = 32) -> Any:
-    """A ``MusicgenConfig``: ``"small"`` has facebook/musicgen-small's values; ``"tiny"`` is the debug
-    model every test and CPU benchmark uses (2-layer T5 of ``text_width``, 2-layer 32-wide decoder,
-    4 codebooks of 64, 32 kHz mono EnCodec). The pad/start token is the codebook size."""
-    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
-
-    if size == "tiny":
-        text = T5Config(vocab_size=text_vocab, d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                        pad_token_id=0, eos_token_id=1)
-        codec = EncodecConfig(sampling_rate=32000, audio_channels=1, hidden_size=16, num_filters=4,
-                              upsampling_ratios=[8, 5, 4, 4], codebook_size=64, target_bandwidths=[1.2],
-                              num_lstm_layers=1, normalize=False, chunk_length_s=None)
-        dec = MusicgenDecoderConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                    ffn_dim=64, num_codebooks=4, pad_token_id=64, bos_token_id=64,
-                                    max_position_embeddings=2048)
-    elif size == "small":
-        text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
-        codec = EncodecConfig(sampling_rate=32000, hidden_size=128, num_filters=64, upsampling_ratios=[8, 5, 4, 4],
-                              codebook_size=2048, target_bandwidths=[2.2], num_lstm_layers=2, compress=2,
-                              norm_type="weight_norm", chunk_length_s=None)
-        dec = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                    ffn_dim=4096, num_codebooks=4, pad_token_id=2048, bos_token_id=2048,
-                                    max_position_embeddings=2048)
-    else:
-        raise ValueError(f"size must be tiny or small, got {size!r}")
-    return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(), decoder=dec.to_dict())
-
-
-def random_musicgen(config: Any) -> Any:
-    """``MusicgenForConditionalGeneration`` with random weights, its generation config set to start and pad
-    with the decoder's pad token."""
-    from transformers import MusicgenForConditionalGeneration
-
-    model = MusicgenForConditionalGeneration(config).eval()
-    pad = config.decoder.pad_token_id
-    gc = model.generation_config
-    gc.decoder_start_token_id = gc.pad_token_id = gc.bos_token_id = pad
-    return model
-
-
-def build_model(size: str) -> tuple[Any, Any]:
-    """Random-weight MusicGen model and processor of the given size."""
-    import torch
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import EncodecFeatureExtractor, MusicgenProcessor, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    tk = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    model = random_musicgen(musicgen_config(size))
-    return model, MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tok)
 
 
 def measure(size: str, batches: list[int], device: str, label: str, chunk_s: float = 2.0,

@@ -6,7 +6,6 @@ import dataclasses
 import importlib.util
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,58 +22,13 @@ from engines.musicgen import (
     MusicGenOptions,
     describe,
 )
+from engines.musicgen.debug_models import build_model
 
 K = 4  # codebooks
-WORDS = (  # noqa: SIM905 - a word list reads better as text
-    "lofi hip hop sad piano ballad upbeat pop epic orchestral ambient dark suspense cinematic film score "
-    "happy joyful exciting energetic relaxing peaceful neutral easy-going melancholic tense suspenseful "
-    "fearful eerie bright mellow electric soft drums warm bass acoustic guitar claps big brass strings choir "
-    "pads gentle no low pulsing synth ticking percussion solo timpani slow moderate tempo upbeat fast bpm"
-).split()
-
-
-def init_codebooks(model: Any) -> None:
-    """EnCodec codebooks start as zeros (every code decodes alike): seed each residual codebook
-    with encoder frames of random audio, as k-means initialisation would, so codes carry the audio."""
-    gen = torch.Generator().manual_seed(1)
-    t = torch.arange(32000 * 2) / 32000
-    noise = torch.randn(8, 1, t.numel(), generator=gen) * torch.linspace(0.05, 0.8, 8)[:, None, None]
-    tones = torch.stack([0.5 * torch.sin(2 * np.pi * f * t) for f in (55, 110, 220, 440, 880, 1760, 3520, 7040)])
-    with torch.no_grad():
-        frames = model.audio_encoder.encoder(torch.cat([noise, tones[:, None]]))  # (B, D, T)
-        residual = frames.transpose(1, 2).reshape(-1, frames.shape[1])
-        for layer in model.audio_encoder.quantizer.layers:
-            book = layer.codebook
-            pick = torch.randperm(residual.shape[0], generator=gen)[: book.embed.shape[0]]
-            book.embed.copy_(residual[pick])
-            book.embed_avg.copy_(book.embed)
-            residual = residual - book.decode(book.encode(residual))
-
-
 def build_tiny(directory: Path) -> None:
     """Save a tiny random MusicGen (T5 text encoder, 32 kHz EnCodec, 4 codebooks) and its processor."""
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import EncodecFeatureExtractor, MusicgenProcessor, PreTrainedTokenizerFast
-
-    from pipelines.devtools.bench_neural import musicgen_config, random_musicgen
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for w in WORDS:
-        for piece in [*w.split("-"), w]:
-            vocab.setdefault(piece, len(vocab))
-    for n in range(40, 200, 5):
-        vocab.setdefault(str(n), len(vocab))
-    tk = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-
-    torch.manual_seed(0)
-    config = musicgen_config("tiny", text_vocab=len(vocab))
-    assert config.audio_encoder.num_quantizers == config.decoder.num_codebooks == K
-    model = random_musicgen(config)
-    init_codebooks(model)
-    processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
+    model, processor = build_model("tiny")
+    assert model.config.audio_encoder.num_quantizers == model.config.decoder.num_codebooks == K
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
 

@@ -1,0 +1,403 @@
+"""Continuous batching of MusicGen streams: one scheduler per model replica advances every stream together.
+
+:class:`MusicGenScheduler` owns a :class:`~engines.musicgen.static_decoder.StaticDecoder` with a
+slot per stream, and a loop (:meth:`MusicGenScheduler.run_once`, on its own thread via
+:meth:`MusicGenScheduler.start`) that repeats, in the manner of vLLM's engine loop:
+
+1. **admit and retire** -- streams join (a free slot, position 0, the start column) and leave (the
+   last active slot moves into the freed one, so the active slots stay first) between steps;
+2. **texts** -- new descriptions are encoded by the text encoder in one batch and swapped into their
+   slots' cross-attention state (the stream's music so far is kept);
+3. **window slides** -- a stream whose positions ran out restarts from its last ``context`` frames
+   (:meth:`~engines.musicgen.static_decoder.StaticDecoder.prefill`), once every ``chunk`` of frames;
+4. **one step** -- every active stream that wants more frames than it has advances by one column
+   (:meth:`~engines.musicgen.static_decoder.StaticDecoder.step`); the others' rows are computed and
+   discarded (a full stream waits without leaving its slot); tokens are picked with each stream's
+   counter-based random numbers (:mod:`engines.musicgen.sampling`);
+5. **audio** -- streams with enough new complete frames are decoded by EnCodec together
+   (:class:`~engines.musicgen.codec_stream.CodecWindows`) and their audio is handed to them.
+
+Codes live on the device in the delayed layout MusicGen uses: column ``c`` holds frame ``c - 1 - k``
+of codebook ``k`` (column 0 is the start column), one row of ``cols`` per slot. A frame is complete
+once its last codebook is known, ``K - 1`` columns after its first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .codec_stream import CodecWindows
+from .options import MusicGenOptions
+from .sampling import pick
+from .static_decoder import StaticDecoder, positions_for
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+class SchedulerFull(RuntimeError):
+    """No free slot for another stream (admission control: the caller uses another engine or waits)."""
+
+
+@dataclass
+class ScheduledStream:
+    """One stream's state on the scheduler's side (the slot's device state is in the decoder)."""
+
+    sid: int
+    seed: int
+    text: str
+    slot: int = -1
+    #: Steps taken so far (the counter of the stream's random numbers).
+    steps: int = 0
+    #: Frames the consumer wants complete by now, and frames generated so far (absolute).
+    target_frames: int = 0
+    #: Absolute frame index of the slot's first frame (advances with each window slide).
+    frame_base: int = 0
+    #: Frames whose audio has been handed over.
+    emitted_frames: int = 0
+    pending_text: str | None = None
+    audio: deque[np.ndarray] = field(default_factory=deque)
+    audio_samples: int = 0
+    closed: bool = False
+    joined_at: float = 0.0
+    first_audio_at: float | None = None
+    text_changed_at: float | None = None
+    #: Clock time of the last text change that has not been heard yet (for latency metrics).
+    text_audio_latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SchedulerStats:
+    steps: int = 0
+    step_seconds: float = 0.0
+    batch_rows: int = 0
+    decodes: int = 0
+    decode_seconds: float = 0.0
+    slides: int = 0
+    text_encodes: int = 0
+
+
+class MusicGenScheduler:
+    """Continuous batching of MusicGen streams on one device (see the module doc).
+
+    ``capacity``: the most streams at once (their state is allocated up front); ``slide_s``: music
+    generated between two window slides (the context is ``options.context_s``); ``lead_frames``:
+    how far ahead of what its consumer took a stream is generated; ``sub_frames``: frames of audio
+    decoded and handed over at once (``<= 25``: half a second). Sampling follows ``options``.
+    """
+
+    def __init__(self, model: Any, processor: Any, options: MusicGenOptions, *, capacity: int = 16,
+                 slide_s: float = 2.0, device: str | None = None, dtype: torch.dtype | None = None,
+                 sub_frames: int = 25, lead_frames: int = 25, max_text: int = 64,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        import torch
+
+        self.model, self.processor, self.options = model, processor, options
+        cfg = model.config
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.K = int(cfg.decoder.num_codebooks)
+        self.pad = int(cfg.decoder.pad_token_id)
+        self.model_rate = int(cfg.audio_encoder.sampling_rate)
+        self.hop = int(np.prod(cfg.audio_encoder.upsampling_ratios))
+        self.frame_rate = self.model_rate / self.hop
+        self.ctx_frames = max(1, round(options.context_s * self.frame_rate))
+        self.max_positions = positions_for(options.context_s, slide_s, self.frame_rate, self.K)
+        self.decoder = StaticDecoder(model, capacity, self.max_positions, max_text,
+                                     guidance_scale=options.guidance_scale, dtype=dtype, device=self.device)
+        self.capacity = capacity
+        self.sub_frames = sub_frames
+        self.lead_frames = lead_frames
+        self.codec = CodecWindows(model, self.device, left_frames=round(options.decode_context_s * self.frame_rate),
+                                  hold_frames=2)
+        #: Codes per slot, delayed layout (see the module doc); one column more than positions.
+        self.cols = torch.full((capacity, self.K, self.max_positions + 1), self.pad, dtype=torch.long,
+                               device=self.device)
+        self._k = torch.arange(self.K, device=self.device)
+        self.streams: dict[int, ScheduledStream] = {}
+        self.active: list[ScheduledStream] = []  # by slot
+        self._joins: deque[ScheduledStream] = deque()
+        self._leaves: deque[ScheduledStream] = deque()
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self.clock = clock
+        self.stats = SchedulerStats()
+        self._next_sid = 0
+        #: Host copy of each slot's position, refreshed after every change of the device's.
+        self._pos: list[int] = [0] * capacity
+
+    # ------------------------------------------------------------------ consumer side (any thread)
+    def open(self, seed: int, text: str) -> ScheduledStream:
+        """A new stream; :class:`SchedulerFull` when every slot is taken."""
+        with self._lock:
+            if len(self.active) + len(self._joins) >= self.capacity:
+                raise SchedulerFull(f"all {self.capacity} MusicGen streams of this replica are in use")
+            st = ScheduledStream(self._next_sid, seed, text, joined_at=self.clock())
+            self._next_sid += 1
+            self.streams[st.sid] = st
+            self._joins.append(st)
+            self._lock.notify_all()
+            return st
+
+    def close(self, st: ScheduledStream) -> None:
+        with self._lock:
+            if not st.closed:
+                st.closed = True
+                self._leaves.append(st)
+                self._lock.notify_all()
+
+    def set_text(self, st: ScheduledStream, text: str) -> None:
+        """Condition the stream on ``text`` from its next step on."""
+        with self._lock:
+            if text != (st.pending_text or st.text):
+                st.pending_text = text
+                st.text_changed_at = self.clock()
+                self._lock.notify_all()
+
+    def take(self, st: ScheduledStream, n_samples: int, timeout: float | None = None) -> np.ndarray:
+        """The stream's next ``n_samples`` of model-rate audio, waiting for the scheduler to make them.
+
+        Asks for them (and ``lead_frames`` more) first, so the scheduler keeps the stream ahead."""
+        deadline = None if timeout is None else self.clock() + timeout
+        with self._lock:
+            want = st.emitted_frames + -(-max(0, n_samples - st.audio_samples) // self.hop)
+            st.target_frames = max(st.target_frames, want + self.lead_frames)
+            self._lock.notify_all()
+            while st.audio_samples < n_samples:
+                if st.closed:
+                    raise RuntimeError(f"stream {st.sid} is closed")
+                if self._thread is None:  # no thread: the caller drives the scheduler
+                    self._lock.release()
+                    try:
+                        self.run_once()
+                    finally:
+                        self._lock.acquire()
+                    continue
+                left = None if deadline is None else deadline - self.clock()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"stream {st.sid}: no audio within {timeout} s")
+                self._lock.wait(left)
+            parts: list[np.ndarray] = []
+            need = n_samples
+            while need:
+                head = st.audio[0]
+                if len(head) <= need:
+                    parts.append(st.audio.popleft())
+                    need -= len(head)
+                else:
+                    parts.append(head[:need])
+                    st.audio[0] = head[need:]
+                    need = 0
+            st.audio_samples -= n_samples
+            return np.concatenate(parts)
+
+    # ------------------------------------------------------------------ the loop
+    def start(self) -> None:
+        """Run the loop on a thread of its own until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="musicgen-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and not self._has_work():
+                    self._lock.wait(0.5)
+                if self._stop:
+                    return
+            try:
+                self.run_once()
+            except Exception:  # a failed step must not kill the replica's music: log, wake the waiters
+                log.exception("musicgen scheduler step failed")
+                time.sleep(0.1)
+
+    def _has_work(self) -> bool:
+        return bool(self._joins or self._leaves or any(
+            s.pending_text is not None or self._complete(s) < s.target_frames for s in self.active))
+
+    def _complete(self, st: ScheduledStream) -> int:
+        """Absolute frames of ``st`` whose every codebook is known."""
+        if st.slot < 0:
+            return st.frame_base
+        return st.frame_base + max(0, self._pos[st.slot] - self.K + 1)
+
+    def run_once(self) -> None:
+        """One round of the loop (see the module doc): admit/retire, texts, slides, a step, audio."""
+        import torch
+
+        with torch.inference_mode():
+            self._admit_and_retire()
+            self._encode_texts()
+            self._slide()
+            self._step()
+            self._emit_audio()
+
+    # ------------------------------------------------------------------ parts of a round
+    def _admit_and_retire(self) -> None:
+        with self._lock:
+            leaves, joins = list(self._leaves), list(self._joins)
+            self._leaves.clear()
+            self._joins.clear()
+        for st in leaves:
+            if st.slot < 0:
+                self.streams.pop(st.sid, None)
+                continue
+            last = len(self.active) - 1
+            freed = st.slot
+            if freed != last:
+                mover = self.active[last]
+                self.decoder.move(last, freed)
+                self.cols[freed] = self.cols[last]
+                self._pos[freed] = self._pos[last]
+                mover.slot = freed
+                self.active[freed] = mover
+            self.active.pop()
+            st.slot = -1
+            self.streams.pop(st.sid, None)
+            self.codec.forget(st.sid)
+        for st in joins:
+            if st.closed:
+                self.streams.pop(st.sid, None)
+                continue
+            st.slot = len(self.active)
+            self.active.append(st)
+            self.decoder.reset(st.slot)
+            self._pos[st.slot] = 0
+            self.cols[st.slot].fill_(self.pad)
+            st.pending_text = st.pending_text or st.text
+
+    def _encode_texts(self) -> None:
+        with self._lock:
+            todo = [(s, s.pending_text) for s in self.active if s.pending_text is not None]
+            for s, text in todo:
+                s.pending_text = None
+                assert text is not None
+                s.text = text
+        if not todo:
+            return
+        tok = self.processor.tokenizer([t for _, t in todo], padding=True, return_tensors="pt")
+        ids, mask = tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device)
+        hidden = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        for i, (s, _) in enumerate(todo):
+            self.decoder.set_text(s.slot, hidden[i], mask[i])
+        self.stats.text_encodes += 1
+
+    def _slide(self) -> None:
+        """Restart streams whose positions ran out from their last ``ctx_frames`` frames (see module doc)."""
+        for st in self.active:
+            pos = self._pos[st.slot]
+            if pos < self.max_positions:
+                continue
+            keep = self.ctx_frames + self.K  # columns: the start column, ctx frames, the codebook delay
+            shift = pos + 1 - keep
+            row = self.cols[st.slot]
+            new = row[:, shift : pos + 1].clone()
+            tri = self._k[:, None] >= torch_arange(keep, self.device)[None, :]  # column c < 1 + k: pad
+            new[tri] = self.pad
+            row.fill_(self.pad)
+            row[:, :keep] = new
+            logits = self.decoder.prefill(st.slot, new)
+            st.frame_base += shift
+            self._append(torch_tensor([st.slot], self.device), logits[None], [st])
+            self._pos[st.slot] = keep
+            self.stats.slides += 1
+
+    def _step(self) -> None:
+        import torch
+
+        n = len(self.active)
+        if n == 0:
+            return
+        with self._lock:
+            wants = [self._complete(s) < s.target_frames for s in self.active]
+        if not any(wants):
+            return
+        t0 = time.perf_counter()
+        slots = torch.arange(n, device=self.device)
+        pos = self.decoder.pos[:n].clone()
+        columns = self.cols[slots, :, pos]  # (n, K): each slot's newest column
+        logits = self.decoder.step(n, columns)
+        if not all(wants):  # a full stream keeps its state: undo its position, drop its token
+            keep = torch.tensor(wants, device=self.device)
+            self.decoder.pos[:n] = torch.where(keep, self.decoder.pos[:n], pos)
+            idx = [i for i, w in enumerate(wants) if w]
+            sel = torch.tensor(idx, device=self.device)
+            self._append(sel, logits[sel], [self.active[i] for i in idx])
+        else:
+            self._append(slots, logits, self.active)
+        self._pos = self.decoder.pos.tolist()
+        self.stats.steps += 1
+        self.stats.batch_rows += n
+        self.stats.step_seconds += time.perf_counter() - t0
+
+    def _append(self, slots: torch.Tensor, logits: torch.Tensor, streams: list[ScheduledStream]) -> None:
+        """Pick the next column of ``streams`` (in ``slots``) from ``logits`` and write it after their position."""
+        import torch
+
+        o = self.options
+        seeds = torch.tensor([s.seed for s in streams], dtype=torch.long, device=self.device)
+        steps = torch.tensor([s.steps for s in streams], dtype=torch.long, device=self.device)
+        tokens = pick(logits, seeds, steps, do_sample=o.do_sample, temperature=o.temperature, top_k=o.top_k)
+        pos = self.decoder.pos[slots]  # the new column's index
+        valid = (pos[:, None] - 1 - self._k[None, :]) >= 0  # codebook k holds frame pos-1-k
+        tokens = torch.where(valid, tokens, torch.full_like(tokens, self.pad))
+        self.cols[slots[:, None], self._k[None, :], pos[:, None]] = tokens
+        for s in streams:
+            s.steps += 1
+
+    def _emit_audio(self) -> None:
+        """Decode and hand over ``sub_frames`` of audio for every stream that has them complete."""
+        ready = []
+        for st in self.active:
+            complete = self._complete(st)
+            if complete - st.emitted_frames >= self.sub_frames + self.codec.hold_frames:
+                ready.append(st)
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        windows = [(st.slot, st.emitted_frames - st.frame_base, self.sub_frames) for st in ready]
+        audios = self.codec.decode(self.cols, windows, keys=[st.sid for st in ready])
+        now = self.clock()
+        with self._lock:
+            for st, audio in zip(ready, audios, strict=True):
+                st.audio.append(audio)
+                st.audio_samples += len(audio)
+                st.emitted_frames += self.sub_frames
+                if st.first_audio_at is None:
+                    st.first_audio_at = now
+                if st.text_changed_at is not None:
+                    st.text_audio_latencies.append(now - st.text_changed_at)
+                    st.text_changed_at = None
+            self._lock.notify_all()
+        self.stats.decodes += 1
+        self.stats.decode_seconds += time.perf_counter() - t0
+
+
+def torch_arange(n: int, device: Any) -> torch.Tensor:
+    import torch
+
+    return torch.arange(n, device=device)
+
+
+def torch_tensor(values: list[int], device: Any) -> torch.Tensor:
+    import torch
+
+    return torch.tensor(values, device=device)
