@@ -1,6 +1,6 @@
 # backscore -- see README.md. Every target sets itself up (.venv, test media) first.
 PY := .venv/bin/python
-.PHONY: setup media demo serve test check bench bench-gpu bench-live clean
+.PHONY: setup media demo serve test check bench bench-gpu bench-encoders bench-live clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -24,7 +24,12 @@ check: setup
 bench: setup media
 	$(PY) -m pipelines.devtools.bench --out BENCHMARKS.md
 
-bench-gpu: setup
+# bench-gpu runs on a bare CUDA machine too (torch, transformers, numpy; no .venv, no registry needed)
+GPU_PY := $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)
+bench-gpu:
+	$(GPU_PY) -m pipelines.devtools.bench_musicgen --out BENCHMARKS.md
+
+bench-encoders: setup
 	$(PY) -m pipelines.devtools.bench_neural --out BENCHMARKS.md
 
 bench-live: setup

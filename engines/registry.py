@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from engines.base import EngineUnavailable, MusicEngine
 
 #: Names :func:`create_music_engine` accepts.
-MUSIC_ENGINES: tuple[str, ...] = ("procedural", "musicgen")
+#: ``musicgen``: the streaming engine (persistent streams, continuous batching; torch on CUDA or the CPU);
+#: ``musicgen-chunked``: chunked continuation, whose text encoder and EnCodec decoder can run on the
+#: ONNX Runtime / TensorRT backends.
+MUSIC_ENGINES: tuple[str, ...] = ("procedural", "musicgen", "musicgen-chunked")
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,27 @@ def _backend_note(what: str, backend: str | None) -> str:
     return f"; {what} on {line}"
 
 
-def _musicgen(weights: str | None, backend: str | None = "auto") -> EngineStatus:
+def _musicgen(weights: str | None, backend: str | None = "auto") -> list[EngineStatus]:
     from engines.musicgen import INSTALL_HINT, MODEL_ID, find_weights, missing_weights_message
 
+    names = ("musicgen", "musicgen-chunked")
     if not _has("transformers") or not _has("torch"):
-        return EngineStatus("musicgen", "music", False, f"package not installed: transformers ({INSTALL_HINT})")
+        return [EngineStatus(n, "music", False, f"package not installed: transformers ({INSTALL_HINT})") for n in names]
     path, where = find_weights(weights)
     if path is None:
-        return EngineStatus("musicgen", "music", False, missing_weights_message(where))
-    note = _backend_note("text encoder + EnCodec decoder", backend) + ", decoder loop in torch"
-    return EngineStatus("musicgen", "music", True, f"{MODEL_ID} weights from {where}{note}")
+        return [EngineStatus(n, "music", False, missing_weights_message(where)) for n in names]
+    device = "CUDA" if _cuda_light() else "the CPU (a GPU engine: slower than real time here)"
+    return [
+        EngineStatus("musicgen", "music", True, f"{MODEL_ID} weights from {where}; streaming on {device}"),
+        EngineStatus("musicgen-chunked", "music", True, f"{MODEL_ID} weights from {where}"
+                     + _backend_note("text encoder + EnCodec decoder", backend) + ", decoder loop in torch"),
+    ]
+
+
+def _cuda_light() -> bool:
+    from engines.devices import torch_cuda_light
+
+    return torch_cuda_light()[0]
 
 
 def _neural(name: str, kind: str, module: str, weights: str | None, backend: str | None = "auto") -> EngineStatus:
@@ -155,15 +169,17 @@ def engine_statuses(weights: dict[str, str] | None = None, backend: str | None =
     ``backend``: the ``--backend`` preference, for which backend each neural engine would use."""
     weights = weights or {}
     fer = _faces()
+    clip = _neural("clip", "frames", "engines.clip_encoder", weights.get("clip"), backend)
+    w2v = _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2"), backend)
     statuses = [
         _procedural(),
-        _musicgen(weights.get("musicgen"), backend),
+        *_musicgen(weights.get("musicgen"), backend),
         EngineStatus("feature-frames", "frames", True, "colour, light, motion and cut features (numpy)"),
         EngineStatus("feature-audio", "audio", True, "loudness, spectrum, onsets and speech activity (numpy)"),
         EngineStatus("feature-affect", "affect", True, "documented feature -> valence/arousal mapping"),
         fer,
-        clip := _neural("clip", "frames", "engines.clip_encoder", weights.get("clip"), backend),
-        w2v := _neural("wav2vec2", "audio", "engines.wav2vec2_encoder", weights.get("wav2vec2"), backend),
+        clip,
+        w2v,
         *_affect_engines(clip, w2v, weights.get("amt")),
         _onnxruntime(),
         *_backends(backend),
@@ -181,6 +197,10 @@ def create_music_engine(name: str, weights: str | None = None, backend: str = "a
 
         return ProceduralMusicEngine()
     if name == "musicgen":
+        from engines.musicgen.streaming import StreamingMusicGenEngine
+
+        return StreamingMusicGenEngine.from_pretrained(weights, backend=backend)
+    if name == "musicgen-chunked":
         from engines.musicgen import MusicGenEngine
 
         return MusicGenEngine.from_pretrained(weights, backend=backend)

@@ -21,7 +21,8 @@ import time
 import urllib.request
 from typing import Any
 
-from pipelines.devtools.bench import _replace_section, machine
+from pipelines.devtools.bench import machine
+from pipelines.devtools.report import replace_section
 
 BEGIN = "<!-- bench:live:begin -->"
 END = "<!-- bench:live:end -->"
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        _replace_section(args.out, BEGIN, END, "Live serving", text)
+        replace_section(args.out, BEGIN, END, "Live serving", text)
     return 0
 
 

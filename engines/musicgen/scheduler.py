@@ -29,62 +29,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .codec_stream import CodecWindows
+from .graphs import StepGraphs
 from .options import MusicGenOptions
 from .sampling import pick
+from .scheduled import ScheduledStream, SchedulerFull, SchedulerStats
 from .static_decoder import StaticDecoder, positions_for
 
 if TYPE_CHECKING:
     import torch
 
+
 log = logging.getLogger(__name__)
-
-
-class SchedulerFull(RuntimeError):
-    """No free slot for another stream (admission control: the caller uses another engine or waits)."""
-
-
-@dataclass
-class ScheduledStream:
-    """One stream's state on the scheduler's side (the slot's device state is in the decoder)."""
-
-    sid: int
-    seed: int
-    text: str
-    slot: int = -1
-    #: Steps taken so far (the counter of the stream's random numbers).
-    steps: int = 0
-    #: Frames the consumer wants complete by now, and frames generated so far (absolute).
-    target_frames: int = 0
-    #: Absolute frame index of the slot's first frame (advances with each window slide).
-    frame_base: int = 0
-    #: Frames whose audio has been handed over.
-    emitted_frames: int = 0
-    pending_text: str | None = None
-    audio: deque[np.ndarray] = field(default_factory=deque)
-    audio_samples: int = 0
-    closed: bool = False
-    joined_at: float = 0.0
-    first_audio_at: float | None = None
-    text_changed_at: float | None = None
-    #: Clock time of the last text change that has not been heard yet (for latency metrics).
-    text_audio_latencies: list[float] = field(default_factory=list)
-
-
-@dataclass
-class SchedulerStats:
-    steps: int = 0
-    step_seconds: float = 0.0
-    batch_rows: int = 0
-    decodes: int = 0
-    decode_seconds: float = 0.0
-    slides: int = 0
-    text_encodes: int = 0
 
 
 class MusicGenScheduler:
@@ -98,7 +58,7 @@ class MusicGenScheduler:
 
     def __init__(self, model: Any, processor: Any, options: MusicGenOptions, *, capacity: int = 16,
                  slide_s: float = 2.0, device: str | None = None, dtype: torch.dtype | None = None,
-                 sub_frames: int = 25, lead_frames: int = 25, max_text: int = 64,
+                 sub_frames: int = 25, lead_frames: int = 25, max_text: int = 64, cuda_graphs: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         import torch
 
@@ -133,8 +93,18 @@ class MusicGenScheduler:
         self.clock = clock
         self.stats = SchedulerStats()
         self._next_sid = 0
-        #: Host copy of each slot's position, refreshed after every change of the device's.
+        #: Host copy of each slot's position (kept in step with the device's without reading it back).
         self._pos: list[int] = [0] * capacity
+        #: Per slot on the device: the stream's seed, its step counter, whether it takes this step.
+        self.seeds = torch.zeros(capacity, dtype=torch.long, device=self.device)
+        self.steps = torch.zeros(capacity, dtype=torch.long, device=self.device)
+        self.want = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self._want_cpu = torch.zeros(capacity, dtype=torch.bool, pin_memory=self.device.type == "cuda")
+        self._want_host = self._want_cpu.numpy()
+        self._slots = torch.arange(capacity, device=self.device)
+        self.graphs = StepGraphs()
+        if cuda_graphs:
+            self.capture_graphs()
 
     # ------------------------------------------------------------------ consumer side (any thread)
     def open(self, seed: int, text: str) -> ScheduledStream:
@@ -267,9 +237,14 @@ class MusicGenScheduler:
                 self.decoder.move(last, freed)
                 self.cols[freed] = self.cols[last]
                 self._pos[freed] = self._pos[last]
+                self.seeds[freed] = self.seeds[last]
+                self.steps[freed] = self.steps[last]
                 mover.slot = freed
                 self.active[freed] = mover
             self.active.pop()
+            self.decoder.reset(last)
+            self.steps[last] = 0
+            self._pos[last] = 0
             st.slot = -1
             self.streams.pop(st.sid, None)
             self.codec.forget(st.sid)
@@ -281,6 +256,8 @@ class MusicGenScheduler:
             self.active.append(st)
             self.decoder.reset(st.slot)
             self._pos[st.slot] = 0
+            self.seeds[st.slot] = st.seed
+            self.steps[st.slot] = st.steps
             self.cols[st.slot].fill_(self.pad)
             st.pending_text = st.pending_text or st.text
 
@@ -298,10 +275,14 @@ class MusicGenScheduler:
         hidden = self.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         for i, (s, _) in enumerate(todo):
             self.decoder.set_text(s.slot, hidden[i], mask[i])
+            # the next step feeds column pos and makes column pos + 1: codebook 0 of frame pos
+            s.change_frame = s.frame_base + self._pos[s.slot]
         self.stats.text_encodes += 1
 
     def _slide(self) -> None:
         """Restart streams whose positions ran out from their last ``ctx_frames`` frames (see module doc)."""
+        import torch
+
         for st in self.active:
             pos = self._pos[st.slot]
             if pos < self.max_positions:
@@ -310,19 +291,24 @@ class MusicGenScheduler:
             shift = pos + 1 - keep
             row = self.cols[st.slot]
             new = row[:, shift : pos + 1].clone()
-            tri = self._k[:, None] >= torch_arange(keep, self.device)[None, :]  # column c < 1 + k: pad
+            tri = self._k[:, None] >= torch.arange(keep, device=self.device)[None, :]  # column c < 1 + k: pad
             new[tri] = self.pad
             row.fill_(self.pad)
             row[:, :keep] = new
             logits = self.decoder.prefill(st.slot, new)
             st.frame_base += shift
-            self._append(torch_tensor([st.slot], self.device), logits[None], [st])
-            self._pos[st.slot] = keep
+            o = self.options
+            slot = st.slot
+            tok = pick(logits[None], self.seeds[slot : slot + 1], self.steps[slot : slot + 1],
+                       do_sample=o.do_sample, temperature=o.temperature, top_k=o.top_k)[0]
+            valid = (keep - 1 - self._k) >= 0
+            row[:, keep] = torch.where(valid, tok, torch.full_like(tok, self.pad))
+            self.steps[slot] += 1
+            st.steps += 1
+            self._pos[slot] = keep
             self.stats.slides += 1
 
     def _step(self) -> None:
-        import torch
-
         n = len(self.active)
         if n == 0:
             return
@@ -331,37 +317,51 @@ class MusicGenScheduler:
         if not any(wants):
             return
         t0 = time.perf_counter()
-        slots = torch.arange(n, device=self.device)
-        pos = self.decoder.pos[:n].clone()
-        columns = self.cols[slots, :, pos]  # (n, K): each slot's newest column
-        logits = self.decoder.step(n, columns)
-        if not all(wants):  # a full stream keeps its state: undo its position, drop its token
-            keep = torch.tensor(wants, device=self.device)
-            self.decoder.pos[:n] = torch.where(keep, self.decoder.pos[:n], pos)
-            idx = [i for i, w in enumerate(wants) if w]
-            sel = torch.tensor(idx, device=self.device)
-            self._append(sel, logits[sel], [self.active[i] for i in idx])
-        else:
-            self._append(slots, logits, self.active)
-        self._pos = self.decoder.pos.tolist()
+        self._want_host[:n] = wants
+        self._want_host[n:] = False
+        self.want.copy_(self._want_cpu, non_blocking=True)
+        self.graphs.run(n, self._advance)
+        for st, w in zip(self.active, wants, strict=True):
+            if w:
+                self._pos[st.slot] += 1
+                st.steps += 1
         self.stats.steps += 1
         self.stats.batch_rows += n
         self.stats.step_seconds += time.perf_counter() - t0
 
-    def _append(self, slots: torch.Tensor, logits: torch.Tensor, streams: list[ScheduledStream]) -> None:
-        """Pick the next column of ``streams`` (in ``slots``) from ``logits`` and write it after their position."""
+    def _advance(self, n: int) -> None:
+        """On the device only: slots ``0..n-1`` whose ``want`` is set take one step and get their next
+        column; the others keep their state. No host synchronisation (a CUDA graph replays it)."""
         import torch
 
+        slots = self._slots[:n]
+        want = self.want[:n]
+        columns = self.cols[slots, :, self.decoder.pos[:n]]  # (n, K): each slot's newest column
+        logits = self.decoder.step(n, columns, advance=want)
         o = self.options
-        seeds = torch.tensor([s.seed for s in streams], dtype=torch.long, device=self.device)
-        steps = torch.tensor([s.steps for s in streams], dtype=torch.long, device=self.device)
-        tokens = pick(logits, seeds, steps, do_sample=o.do_sample, temperature=o.temperature, top_k=o.top_k)
-        pos = self.decoder.pos[slots]  # the new column's index
-        valid = (pos[:, None] - 1 - self._k[None, :]) >= 0  # codebook k holds frame pos-1-k
+        tokens = pick(logits, self.seeds[:n], self.steps[:n], do_sample=o.do_sample, temperature=o.temperature,
+                      top_k=o.top_k)
+        new = self.decoder.pos[:n]  # the new column's index (unchanged for a slot that did not step)
+        valid = (new[:, None] - 1 - self._k[None, :]) >= 0  # codebook k holds frame pos-1-k
+        idx = (slots[:, None], self._k[None, :], new[:, None])
         tokens = torch.where(valid, tokens, torch.full_like(tokens, self.pad))
-        self.cols[slots[:, None], self._k[None, :], pos[:, None]] = tokens
-        for s in streams:
-            s.steps += 1
+        self.cols[idx] = torch.where(want[:, None], tokens, self.cols[idx])
+        self.steps[:n] += want.long()
+
+    def capture_graphs(self) -> None:
+        """Capture the step as CUDA graphs (:mod:`engines.musicgen.graphs`); before any stream joins."""
+        if self.device.type != "cuda":
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        if self.active:
+            raise RuntimeError("capture the graphs before any stream joins")
+
+        def reset() -> None:
+            self.want.zero_()
+            self.decoder.pos.zero_()
+            self.steps.zero_()
+            self.cols.fill_(self.pad)
+
+        self.graphs.capture(self._advance, self.capacity, reset, reset)
 
     def _emit_audio(self) -> None:
         """Decode and hand over ``sub_frames`` of audio for every stream that has them complete."""
@@ -383,21 +383,10 @@ class MusicGenScheduler:
                 st.emitted_frames += self.sub_frames
                 if st.first_audio_at is None:
                     st.first_audio_at = now
-                if st.text_changed_at is not None:
+                if (st.text_changed_at is not None and st.change_frame is not None
+                        and st.emitted_frames > st.change_frame):
                     st.text_audio_latencies.append(now - st.text_changed_at)
                     st.text_changed_at = None
             self._lock.notify_all()
         self.stats.decodes += 1
         self.stats.decode_seconds += time.perf_counter() - t0
-
-
-def torch_arange(n: int, device: Any) -> torch.Tensor:
-    import torch
-
-    return torch.arange(n, device=device)
-
-
-def torch_tensor(values: list[int], device: Any) -> torch.Tensor:
-    import torch
-
-    return torch.tensor(values, device=device)

@@ -230,17 +230,24 @@ class StaticDecoder:
         cond, uncond = logits[0::2], logits[1::2]
         return uncond + (cond - uncond) * self.guidance_scale
 
-    def step(self, n: int, columns: torch.Tensor) -> torch.Tensor:
+    def step(self, n: int, columns: torch.Tensor, advance: torch.Tensor | None = None) -> torch.Tensor:
         """Advance slots ``0..n-1`` by one position: ``columns`` ``(n, K)`` are their previous columns of
         codes; returns the guided logits of the next column ``(n, K, V)`` and moves each slot's position
-        on by one. A slot whose position reached ``max_positions`` must be re-primed first."""
+        on by one -- only where ``advance`` ``(n,)`` is True when it is given (the others' rows are
+        computed and their keys/values written at their position, to be overwritten by their next real
+        step). A slot whose position reached ``max_positions`` must be re-primed first."""
+        import torch
+
         rows = slice(0, n * self.rows_per_slot)
         cols = columns.repeat_interleave(self.rows_per_slot, dim=0)[:, :, None]  # (R, K, 1)
         pos = self.pos[:n].repeat_interleave(self.rows_per_slot)[:, None]  # (R, 1)
         x = self._embed(cols, pos)
         for i in range(len(self.layers)):
             x = self._layer(i, x, rows, pos, None)
-        self.pos[:n] += 1
+        if advance is None:
+            self.pos[:n] += 1
+        else:
+            self.pos[:n] = torch.where(advance, self.pos[:n] + 1, self.pos[:n])
         return self._logits(x[:, -1])
 
     def prefill(self, slot: int, columns: torch.Tensor) -> torch.Tensor:

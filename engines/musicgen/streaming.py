@@ -24,12 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.base import STYLES, BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStream, MusicStreamOptions
+from engines.base import (
+    STYLES,
+    BarInfo,
+    EngineUnavailable,
+    MoodControl,
+    MusicChunk,
+    MusicEngine,
+    MusicStream,
+    MusicStreamOptions,
+)
 
 from .checkpoint import WEIGHTS
 from .options import MusicGenOptions
 from .prompts import STYLE_WORDS, describe, resolve_style, tempo_for
-from .scheduler import MusicGenScheduler, ScheduledStream, SchedulerFull
+from .scheduled import ScheduledStream, SchedulerFull
+from .scheduler import MusicGenScheduler
 
 if TYPE_CHECKING:
     pass
@@ -177,16 +187,32 @@ class StreamingMusicGenEngine(MusicEngine):
             self.model, processor, self.options, capacity=s.capacity, slide_s=s.slide_s, device=str(dev),
             dtype=dtype, sub_frames=max(1, round(s.chunk_s * frame_rate)),
             lead_frames=max(0, round(s.lead_s * frame_rate)))
-        self._seeds = np.random.SeedSequence(self.options.seed)
+        #: A new mood is heard after what is generated ahead: the offline plan asks that many chunks early.
+        self.change_latency_chunks = max(0, round(s.lead_s / s.chunk_s))
         if s.threaded:
             self.scheduler.start()
 
     @classmethod
     def from_pretrained(cls, weights: str | None = None, device: str | None = None, allow_download: bool = False,
-                        options: MusicGenOptions | None = None,
-                        streaming: StreamingOptions | None = None) -> StreamingMusicGenEngine:
+                        options: MusicGenOptions | None = None, streaming: StreamingOptions | None = None,
+                        backend: str = "auto") -> StreamingMusicGenEngine:
+        """Load model and processor from ``weights`` / ``$BACKSCORE_MUSICGEN_WEIGHTS`` / the HF cache (see
+        :data:`~engines.musicgen.checkpoint.WEIGHTS`). The engine runs in torch: ``backend`` may be ``auto``,
+        ``torch-cuda`` or ``torch-cpu`` (which also picks ``device``); another backend is
+        :class:`EngineUnavailable` naming the engine that runs parts of MusicGen there."""
+        from engines.backends import requested_backend
+
+        try:
+            wanted, _ = requested_backend(backend)
+        except ValueError as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        if wanted not in ("auto", "torch-cuda", "torch-cpu"):
+            raise EngineUnavailable(f"the streaming MusicGen engine runs in torch (torch-cuda or torch-cpu), not "
+                                    f"{wanted}; --engine musicgen-chunked runs its text encoder and EnCodec there")
+        if device is None and wanted != "auto":
+            device = "cuda" if wanted == "torch-cuda" else "cpu"
         model, processor, path = WEIGHTS.load("MusicgenForConditionalGeneration", "AutoProcessor", weights,
-                                              allow_download=allow_download, backend="auto")
+                                              allow_download=allow_download, backend=backend)
         engine = cls(model, processor, options, streaming, device)
         log.info("musicgen (streaming): loaded %s on %s, %d streams", path, engine.scheduler.device,
                  engine.scheduler.capacity)

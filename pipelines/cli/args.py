@@ -48,7 +48,7 @@ def split_weights(values: list[str] | None, music_engine: str | None = None) -> 
     except ValueError as exc:
         raise OptionError(str(exc)) from exc
     music = w.pop("musicgen", None)
-    if music_engine == "musicgen" and "" in w:
+    if music_engine in ("musicgen", "musicgen-chunked") and "" in w:
         if music is not None:
             raise OptionError("--weights: a plain DIR and musicgen=DIR given; name the other model: clip=DIR, ...")
         music = w.pop("")

@@ -20,8 +20,10 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     sc.add_argument("--style", default="auto", help=f"music style: auto (from the mood) or one of {', '.join(STYLES)}")
     sc.add_argument("--seed", type=int, default=0, help="random seed for the composer (default 0)")
     sc.add_argument("--no-faces", action="store_true", help="skip face-expression analysis")
-    sc.add_argument("--engine", default="procedural", metavar="procedural|musicgen",
-                    help="music engine: the embedded procedural composer (default) or MusicGen (needs --weights)")
+    sc.add_argument("--engine", default="procedural", metavar="procedural|musicgen|musicgen-chunked",
+                    help="music engine: the embedded procedural composer (default) or MusicGen (needs --weights): "
+                    "musicgen streams (a GPU engine), musicgen-chunked continues chunk by chunk and can run its "
+                    "text encoder and EnCodec on the ONNX Runtime / TensorRT backends")
     sc.add_argument("--weights", action="append", metavar="[NAME=]DIR",
                     help="local model weights, repeatable: a plain DIR for --engine musicgen (or "
                     "BACKSCORE_MUSICGEN_WEIGHTS, or the Hugging Face cache); NAME=DIR for the affect engine's models "

@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from pipelines.devtools.report import cpu_name, replace_section
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene, encode_audio, render_audio
 from pipelines.frames import AUDIO_RATE
 from pipelines.media.decode import load_audio
@@ -122,15 +122,7 @@ def run_score(path: str, outdir: str) -> tuple[float, float, dict[str, object]]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            m = re.search(r"model name\s*:\s*(.+)", fh.read())
-            if m:
-                cpu = m.group(1).strip()
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, PyAV {av.__version__}"
+    return f"{cpu_name()}, Python {platform.python_version()}, PyAV {av.__version__}"
 
 
 def recommend_section(directory: str) -> str:
@@ -173,18 +165,6 @@ def recommend_section(directory: str) -> str:
     ])
 
 
-def _replace_section(path: str, begin: str, end: str, title: str, text: str) -> None:
-    body = f"{begin}\n{text}\n{end}"
-    old = "# Benchmarks\n"
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            old = fh.read()
-    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _m: body, old, flags=re.S) if begin in old else (
-        old.rstrip() + f"\n\n## {title}\n\n" + body + "\n")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dir", default="bench-out")
@@ -220,12 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        _replace_section(args.out, BEGIN, END, "`backscore score` end to end", text)
+        replace_section(args.out, BEGIN, END, "`backscore score` end to end", text)
     if not args.skip_recommend:
         rec = recommend_section(args.dir)
         print(rec)
         if args.out:
-            _replace_section(args.out, REC_BEGIN, REC_END, "Recommendation: catalog, library index, ranking", rec)
+            replace_section(args.out, REC_BEGIN, REC_END, "Recommendation: catalog, library index, ranking", rec)
     return 0
 
 

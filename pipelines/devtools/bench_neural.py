@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from engines.musicgen.debug_models import build_model
-from pipelines.devtools.bench import _replace_section
+from pipelines.devtools.report import replace_section
 from pipelines.frames import AUDIO_RATE
 
 BEGIN = "<!-- bench:musicgen:begin -->"
@@ -189,13 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(measure(size, batches, device, label))
         print(text)
         if args.out:
-            _replace_section(args.out, BEGIN, END, "MusicGen chunked continuation (`make bench-gpu`)", text)
+            replace_section(args.out, BEGIN, END, "MusicGen chunked continuation (`make bench-gpu`)", text)
     if args.part in ("all", "encoders"):
         enc_size = args.encoder_size or ("base" if device == "cuda" else "tiny")
         text = "\n".join(measure_encoders(enc_size, device))
         print(text)
         if args.out:
-            _replace_section(args.out, ENC_BEGIN, ENC_END, "Encoders per inference backend (`make bench-gpu`)", text)
+            replace_section(args.out, ENC_BEGIN, ENC_END, "Encoders per inference backend (`make bench-gpu`)", text)
     return 0
 
 

@@ -185,7 +185,7 @@ def test_backend_choice_and_errors(weights: Path, monkeypatch: pytest.MonkeyPatc
     from engines.backends import choose_backend
     from engines.registry import create_music_engine
 
-    eng = create_music_engine("musicgen", str(weights), backend="auto")
+    eng = create_music_engine("musicgen-chunked", str(weights), backend="auto")
     assert isinstance(eng, MusicGenEngine) and eng.backend == choose_backend().name
     assert eng.parts["decoder"] == "torch-cpu"  # the loop stays in torch whatever the backend
     monkeypatch.setenv("BACKSCORE_BACKEND", "torch-cpu")
@@ -193,7 +193,7 @@ def test_backend_choice_and_errors(weights: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("BACKSCORE_BACKEND")
     if importlib.util.find_spec("tensorrt") is None:
         with pytest.raises(EngineUnavailable, match=r"backend tensorrt \(argument\) cannot run here"):
-            create_music_engine("musicgen", str(weights), backend="tensorrt")
+            create_music_engine("musicgen-chunked", str(weights), backend="tensorrt")
     with pytest.raises(ValueError, match="unknown backend"):
         MusicGenEngine.from_pretrained(str(weights), backend="cuda")
 
@@ -269,7 +269,7 @@ def test_registry_reports_and_creates(weights: Path, tmp_path: Path, monkeypatch
     ok = {s.name: s for s in engine_statuses({"musicgen": str(weights)})}["musicgen"]
     assert ok.available and str(weights) in ok.detail
     assert isinstance(create_music_engine("procedural"), ProceduralMusicEngine)
-    assert isinstance(create_music_engine("musicgen", str(weights)), MusicGenEngine)
+    assert isinstance(create_music_engine("musicgen-chunked", str(weights)), MusicGenEngine)
     with pytest.raises(EngineUnavailable):
         create_music_engine("musicgen", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="procedural, musicgen"):

@@ -21,7 +21,8 @@ from engines.musicgen import MusicGenOptions
 from engines.musicgen.debug_models import build_model
 from engines.musicgen.prompts import describe
 from engines.musicgen.sampling import pick, uniforms
-from engines.musicgen.scheduler import MusicGenScheduler, SchedulerFull
+from engines.musicgen.scheduled import SchedulerFull
+from engines.musicgen.scheduler import MusicGenScheduler
 from engines.musicgen.static_decoder import StaticDecoder
 from engines.musicgen.streaming import StreamingMusicGenEngine, StreamingOptions
 
@@ -222,3 +223,21 @@ def test_cuda_graph_steps_equal_eager_steps(tiny) -> None:  # pragma: no cover -
         sts = [sch.open(i, describe(SAD, None)) for i in range(3)]
         _drive(sch, sts, 40)
     assert torch.equal(eager.cols[:3], graph.cols[:3])
+
+
+def test_registry_creates_the_streaming_engine(tmp_path) -> None:
+    from engines.base import EngineUnavailable
+    from engines.registry import create_music_engine
+
+    model, processor = build_model("tiny")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    eng = create_music_engine("musicgen", str(tmp_path), backend="torch-cpu")
+    try:
+        assert isinstance(eng, StreamingMusicGenEngine) and eng.scheduler.device.type == "cpu"
+        chunk = eng.open_stream(MusicStreamOptions(sample_rate=48000)).generate(SAD)
+        assert chunk.audio.shape == (24000, 2)
+    finally:
+        eng.close()
+    with pytest.raises(EngineUnavailable, match="musicgen-chunked"):
+        create_music_engine("musicgen", str(tmp_path), backend="ort-cpu")

@@ -1,0 +1,59 @@
+"""What the scheduler keeps per stream on the host side, its counters, and its one error.
+
+A :class:`ScheduledStream` is shared between the scheduler's thread and the stream's consumer (under
+the scheduler's lock): how many frames the consumer wants, how many are made and handed over, the
+audio waiting for it, and the timings the metrics report. The stream's device state (its slot of
+the decoder and of the codes) stays with the scheduler.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class SchedulerFull(RuntimeError):
+    """No free slot for another stream (admission control: the caller uses another engine or waits)."""
+
+
+@dataclass
+class ScheduledStream:
+    """One stream's state on the scheduler's side (the slot's device state is in the decoder)."""
+
+    sid: int
+    seed: int
+    text: str
+    slot: int = -1
+    #: Steps taken so far (the counter of the stream's random numbers).
+    steps: int = 0
+    #: Frames the consumer wants complete by now, and frames generated so far (absolute).
+    target_frames: int = 0
+    #: Absolute frame index of the slot's first frame (advances with each window slide).
+    frame_base: int = 0
+    #: Frames whose audio has been handed over.
+    emitted_frames: int = 0
+    pending_text: str | None = None
+    audio: deque[np.ndarray] = field(default_factory=deque)
+    audio_samples: int = 0
+    closed: bool = False
+    joined_at: float = 0.0
+    first_audio_at: float | None = None
+    text_changed_at: float | None = None
+    #: First absolute frame made under the latest text (set when the text reaches the decoder).
+    change_frame: int | None = None
+    #: Per text change: clock seconds from :meth:`MusicGenScheduler.set_text` to the hand-over of the
+    #: first audio made under the new text.
+    text_audio_latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SchedulerStats:
+    steps: int = 0
+    step_seconds: float = 0.0
+    batch_rows: int = 0
+    decodes: int = 0
+    decode_seconds: float = 0.0
+    slides: int = 0
+    text_encodes: int = 0
