@@ -39,6 +39,10 @@ class EngineUnavailable(EngineError):
     """An engine cannot run here (missing package or weights); the message says how to fix it."""
 
 
+class EngineBusy(EngineError):
+    """An engine has no room for another stream now (all its slots are taken); another may take it."""
+
+
 # --------------------------------------------------------------------------- frames
 
 

@@ -187,19 +187,22 @@ def engine_statuses(weights: dict[str, str] | None = None, backend: str | None =
     return statuses
 
 
-def create_music_engine(name: str, weights: str | None = None, backend: str = "auto") -> MusicEngine:
+def create_music_engine(name: str, weights: str | None = None, backend: str = "auto",
+                        streams: int | None = None) -> MusicEngine:
     """A music engine by name (:data:`MUSIC_ENGINES`); raises ``ValueError`` for an unknown name
     and :class:`EngineUnavailable` when it cannot run here. ``backend`` (``"auto"`` or a name of
     :data:`engines.backends.BACKENDS`): where MusicGen's text encoder and EnCodec decoder run (the
-    procedural composer has no neural model and ignores it)."""
+    procedural composer has no neural model and ignores it). ``streams``: how many live streams the
+    streaming MusicGen engine holds at once (its device memory is allocated for them up front)."""
     if name == "procedural":
         from engines.composer.engine import ProceduralMusicEngine
 
         return ProceduralMusicEngine()
     if name == "musicgen":
-        from engines.musicgen.streaming import StreamingMusicGenEngine
+        from engines.musicgen.streaming import StreamingMusicGenEngine, StreamingOptions
 
-        return StreamingMusicGenEngine.from_pretrained(weights, backend=backend)
+        streaming = StreamingOptions(capacity=streams) if streams else None
+        return StreamingMusicGenEngine.from_pretrained(weights, backend=backend, streaming=streaming)
     if name == "musicgen-chunked":
         from engines.musicgen import MusicGenEngine
 

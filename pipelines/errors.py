@@ -19,6 +19,7 @@ BusyError              75         503   UNAVAILABLE         the server is at cap
 OutputError            3          500   INTERNAL            an output cannot be written (CLI: the
                                                             user's path; a server: its own temp dir)
 EngineUnavailable      4          503   UNAVAILABLE         an engine cannot run here (weights, backend)
+EngineBusy             75         503   UNAVAILABLE         an engine has no free stream slot: retry
 EngineError            4          500   INTERNAL            an engine failed
 (anything else)        70         500   INTERNAL            a bug
 =====================  =========  ====  ==================  ==========================================
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines.base import EngineError, EngineUnavailable
+from engines.base import EngineBusy, EngineError, EngineUnavailable
 
 
 class BackscoreError(Exception):
@@ -97,6 +98,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
     OutputError: ErrorStatus(3, 500, "INTERNAL"),
     BackscoreError: ErrorStatus(1, 400, "INVALID_ARGUMENT"),
     EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE"),
+    EngineBusy: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
     EngineError: ErrorStatus(4, 500, "INTERNAL"),
 }
 

@@ -11,7 +11,7 @@ message wherever it comes from (and the same status: see :mod:`pipelines.errors`
 * :func:`parse_top_k` -- how many recommendations, 1..:data:`MAX_TOP_K`.
 * :func:`parse_music_engine` -- a name of :data:`engines.registry.MUSIC_ENGINES`.
 * :func:`parse_session_fields` -- the per-session fields of a live request (style, seed,
-  mix_original) from a JSON object or a message, as changes to apply to the server's defaults.
+  mix_original, engine) from a JSON object or a message, as changes to apply to the server's defaults.
 * :class:`JobOptions` -- the options of an offline job (analyze, recommend, score) shared by
   the HTTP and gRPC front ends, validated when made.
 """
@@ -70,10 +70,18 @@ def parse_music_engine(value: object) -> str:
     return value
 
 
+def check_music_engine(name: str | None, available: tuple[str, ...] | list[str]) -> None:
+    """A live session's engine (None: the server's) must be one the server runs."""
+    if name is not None and name not in available:
+        raise OptionError(f"this server has no {name} engine; it runs {', '.join(available)}")
+
+
 def parse_session_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``style``, ``seed`` and ``mix_original`` of a live request, validated, as changes to the
-    server's :class:`~pipelines.live.options.LiveOptions` (absent or ``null`` fields change nothing)."""
+    """``style``, ``seed``, ``mix_original`` and ``engine`` of a live request, validated, as changes to the
+    server's :class:`~pipelines.live.options.LiveOptions` (absent, ``null`` or empty fields change nothing)."""
     changes: dict[str, Any] = {}
+    if fields.get("engine"):
+        changes["engine"] = parse_music_engine(fields["engine"])
     if fields.get("style") is not None:
         changes["style"] = parse_style(fields["style"])
     if fields.get("seed") is not None:

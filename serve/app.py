@@ -53,6 +53,9 @@ class AppArgs(BaseModel):
     #: Build the built-in catalog in the background at start (else on the first recommend).
     warm_catalog: bool = True
     music_idle_s: float = 120.0
+    #: Live streams one MusicGenerator replica of the streaming MusicGen engine holds (GPU memory is
+    #: allocated for them up front; beyond them sessions get the procedural composer).
+    music_streams: int = Field(default=64, ge=1)
     #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE
     #: (8 run clean on 2 cores: BENCHMARKS.md).
     max_live_sessions: int = Field(default=8, ge=1)
@@ -87,5 +90,6 @@ def build_app(args: dict[str, Any]) -> Application:
     frame = _deployment(d.FrameEncoderDeployment).bind(faces=a.faces, max_batch_size=size, batch_wait_timeout_s=wait)
     audio = _deployment(d.AudioEncoderDeployment).bind(max_batch_size=size, batch_wait_timeout_s=wait)
     affect = _deployment(d.AffectFusionDeployment).bind(max_batch_size=2 * size, batch_wait_timeout_s=wait)
-    music = _deployment(d.MusicGeneratorDeployment).bind(engine=a.engine, weights=a.weights, idle_s=a.music_idle_s)
+    music = _deployment(d.MusicGeneratorDeployment).bind(engine=a.engine, weights=a.weights,
+                                                         idle_s=a.music_idle_s, streams=a.music_streams)
     return Gateway.bind("ray", frame, audio, affect, music, **gateway_kw)

@@ -19,7 +19,7 @@ from engines.settings import settings
 from pipelines.errors import LibraryError
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
-from pipelines.options import JobOptions
+from pipelines.options import JobOptions, check_music_engine
 from serve.jobs import JobRunner, SessionSlots, Workdirs
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
@@ -66,6 +66,9 @@ class GatewayCore:
         #: Library name -> spec (``"catalog"`` or an SQLite path on this server).
         self.libraries = {CATALOG: CATALOG, **(libraries or {})}
         self.engine, self.weights = engine, weights
+        #: Music engines a live session may ask for: the server's and the procedural composer (which is
+        #: also what a session gets when the server's engine is busy).
+        self.music_engines = tuple(dict.fromkeys([engine, "procedural"]))
         self.workdirs = Workdirs(tmp_dir or env.tmpdir)
         self.jobs = JobRunner(job_threads, max_pending_jobs)
         self._readiness = readiness
@@ -73,7 +76,7 @@ class GatewayCore:
         self.live_slots = SessionSlots(max_live_sessions)
         self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
                                     max_sessions=max_live_sessions, directory=session_directory,
-                                    slots=self.live_slots)
+                                    slots=self.live_slots, music_engines=self.music_engines)
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
         #: background, so the first recommend does not wait for it (``warm_catalog=False``: on demand).
         self.catalog_state = "on demand"
@@ -88,6 +91,10 @@ class GatewayCore:
         if name not in self.libraries:
             raise LibraryError(f"unknown library {name!r}; this server has: {', '.join(sorted(self.libraries))}")
         return self.libraries[name]
+
+    def check_music_engine(self, name: str | None) -> None:
+        """A live session may only ask for an engine this server runs (:class:`OptionError` otherwise)."""
+        check_music_engine(name, self.music_engines)
 
     def job_options(self, *, style: str | None = None, seed: int = 0, faces: bool = True, top_k: int = 5,
                     per_segment: bool = False, library: str = CATALOG) -> JobOptions:

@@ -59,8 +59,19 @@ from pipelines.live.inference import (
     encode_audio_window,
     encode_frames_batched,
 )
-from pipelines.live.music import MusicReply, MusicRequest, StreamTable
-from serve.metrics import _LATENCY_BUCKETS, BATCH_SIZE, STAGE_SECONDS
+from pipelines.live.music import MusicReply, MusicRequest, StreamTable, worker_streams
+from serve.metrics import (
+    _LATENCY_BUCKETS,
+    BATCH_SIZE,
+    MUSIC_FALLBACKS_TOTAL,
+    MUSIC_STREAMS,
+    MUSICGEN_FIRST_AUDIO_SECONDS,
+    MUSICGEN_MIN_REALTIME,
+    MUSICGEN_MOOD_CHANGE_SECONDS,
+    MUSICGEN_STEP_SECONDS,
+    MUSICGEN_STREAMS_PER_STEP,
+    STAGE_SECONDS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +276,55 @@ class _StreamLease:
 _MAX_STREAMS = 256
 
 
+class _MusicRecorder:
+    """The music worker's streams and, for the streaming MusicGen engine, its scheduler's figures
+    (:meth:`~engines.musicgen.scheduler.MusicGenScheduler.drain_metrics`), at most once a second,
+    into the process registry and Ray's metrics."""
+
+    def __init__(self, table: StreamTable) -> None:
+        self.table = table
+        self._last = 0.0
+        g, h = ray_metrics.Gauge, ray_metrics.Histogram
+        self._streams = g("backscore_music_streams", "Music streams a worker holds.", tag_keys=("engine",))
+        self._step = g("backscore_musicgen_step_seconds", "Mean seconds per decoding step.")
+        self._per_step = g("backscore_musicgen_streams_per_step", "Mean streams per step.")
+        self._rtf = g("backscore_musicgen_min_realtime_factor", "Slowest stream's real-time factor.")
+        self._first = h("backscore_musicgen_first_audio_seconds", "Join to first audio.",
+                        boundaries=[0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0])
+        self._change = h("backscore_musicgen_mood_change_seconds", "New text to its audio.",
+                         boundaries=[0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0])
+
+    def fallback(self, engine: str) -> None:
+        MUSIC_FALLBACKS_TOTAL.labels(engine=engine).inc()
+
+    def maybe_record(self) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            return
+        self._last = now
+        for name, n in self.table.counts().items():
+            MUSIC_STREAMS.labels(engine=name).set(n)
+            self._streams.set(n, tags={"engine": name})
+        scheduler = getattr(self.table.engine, "scheduler", None)
+        if scheduler is None:
+            return
+        m = scheduler.drain_metrics()
+        if m["steps"]:
+            MUSICGEN_STEP_SECONDS.set(m["step_seconds"])
+            MUSICGEN_STREAMS_PER_STEP.set(m["streams_per_step"])
+            self._step.set(m["step_seconds"])
+            self._per_step.set(m["streams_per_step"])
+        if m["min_realtime_factor"] is not None:
+            MUSICGEN_MIN_REALTIME.set(m["min_realtime_factor"])
+            self._rtf.set(m["min_realtime_factor"])
+        for v in m["first_audio_s"]:
+            MUSICGEN_FIRST_AUDIO_SECONDS.observe(v)
+            self._first.observe(v)
+        for v in m["mood_change_s"]:
+            MUSICGEN_MOOD_CHANGE_SECONDS.observe(v)
+            self._change.observe(v)
+
+
 @ray_serve.deployment(
     name="MusicGenerator",
     ray_actor_options={"num_cpus": 0.5},
@@ -275,13 +335,18 @@ class MusicGeneratorDeployment:
     """Music streams keyed by stream id (multiplexed: see module doc)."""
 
     def __init__(self, engine: str = "procedural", weights: str | None = None, idle_s: float = 120.0,
-                 threads: int = 2) -> None:
+                 threads: int = 2, streams: int | None = None) -> None:
         lower_priority()
         from engines.registry import create_music_engine
 
-        self.streams = StreamTable(create_music_engine(engine, weights), max_streams=_MAX_STREAMS, idle_s=idle_s)
+        music = create_music_engine(engine, weights, streams=streams)
+        self.streams = worker_streams(music, max_streams=max(_MAX_STREAMS, 2 * (streams or 0)), idle_s=idle_s)
+        scheduler = getattr(music, "scheduler", None)
+        if scheduler is not None:  # streaming MusicGen: each waiting stream holds a thread until its audio is made
+            threads = max(threads, scheduler.capacity + 4)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="music")
         self._metrics = _Recorder("MusicGenerator")
+        self._music_metrics = _MusicRecorder(self.streams)
         self.engine_name = engine
 
     def ping(self) -> str:
@@ -301,6 +366,9 @@ class MusicGeneratorDeployment:
         t0 = time.perf_counter()
         reply = await asyncio.get_running_loop().run_in_executor(self._pool, self.streams.generate, request)
         self._metrics.stage("serve_music", time.perf_counter() - t0)
+        if reply.fallback and reply.restored is False and reply.context.generated == len(reply.audio):
+            self._music_metrics.fallback(reply.engine)
+        self._music_metrics.maybe_record()
         return reply
 
     async def close_music(self, stream_id: str) -> None:

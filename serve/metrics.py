@@ -40,6 +40,28 @@ BATCH_SIZE = Histogram("backscore_batch_size", "Requests per batched model call.
                        registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64))
 
 
+MUSIC_STREAMS = Gauge("backscore_music_streams", "Music streams a music worker holds, by engine.", ["engine"],
+                      registry=REGISTRY)
+MUSIC_FALLBACKS_TOTAL = Counter("backscore_music_fallbacks_total",
+                                "Streams given the fallback engine because the one asked for was busy.",
+                                ["engine"], registry=REGISTRY)
+MUSICGEN_STEP_SECONDS = Gauge("backscore_musicgen_step_seconds",
+                              "Mean seconds per decoding step of the streaming MusicGen scheduler (last interval).",
+                              registry=REGISTRY)
+MUSICGEN_STREAMS_PER_STEP = Gauge("backscore_musicgen_streams_per_step",
+                                  "Mean active streams per decoding step (last interval).", registry=REGISTRY)
+MUSICGEN_MIN_REALTIME = Gauge("backscore_musicgen_min_realtime_factor",
+                              "Audio made per second by the slowest active stream (below 1: it falls behind).",
+                              registry=REGISTRY)
+MUSICGEN_FIRST_AUDIO_SECONDS = Histogram(
+    "backscore_musicgen_first_audio_seconds", "From a stream joining the scheduler to its first audio.",
+    registry=REGISTRY, buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0))
+MUSICGEN_MOOD_CHANGE_SECONDS = Histogram(
+    "backscore_musicgen_mood_change_seconds",
+    "From a stream's new text reaching the scheduler to the first audio made under it.",
+    registry=REGISTRY, buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0))
+
+
 class PrometheusHooks:
     """:class:`pipelines.live.session.LiveHooks` that feed the metrics above."""
 

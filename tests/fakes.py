@@ -192,3 +192,32 @@ class HooksRecorder:
 
     def windows_dropped(self, n: int) -> None:
         self.dropped += n
+
+
+class LimitedMusicEngine(MusicEngine):
+    """Another engine with at most ``capacity`` open streams; one more is :class:`~engines.base.EngineBusy`
+    (what the streaming MusicGen engine raises when every slot of its GPU is taken)."""
+
+    def __init__(self, inner: MusicEngine, capacity: int, name: str = "limited") -> None:
+        self.inner, self.capacity, self.name = inner, capacity, name
+        self.change_latency_chunks = inner.change_latency_chunks
+        self.open = 0
+
+    def open_stream(self, options: MusicStreamOptions) -> MusicStream:
+        from engines.base import EngineBusy
+
+        if self.open >= self.capacity:
+            raise EngineBusy(f"all {self.capacity} streams in use")
+        self.open += 1
+        stream = self.inner.open_stream(options)
+        engine = self
+
+        class _Counted(MusicStream):
+            def generate(self, control: MoodControl, min_duration_s: float = 0.0) -> MusicChunk:
+                return stream.generate(control, min_duration_s)
+
+            def close(self) -> None:
+                engine.open -= 1
+                stream.close()
+
+        return _Counted()

@@ -5,13 +5,42 @@ issue ~300 kernels (20 ms a step for musicgen-small at one stream, measured). A
 :class:`StepGraphs` captures the step once for each size of a ladder (1, 2, 4, ... capacity) and
 replays the smallest that holds the active slots: the slots past them are inactive, take no step
 and keep their state. Capture needs a CUDA device and no active stream (warm-up steps run on the
-slots); on the CPU the step runs eagerly.
+slots); on the CPU the step runs eagerly. :class:`HostMasks` sends each step's "who takes a step"
+mask to the device without waiting for the previous step to finish.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+
+class HostMasks:
+    """A per-step boolean mask sent to the device without waiting for it.
+
+    Two pinned host buffers are used in turn: the copy to the device is asynchronous, so a buffer is
+    written again only after the copy that read it two steps ago has run (on the CPU, plain copies)."""
+
+    def __init__(self, capacity: int, device: Any) -> None:
+        import torch
+
+        cuda = getattr(device, "type", str(device)) == "cuda"
+        self._bufs = [torch.zeros(capacity, dtype=torch.bool, pin_memory=cuda) for _ in range(2)]
+        self._events: list[Any] = [torch.cuda.Event() if cuda else None for _ in range(2)]
+        self._turn = 0
+
+    def upload(self, values: list[bool], target: Any) -> None:
+        """``target[:len(values)] = values`` and False after them, asynchronously on the device."""
+        buf, event = self._bufs[self._turn], self._events[self._turn]
+        self._turn ^= 1
+        if event is not None:
+            event.synchronize()
+        host = buf.numpy()
+        host[: len(values)] = values
+        host[len(values) :] = False
+        target.copy_(buf, non_blocking=True)
+        if event is not None:
+            event.record()
 
 
 class StepGraphs:

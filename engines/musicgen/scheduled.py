@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engines.base import EngineBusy
 
-class SchedulerFull(RuntimeError):
+
+class SchedulerFull(EngineBusy):
     """No free slot for another stream (admission control: the caller uses another engine or waits)."""
 
 
@@ -46,6 +48,26 @@ class ScheduledStream:
     #: Per text change: clock seconds from :meth:`MusicGenScheduler.set_text` to the hand-over of the
     #: first audio made under the new text.
     text_audio_latencies: list[float] = field(default_factory=list)
+
+    def push_audio(self, audio: np.ndarray) -> None:
+        self.audio.append(audio)
+        self.audio_samples += len(audio)
+
+    def pop_audio(self, n: int) -> np.ndarray:
+        """The next ``n`` samples waiting (the caller checked there are that many)."""
+        parts: list[np.ndarray] = []
+        need = n
+        while need:
+            head = self.audio[0]
+            if len(head) <= need:
+                parts.append(self.audio.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self.audio[0] = head[need:]
+                need = 0
+        self.audio_samples -= n
+        return np.concatenate(parts)
 
 
 @dataclass

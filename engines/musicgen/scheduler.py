@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .codec_stream import CodecWindows
-from .graphs import StepGraphs
+from .graphs import HostMasks, StepGraphs
 from .options import MusicGenOptions
 from .sampling import pick
 from .scheduled import ScheduledStream, SchedulerFull, SchedulerStats
@@ -93,14 +93,17 @@ class MusicGenScheduler:
         self.clock = clock
         self.stats = SchedulerStats()
         self._next_sid = 0
+        #: Observations since the last :meth:`drain_metrics`: per joining stream, seconds to its first
+        #: audio; per mood change, seconds to the first audio made under the new text.
+        self._observed: dict[str, list[float]] = {"first_audio_s": [], "mood_change_s": []}
+        self._metric_steps = (0, 0.0, 0)
         #: Host copy of each slot's position (kept in step with the device's without reading it back).
         self._pos: list[int] = [0] * capacity
         #: Per slot on the device: the stream's seed, its step counter, whether it takes this step.
         self.seeds = torch.zeros(capacity, dtype=torch.long, device=self.device)
         self.steps = torch.zeros(capacity, dtype=torch.long, device=self.device)
         self.want = torch.zeros(capacity, dtype=torch.bool, device=self.device)
-        self._want_cpu = torch.zeros(capacity, dtype=torch.bool, pin_memory=self.device.type == "cuda")
-        self._want_host = self._want_cpu.numpy()
+        self._masks = HostMasks(capacity, self.device)
         self._slots = torch.arange(capacity, device=self.device)
         self.graphs = StepGraphs()
         if cuda_graphs:
@@ -131,7 +134,8 @@ class MusicGenScheduler:
         with self._lock:
             if text != (st.pending_text or st.text):
                 st.pending_text = text
-                st.text_changed_at = self.clock()
+                if st.steps:  # a change of mood, not the stream's first text
+                    st.text_changed_at = self.clock()
                 self._lock.notify_all()
 
     def take(self, st: ScheduledStream, n_samples: int, timeout: float | None = None) -> np.ndarray:
@@ -157,19 +161,27 @@ class MusicGenScheduler:
                 if left is not None and left <= 0:
                     raise TimeoutError(f"stream {st.sid}: no audio within {timeout} s")
                 self._lock.wait(left)
-            parts: list[np.ndarray] = []
-            need = n_samples
-            while need:
-                head = st.audio[0]
-                if len(head) <= need:
-                    parts.append(st.audio.popleft())
-                    need -= len(head)
-                else:
-                    parts.append(head[:need])
-                    st.audio[0] = head[need:]
-                    need = 0
-            st.audio_samples -= n_samples
-            return np.concatenate(parts)
+            return st.pop_audio(n_samples)
+
+    def drain_metrics(self) -> dict[str, Any]:
+        """What happened since the last call, for the metrics: active streams, steps, mean seconds per
+        step and streams per step, the slowest active stream's real-time factor (audio made per second
+        since it joined, streams older than 2 s), and the first-audio and mood-change latencies seen."""
+        with self._lock:
+            observed = {k: list(v) for k, v in self._observed.items()}
+            for v in self._observed.values():
+                v.clear()
+            now = self.clock()
+            rtf = [self._complete(s) / self.frame_rate / (now - s.joined_at)
+                   for s in self.active if now - s.joined_at > 2.0]
+        steps0, secs0, rows0 = self._metric_steps
+        st = self.stats
+        self._metric_steps = (st.steps, st.step_seconds, st.batch_rows)
+        n = st.steps - steps0
+        return {"active_streams": len(self.active), "capacity": self.capacity, "steps": n,
+                "step_seconds": (st.step_seconds - secs0) / n if n else 0.0,
+                "streams_per_step": (st.batch_rows - rows0) / n if n else 0.0,
+                "min_realtime_factor": min(rtf) if rtf else None, **observed}
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
@@ -317,9 +329,7 @@ class MusicGenScheduler:
         if not any(wants):
             return
         t0 = time.perf_counter()
-        self._want_host[:n] = wants
-        self._want_host[n:] = False
-        self.want.copy_(self._want_cpu, non_blocking=True)
+        self._masks.upload(wants, self.want)
         self.graphs.run(n, self._advance)
         for st, w in zip(self.active, wants, strict=True):
             if w:
@@ -378,14 +388,15 @@ class MusicGenScheduler:
         now = self.clock()
         with self._lock:
             for st, audio in zip(ready, audios, strict=True):
-                st.audio.append(audio)
-                st.audio_samples += len(audio)
+                st.push_audio(audio)
                 st.emitted_frames += self.sub_frames
                 if st.first_audio_at is None:
                     st.first_audio_at = now
+                    self._observed["first_audio_s"].append(now - st.joined_at)
                 if (st.text_changed_at is not None and st.change_frame is not None
                         and st.emitted_frames > st.change_frame):
                     st.text_audio_latencies.append(now - st.text_changed_at)
+                    self._observed["mood_change_s"].append(now - st.text_changed_at)
                     st.text_changed_at = None
             self._lock.notify_all()
         self.stats.decodes += 1

@@ -116,7 +116,8 @@ class StreamingMusicGenStream(MusicStream):
             raise ValueError(f"unknown style {options.style!r}; expected one of {', '.join(STYLES)} or auto")
         self.engine, self.options, self.seed = engine, options, seed
         self.sample_rate = options.sample_rate
-        self._scheduled: ScheduledStream | None = None
+        # the slot is taken now (SchedulerFull when there is none): admission happens when a stream opens
+        self._scheduled: ScheduledStream = engine.scheduler.open(seed, "")
         self._resampler = _Resampler(engine.model_rate, options.sample_rate)
         self._out = np.zeros(0, np.float32)
         self.out_pos = 0
@@ -130,10 +131,7 @@ class StreamingMusicGenStream(MusicStream):
             raise ValueError("stream is closed")
         eng = self.engine
         text = describe(control, self.options.style)
-        if self._scheduled is None:
-            self._scheduled = eng.scheduler.open(self.seed, text)
-        else:
-            eng.scheduler.set_text(self._scheduled, text)
+        eng.scheduler.set_text(self._scheduled, text)
         if text != self.description:
             self.section += 1
             self.description = text
@@ -155,8 +153,7 @@ class StreamingMusicGenStream(MusicStream):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self._scheduled is not None:
-                self.engine.scheduler.close(self._scheduled)
+            self.engine.scheduler.close(self._scheduled)
 
 
 class StreamingMusicGenEngine(MusicEngine):
@@ -164,7 +161,8 @@ class StreamingMusicGenEngine(MusicEngine):
 
     Build it with :meth:`from_pretrained`, or from a ``MusicgenForConditionalGeneration`` and its
     processor in memory. ``device``: where the model runs (default: CUDA when torch sees it).
-    :class:`SchedulerFull` from :meth:`open_stream`'s first ``generate`` when all ``capacity`` slots are taken.
+    :meth:`open_stream` raises :class:`SchedulerFull` (an :class:`~engines.base.EngineBusy`) when all
+    ``capacity`` slots are taken.
     """
 
     name = "musicgen"

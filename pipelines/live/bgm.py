@@ -78,6 +78,9 @@ class BgmPlayer:
         self.latencies: list[float] = []
         self.detections: list[float] = []
         self.music_restores = 0
+        #: The engine that plays, and why it is not the one asked for (None: it is).
+        self.engine = ""
+        self.engine_note: str | None = None
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -93,7 +96,7 @@ class BgmPlayer:
     def _new_context(self) -> MusicContext:
         n = next(self._stream_n)
         return MusicContext(stream_id=f"{self.session_id}:{n}", seed=self.options.seed * 7919 + n,
-                            style=self.options.style)
+                            style=self.options.style, engine=self.options.engine)
 
     async def _request(self, ctx: MusicContext, control: MoodControl) -> MusicReply:
         t0 = self.clock.now()
@@ -101,6 +104,10 @@ class BgmPlayer:
         self.hooks.stage("music", self.clock.now() - t0)
         if reply.restored:
             self.music_restores += 1
+        if reply.engine and reply.engine != self.engine:
+            self.engine, self.engine_note = reply.engine, reply.fallback
+            if reply.fallback:
+                self.log.warning("music: %s", reply.fallback)
         return reply
 
     def _place(self, reply: MusicReply, at: int) -> None:

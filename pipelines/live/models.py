@@ -27,7 +27,7 @@ from engines.base import AffectModel, AudioEncoder, FrameEncoder, MusicEngine
 from pipelines.analysis.engines import FaceAnalyzer
 from pipelines.analysis.mood import MoodTracker
 from pipelines.live.inference import AffectStep, affect_steps, encode_audio_window
-from pipelines.live.music import MusicReply, MusicRequest, StreamTable
+from pipelines.live.music import MusicReply, MusicRequest, worker_streams
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class InProcessModels:
         inline: bool = False,
     ) -> None:
         self.frame, self.audio, self.affect_model, self.faces = frame, audio, affect, faces
-        self.streams = StreamTable(music)
+        self.streams = worker_streams(music)
         self.names = FeatureNames(frame.feature_names, audio.feature_names,
                                   tuple(faces.feature_names) if faces is not None else (), audio.sample_rate)
         self._pool = None if inline else ThreadPoolExecutor(max_workers=threads, thread_name_prefix="live")

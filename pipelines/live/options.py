@@ -28,6 +28,8 @@ class LiveOptions:
     frame_ms: int = 20
     style: str | None = None
     seed: int = 0
+    #: The music engine the session asks for (None: the music worker's default).
+    engine: str | None = None
     #: Return the client's own audio mixed under the BGM (ducked under speech) instead of BGM alone.
     mix_original: bool = False
     #: BGM gain alone / when mixed with the client's audio, and extra ducking under speech (dB).

@@ -188,6 +188,7 @@ class LiveSession:
         music = None if bar is None else {
             "tempo_bpm": round(bar.tempo_bpm, 1), "key": bar.key, "mode": bar.mode, "style": bar.style,
             "emotion": bar.emotion, "chord": bar.chord, "section": bar.section, "transition": bar.transition,
+            "engine": p.engine, **({"engine_note": p.engine_note} if p.engine_note else {}),
         }
         return MoodReport(
             session_id=self.session_id,

@@ -49,7 +49,7 @@ def job_fields(o: pb.JobOptions) -> dict[str, Any]:
 def live_options(base: LiveOptions, config: pb.StreamConfig) -> LiveOptions:
     """The server's live options with the client's StreamConfig applied (OptionError on a bad value)."""
     changes = parse_session_fields({"style": config.style, "seed": int(config.seed),
-                                    "mix_original": bool(config.mix_original)})
+                                    "mix_original": bool(config.mix_original), "engine": config.engine})
     return dataclasses.replace(base, **changes)
 
 

@@ -217,6 +217,8 @@ class GrpcMethods:
     if TYPE_CHECKING:
         def library_spec(self, name: str) -> str: ...
 
+        def check_music_engine(self, name: str | None) -> None: ...
+
         def job_options(self, *, style: str | None = None, seed: int = 0, faces: bool = True, top_k: int = 5,
                         per_segment: bool = False, library: str = "catalog") -> JobOptions: ...
 
@@ -285,6 +287,7 @@ class GrpcMethods:
             if first.WhichOneof("kind") != "config":
                 raise InputError("the first message of a Stream must be a StreamConfig")
             options = live_options(self.live_options, first.config)
+            self.check_music_engine(options.engine)
             self.live_slots.acquire()  # UNAVAILABLE when the replica runs all the live sessions it may
             out = _Outbox()
             session = LiveSession(self.models, options, hooks=PrometheusHooks(),

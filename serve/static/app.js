@@ -133,6 +133,7 @@
     $("tempo").textContent = mu ? `${mu.tempo_bpm} bpm` : "–";
     $("key").textContent = mu ? `${mu.key} ${mu.mode}` : "–";
     $("mstyle").textContent = mu ? mu.style : "–";
+    $("mengine").textContent = mu && mu.engine ? mu.engine + (mu.engine_note ? ` (${mu.engine_note})` : "") : "–";
     $("chord").textContent = mu && mu.chord ? mu.chord : "–";
     $("changes").textContent = m.mood_changes + (m.last_change_latency_s !== null
       ? ` (last reached the music in ${m.last_change_latency_s} s)` : "");
@@ -193,6 +194,7 @@
       const body = {
         sdp: pc.localDescription.sdp, type: pc.localDescription.type,
         style: $("style").value, mix_original: $("mix").checked,
+        ...($("engine").value ? { engine: $("engine").value } : {}),
       };
       const resp = await fetch("/v1/webrtc/offer", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),

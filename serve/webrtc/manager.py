@@ -24,10 +24,12 @@ import scipy.signal  # noqa: F401  pipelines.live.session resamples on the loop 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from pipelines.clock import Clock, SystemClock
+from pipelines.errors import OptionError
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.reports import LiveHooks
 from pipelines.live.session import LiveSession
+from pipelines.options import check_music_engine
 from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
 from serve.webrtc.directory import SessionDirectory
@@ -55,6 +57,7 @@ class WebRtcManager:
         directory: SessionDirectory | None = None,
         sync_interval_s: float = 0.5,
         slots: SessionSlots | None = None,
+        music_engines: Sequence[str] = ("procedural",),
     ) -> None:
         self.models = models
         self.options = options or LiveOptions()
@@ -64,6 +67,8 @@ class WebRtcManager:
         #: The live-session slots this manager takes from: shared with the gRPC ``Stream`` call in the
         #: gateway (one ``max_live_sessions`` for both transports), its own otherwise.
         self.slots = slots or SessionSlots(max_sessions)
+        #: The music engines an offer may ask for (what the models' music worker runs).
+        self.music_engines = tuple(music_engines)
         self.clock: Clock = clock or SystemClock()
         # No STUN by default: aiortc's default (a public STUN server) is unreachable on closed networks
         # and would only delay gathering. Host candidates suffice on a LAN; pass STUN/TURN URLs otherwise.
@@ -83,6 +88,10 @@ class WebRtcManager:
         """Answer a client's offer: ``{"sdp", "type": "answer", "session_id"}``. Raises OfferError / BusyError."""
         offer = parse_offer(body, self.options)
         options = offer.options
+        try:
+            check_music_engine(options.engine, self.music_engines)
+        except OptionError as exc:
+            raise OfferError(str(exc)) from exc
         self.slots.acquire()  # BusyError when the replica is full (any transport)
         sid = uuid.uuid4().hex[:12]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))

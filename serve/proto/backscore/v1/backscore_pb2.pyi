@@ -182,14 +182,16 @@ class BgmChunk(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., bars: _Optional[_Iterable[_Union[Bar, _Mapping]]] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("style", "seed", "mix_original")
+    __slots__ = ("style", "seed", "mix_original", "engine")
     STYLE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MIX_ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     style: str
     seed: int
     mix_original: bool
-    def __init__(self, style: _Optional[str] = ..., seed: _Optional[int] = ..., mix_original: _Optional[bool] = ...) -> None: ...
+    engine: str
+    def __init__(self, style: _Optional[str] = ..., seed: _Optional[int] = ..., mix_original: _Optional[bool] = ..., engine: _Optional[str] = ...) -> None: ...
 
 class VideoFrame(_message.Message):
     __slots__ = ("pts_s", "width", "height", "rgb", "gray", "gray_width", "gray_height")
