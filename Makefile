@@ -15,6 +15,7 @@ serve: setup
 	.venv/bin/serve run deploy/local.yaml
 
 test: setup media
+	@scripts/install_chromium.sh
 	$(PY) -m pytest -q
 
 check: setup

@@ -1,6 +1,6 @@
 """The demo page in a real headless Chromium: fake camera (a calm -> exciting y4m + wav) -> WebRTC -> BGM and mood back.
 
-Needs Debian's ``chromium`` (``scripts/install_chromium.sh``, run by ``.ci/run``); driven over the
+Needs Debian's ``chromium`` (``scripts/install_chromium.sh``, run by ``make test``); driven over the
 Chrome DevTools Protocol with the ``websockets`` client. The dev server (``python -m serve.webrtc``)
 runs in a subprocess on a free port.
 """
@@ -32,7 +32,7 @@ from pipelines.frames import AUDIO_RATE
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
-                                "(scripts/install_chromium.sh installs it; .ci/run runs it)")
+                                "(scripts/install_chromium.sh installs it; make test runs it)")
 CHANGE_AT = 6.0
 CALM = ("sad", "relaxing", "neutral", "tense", "fearful")
 EXCITED = ("exciting", "happy")
