@@ -50,6 +50,16 @@ class Settings:
     amt_weights: str | None = _setting(None, "trained AMT model folder (`--affect-engine amt`)")
     max_upload_mb: float = _setting(200.0, "the largest video the service accepts, HTTP upload or gRPC message "
                                     "(MiB; the app's `max_upload_mb` overrides it)", lo=0.001)
+    max_media_s: float = _setting(900.0, "the longest video the service analyses, declared or stamped "
+                                  "(seconds; longer is refused before decoding: 413 / RESOURCE_EXHAUSTED)", lo=1.0)
+    cli_max_media_s: float = _setting(14400.0, "the longest video `backscore` analyses on the command line "
+                                      "(seconds)", lo=1.0)
+    max_pixels_per_s: float = _setting(1e9, "decoded pixels per second of media a video may need (width x "
+                                       "height x frame rate; 4K at 60 fps is 5e8)", lo=1.0)
+    max_frame_pixels: float = _setting(8192 * 8192, "the largest picture a video may have (width x height; 8K is "
+                                       "3.3e7)", lo=1.0)
+    max_track_s: float = _setting(1800.0, "the longest music track read into a library or under a video "
+                                  "(seconds)", lo=1.0)
     tmpdir: str | None = _setting(None, "where the service keeps per-request folders (default: the system's "
                                   "temporary folder)")
     model_niceness: int = _setting(5, "how much the model replicas lower their CPU priority, so the gateway's "

@@ -26,6 +26,7 @@ from pipelines.analysis.sound import SoundAnalysis, analyze_sound
 from pipelines.analysis.windows import FrameTable, window_bounds, window_features
 from pipelines.frames import MediaInfo, VideoFrame
 from pipelines.media.decode import DecodeOptions, decode_audio, decode_video, probe
+from pipelines.media.limits import MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ class AnalysisOptions:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     cuts: CutOptions = field(default_factory=CutOptions)
     segments: SegmentOptions = field(default_factory=SegmentOptions)
+
+
+def analysis_options(limits: MediaLimits) -> AnalysisOptions:
+    """The default analysis under ``limits`` (the service's or the command line's)."""
+    return AnalysisOptions(decode=DecodeOptions(limits=limits))
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
     decode_options = o.decode
     if eng.picture is not None and decode_options.picture_fps <= 0:
         decode_options = replace(decode_options, picture_fps=PICTURE_FPS)
-    info = probe(path)
+    info = probe(path, decode_options.limits)
     faces = FaceWorker(eng.faces) if eng.faces is not None else None
     pictures = picture_worker(eng.picture) if eng.picture is not None else None
     on_frame = None if faces is None and pictures is None else _fan_out(faces, pictures)
@@ -108,7 +114,8 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
         sound_future = None
         if info.duration_s > 0:
             guess = window_bounds(info.duration_s, o.window_s, o.hop_s)
-            sound_future = pool.submit(lambda: analyze_sound(decode_audio(path, info.duration_s), eng.audio, guess))
+            sound_future = pool.submit(lambda: analyze_sound(decode_audio(path, info.duration_s, decode_options.limits),
+                                                              eng.audio, guess))
         try:
             info, frames, duration = decode_video(path, decode_options, progress, on_frame=on_frame)
         finally:
@@ -120,7 +127,7 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
         if sound_future is not None and duration == info.duration_s:
             sound = sound_future.result()
         else:
-            sound = analyze_sound(decode_audio(path, duration), eng.audio, bounds)
+            sound = analyze_sound(decode_audio(path, duration, decode_options.limits), eng.audio, bounds)
     table = encode_frames(frames, eng, faces=face_rows, pictures=picture_rows)
     return _finish(info, duration, table, sound, bounds, eng, o)
 

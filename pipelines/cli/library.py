@@ -63,16 +63,18 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.analyze import analysis_options, analyze
     from pipelines.cli.training import engines_from_args
     from pipelines.library.profile import profile_from_analysis
     from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment
     from pipelines.library.sources import load_library
     from pipelines.media.decode import probe
+    from pipelines.media.limits import MediaLimits
     from pipelines.media.outputs import atomic_output, check_output_path
 
     parse_top_k(args.top_k, "--top-k")
-    probe(args.input)  # a bad input fails before the library is built
+    limits = MediaLimits.for_cli()
+    probe(args.input, limits)  # a bad input fails before the library is built
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
     engines = engines_from_args(args)  # missing weights fail before the library is built
@@ -84,7 +86,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         from pipelines.library.recommender import RecommenderModel
 
         model = RecommenderModel.load(args.model)
-    analysis = analyze(args.input, engines)
+    analysis = analyze(args.input, engines, analysis_options(limits))
     profile = profile_from_analysis(analysis)
     matrix = TrackMatrix(tracks)
     model_scores = model.predict_proba(analysis, matrix) if model is not None else None

@@ -45,7 +45,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from pipelines.analysis.analyze import analysis_options
     from pipelines.cli.args import split_weights
+    from pipelines.media.limits import MediaLimits
     from pipelines.offline.score import SCORE_STAGES, ScoreRequest, score
     from pipelines.progress import Progress
 
@@ -68,6 +70,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             affect_engine=args.affect_engine,
             affect_weights=affect_weights,
             backend=args.backend,
+            analysis=analysis_options(MediaLimits.for_cli()),
         ),
         progress=progress,
     )
@@ -84,9 +87,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from pipelines.analysis.analyze import analyze
+    from pipelines.analysis.analyze import analysis_options, analyze
     from pipelines.cli.args import engines_from_args
     from pipelines.media.decode import probe
+    from pipelines.media.limits import MediaLimits
     from pipelines.media.outputs import atomic_output, check_output_path
     from pipelines.offline.timeline import timeline_dict, write_timeline
 
@@ -94,8 +98,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         check_output_path(args.timeline, args.input, (".json",), "timeline")
     if args.plot:
         check_output_path(args.plot, args.input, (".png",), "plot")
-    probe(args.input)  # a bad input fails before any model is loaded
-    analysis = analyze(args.input, engines_from_args(args))
+    limits = MediaLimits.for_cli()
+    probe(args.input, limits)  # a bad input fails before any model is loaded
+    analysis = analyze(args.input, engines_from_args(args), analysis_options(limits))
     data = timeline_dict(analysis)
     if args.timeline:
         with atomic_output(args.timeline) as tmp:

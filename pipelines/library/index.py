@@ -67,9 +67,10 @@ import numpy as np
 
 from engines.base import EngineError
 from engines.music_features import MusicAnalyzer, MusicDescriptor
-from pipelines.errors import InputError, LibraryError
+from pipelines.errors import InputError, LibraryError, LimitError
 from pipelines.library.tracks import TrackInfo
 from pipelines.media.decode import load_audio
+from pipelines.media.limits import MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,7 @@ class _Indexer:
         self.db = db
         self.analyzer = analyzer
         self.progress = progress
+        self.limits = MediaLimits.for_cli()
         self.identity = analyzer_identity(analyzer)
         self.stale = db.get_meta("analyzer") != self.identity
         self.counts = {"added": 0, "updated": 0, "unchanged": 0}
@@ -394,9 +396,9 @@ class _Indexer:
             self.counts["unchanged"] += 1
             return
         try:
-            samples = load_audio(path, self.analyzer.sample_rate)
+            samples = load_audio(path, self.analyzer.sample_rate, limits=self.limits)
             descriptor = self.analyzer.analyze(samples)
-        except (InputError, EngineError) as exc:
+        except (InputError, LimitError, EngineError) as exc:  # one bad file is reported, the rest indexed
             self._fail(path, str(exc))
             return
         title = read_title(path)

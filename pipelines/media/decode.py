@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import av
@@ -20,6 +20,7 @@ import numpy as np
 
 from pipelines.errors import InputError
 from pipelines.frames import AUDIO_RATE, AudioFrame, MediaInfo, VideoFrame
+from pipelines.media.limits import MediaLimits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class DecodeOptions:
     #: Skip the in-loop deblocking filter (H.264/HEVC): ~20% less decode CPU. The pictures
     #: come out slightly blockier, which no feature computed on 96-256 px thumbnails notices.
     skip_loop_filter: bool = True
+    #: What the file may ask for (duration, picture size, frame rate); checked before and while
+    #: decoding. The defaults suit the command line; the service passes ``MediaLimits.for_service()``.
+    limits: MediaLimits = field(default_factory=MediaLimits)
 
 
 def _even(x: float) -> int:
@@ -65,10 +69,17 @@ def _open(path: str, kind: str = "video") -> av.container.InputContainer:
         raise InputError(f"cannot read input (permission denied): {path}") from exc
 
 
-def probe(path: str) -> MediaInfo:
-    """Read stream information without decoding. Raises :class:`InputError` for non-videos."""
+def probe(path: str, limits: MediaLimits | None = None) -> MediaInfo:
+    """Read stream information without decoding. Raises :class:`InputError` for non-videos and
+    :class:`~pipelines.errors.LimitError` for a video that declares more than ``limits`` allow."""
     with _open(path) as container:
-        return _info(path, container)
+        info = _info(path, container)
+    _check_declared(info, limits or MediaLimits())
+    return info
+
+
+def _check_declared(info: MediaInfo, limits: MediaLimits) -> None:
+    limits.check_declared(info.path, info.duration_s, info.width, info.height, info.fps)
 
 
 def _info(path: str, container: av.container.InputContainer) -> MediaInfo:
@@ -122,8 +133,11 @@ def iter_media(
     video's clock (0 = the video stream's start).
     """
     opts = options or DecodeOptions()
+    limits = opts.limits
+    name = path  # the front ends swap server paths for the client's name
     with _open(path) as container:
         info = _info(path, container)
+        _check_declared(info, limits)
         yield info
         vstream = container.streams.video[0]
         astream = container.streams.audio[0] if (audio and container.streams.audio) else None
@@ -148,6 +162,9 @@ def iter_media(
         face_step = 1.0 / opts.face_fps if opts.face_fps > 0 else float("inf")
         t0: float | None = None if video else _stream_start(vstream)
         last_progress = -1.0
+        n_video = 0
+        n_audio = 0
+        max_audio = limits.max_duration_s * AUDIO_RATE + AUDIO_RATE
         streams = ([vstream] if video else []) + ([astream] if astream is not None else [])
         if not streams:
             return
@@ -155,12 +172,17 @@ def iter_media(
             for packet in container.demux(*streams):
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
+                        n_video += 1
+                        limits.check_frames(name, n_video)
+                        if frame.width * frame.height > limits.max_frame_pixels:  # a size change mid-stream
+                            limits.check_declared(name, 0.0, frame.width, frame.height, 0.0)
                         if frame.pts is None or frame.time_base is None:
                             continue
                         t = float(frame.pts * frame.time_base)
                         if t0 is None:
                             t0 = t
                         t -= t0
+                        limits.check_stamp(name, t)
                         if t + 1e-6 < next_t:
                             continue
                         next_t = max(next_t + step, t + step / 2)
@@ -185,7 +207,12 @@ def iter_media(
                             if frame.pts is not None and frame.time_base is not None
                             else None
                         )
+                        if base is not None:
+                            limits.check_stamp(name, base - (t0 or 0.0))
                         for out in resampler.resample(frame):
+                            n_audio += out.samples
+                            if n_audio > max_audio:
+                                limits.check_stamp(name, n_audio / AUDIO_RATE)
                             yield _audio_frame(out, base, t0)
                             base = None
             if resampler is not None:
@@ -292,11 +319,12 @@ def decode_video(
     return info, frames, duration
 
 
-def decode_audio(path: str, duration_s: float) -> np.ndarray | None:
+def decode_audio(path: str, duration_s: float, limits: MediaLimits | None = None) -> np.ndarray | None:
     """The soundtrack at 48 kHz stereo float32 on the video clock, ``duration_s`` long; None if absent."""
     parts: list[AudioFrame] = []
     has_audio = False
-    for item in iter_media(path, video=False):
+    options = DecodeOptions(limits=limits) if limits is not None else None
+    for item in iter_media(path, options, video=False):
         if isinstance(item, MediaInfo):
             has_audio = item.has_audio
         elif isinstance(item, AudioFrame):
@@ -309,7 +337,8 @@ def decode_media(
 ) -> DecodedMedia:
     """Decode a whole file: analysis frames plus the full soundtrack (one after the other)."""
     info, frames, duration = decode_video(path, options, progress)
-    return DecodedMedia(info=info, frames=frames, audio=decode_audio(path, duration), duration_s=duration)
+    limits = options.limits if options is not None else None
+    return DecodedMedia(info=info, frames=frames, audio=decode_audio(path, duration, limits), duration_s=duration)
 
 
 def _assemble_audio(parts: list[AudioFrame], duration_s: float) -> np.ndarray:
@@ -330,12 +359,16 @@ def _assemble_audio(parts: list[AudioFrame], duration_s: float) -> np.ndarray:
     return out
 
 
-def load_audio(path: str, sample_rate: int, mono: bool = True) -> np.ndarray:
+def load_audio(path: str, sample_rate: int, mono: bool = True, limits: MediaLimits | None = None) -> np.ndarray:
     """Decode a whole audio file (any format FFmpeg reads) to float32 at ``sample_rate``.
 
     Mono ``(n,)`` (channels averaged) or stereo ``(n, 2)``. Raises :class:`InputError` for
-    files that are missing, unreadable or have no audio stream.
+    files that are missing, unreadable or have no audio stream, and
+    :class:`~pipelines.errors.LimitError` for one longer than ``limits.max_track_s``.
     """
+    lim = limits or MediaLimits()
+    name = path
+    channels = 1 if mono else 2
     with _open(path, "audio") as container:
         if not container.streams.audio:
             raise InputError(f"no audio stream in {path}")
@@ -343,8 +376,12 @@ def load_audio(path: str, sample_rate: int, mono: bool = True) -> np.ndarray:
         resampler = av.AudioResampler(format="flt", layout=layout, rate=sample_rate)
         parts: list[np.ndarray] = []
         try:
+            n = 0
             for frame in container.decode(container.streams.audio[0]):
-                parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+                for f in resampler.resample(frame):
+                    parts.append(f.to_ndarray().reshape(-1))
+                    n += parts[-1].shape[0] // channels
+                lim.check_track(name, n, sample_rate)
             parts.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
         except av.error.FFmpegError as exc:
             raise InputError(f"corrupt audio data in {path} ({exc.strerror or exc})") from exc

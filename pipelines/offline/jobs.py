@@ -13,7 +13,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from engines.base import BarInfo
 from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
 from pipelines.options import JobOptions
+
+if TYPE_CHECKING:
+    from pipelines.analysis.analyze import AnalysisOptions
 
 
 @dataclass
@@ -45,13 +48,20 @@ def load_library_cached(spec: str) -> list[TrackInfo]:
     return _libraries.get(spec)
 
 
+def _service_analysis() -> AnalysisOptions:
+    from pipelines.analysis.analyze import analysis_options
+    from pipelines.media.limits import MediaLimits
+
+    return analysis_options(MediaLimits.for_service())
+
+
 def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Timeline JSON (the same schema as ``backscore analyze --json``)."""
     from pipelines.analysis.analyze import analyze
     from pipelines.analysis.engines import default_engines
     from pipelines.offline.timeline import timeline_dict
 
-    analysis = analyze(path, default_engines(faces=options.faces))
+    analysis = analyze(path, default_engines(faces=options.faces), _service_analysis())
     data = timeline_dict(analysis)
     data["input"]["path"] = None  # a server-side temp file means nothing to the client
     return data
@@ -65,9 +75,12 @@ def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment, trajectory_text
     from pipelines.media.decode import probe
 
-    probe(path)
+    analysis_options = _service_analysis()
+    probe(path, analysis_options.decode.limits)
+    # The video first: what only its decode can refuse (stamps past the limits, corrupt data) is
+    # refused before a library's first load (the catalog's takes a minute).
+    analysis = analyze(path, default_engines(faces=options.faces), analysis_options)
     tracks = _libraries.get(options.library)
-    analysis = analyze(path, default_engines(faces=options.faces))
     profile = profile_from_analysis(analysis)
     matrix = TrackMatrix(tracks)
     out: dict[str, Any] = {"duration_s": round(analysis.duration_s, 3), "mood": trajectory_text(profile),
@@ -96,6 +109,7 @@ def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool 
         faces=options.faces,
         engine=options.engine,
         weights=options.weights,
+        analysis=_service_analysis(),
     )
     result = score(request)
     data = dict(result.timeline)
@@ -142,7 +156,7 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     from pipelines.offline.score import music_engine_for, pace_function
 
     engine = music_engine_for(options.engine, options.weights)
-    analysis = analyze(path, default_engines(faces=options.faces))
+    analysis = analyze(path, default_engines(faces=options.faces), _service_analysis())
     duration = analysis.duration_s
     chunks = compose_chunks(engine, analysis.segments, duration, style=options.style, seed=options.seed,
                             sample_rate=AUDIO_RATE, pace_at=pace_function(analysis))

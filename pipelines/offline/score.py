@@ -25,6 +25,7 @@ from pipelines.errors import InputError, OptionError
 from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
 from pipelines.media.decode import probe
+from pipelines.media.limits import MediaLimits
 from pipelines.media.mux import OUTPUT_EXTENSIONS, MuxResult, mux
 from pipelines.media.outputs import atomic_output, check_output_path, write_wav
 from pipelines.offline.compose import ComposedMusic, compose
@@ -131,12 +132,12 @@ def pace_function(analysis: Analysis) -> Callable[[float], float]:
     return at
 
 
-def library_music(track: TrackInfo, duration_s: float) -> ComposedMusic:
+def library_music(track: TrackInfo, duration_s: float, limits: MediaLimits | None = None) -> ComposedMusic:
     """A library track looped/trimmed to the video (the mixer fades, levels and ducks it)."""
     from pipelines.media.decode import load_audio
     from pipelines.offline.compose import MusicSection, loop_to_length
 
-    audio = load_audio(track.path, AUDIO_RATE, mono=False)
+    audio = load_audio(track.path, AUDIO_RATE, mono=False, limits=limits)
     if audio.shape[0] == 0:
         raise InputError(f"library track {track.id} ({track.path}) has no audio")
     fitted = loop_to_length(audio, AUDIO_RATE, duration_s)
@@ -157,7 +158,8 @@ def score(
     parse_seed(request.seed)
     check_backend(request.backend)
     # Validate the input and every destination before doing any work.
-    probe(request.input_path)
+    limits = request.analysis.decode.limits
+    probe(request.input_path, limits)
     paths = [p for p in (request.output_path, request.timeline_path, request.plot_path, request.bgm_path) if p]
     if len({os.path.abspath(p) for p in paths}) != len(paths):
         raise OptionError("output, --timeline, --plot and --bgm must be different files")
@@ -191,7 +193,7 @@ def score(
     t = time.perf_counter()
     prog.stage("compose")
     if track is not None:
-        music = library_music(track, analysis.duration_s)
+        music = library_music(track, analysis.duration_s, limits)
     else:
         music = compose(
             music_engine or default_music_engine(),

@@ -128,3 +128,17 @@ def test_unknown_style(tmp_path: Path, calm_to_exciting: Path, capsys: pytest.Ca
 def test_input_is_a_directory(tmp_path: Path) -> None:
     res = run_cli("score", os.fspath(tmp_path), "-o", os.fspath(tmp_path / "o.mp4"))
     assert_clean_error(res, "directory")
+
+
+def test_media_past_the_command_line_limit_is_exit_2(tmp_path: Path) -> None:
+    from tests.media.hostile import stamped_video
+
+    hour = stamped_video(tmp_path / "hour.mkv", [0.0, 0.04, 1800.0, 3600.0])
+    env = {**os.environ, "BACKSCORE_CLI_MAX_MEDIA_S": "600"}
+    before = files(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "score", os.fspath(hour), "-o",
+                          os.fspath(tmp_path / "o.mp4")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2
+    assert_clean_error(res, "has frames stamped at 30.0 min; at most 10.0 min of media is accepted")
+    assert files(tmp_path) == before

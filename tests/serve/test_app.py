@@ -24,6 +24,7 @@ from pipelines.live.models import InProcessModels
 from serve.core import GatewayCore
 from serve.http.router import build_app
 from tests.conftest import make_video
+from tests.media.hostile import stamped_video
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,16 @@ def test_bad_uploads(client: TestClient, short_video: Path, tmp_root: Path) -> N
     assert r.status_code == 422 and r.json()["error"]["type"] == "ValidationError"
     r = client.post("/v1/recommend?library=/etc/passwd", files=_video(short_video))
     assert r.status_code == 400 and r.json()["error"]["type"] == "LibraryError"
+    _assert_clean(tmp_root)
+
+
+def test_media_longer_than_the_service_allows_is_413(client: TestClient, tmp_path: Path, tmp_root: Path) -> None:
+    hour = stamped_video(tmp_path / "hour.mkv", [0.0, 0.04, 1800.0, 3600.0])  # 3 KB that claims an hour
+    for route in ("/v1/analyze", "/v1/recommend", "/v1/score?output=bgm", "/v1/score?output=bgm&stream=true"):
+        r = client.post(route, files=_video(hour, "video/x-matroska"))
+        assert r.status_code == 413, (route, r.status_code, r.text[:200])
+        err = r.json()["error"]
+        assert err["type"] == "PayloadTooLarge" and "hour.mkv has frames stamped at 30.0 min" in err["message"]
     _assert_clean(tmp_root)
 
 

@@ -31,6 +31,7 @@ from serve.jobs import BlockingIterator, JobRunner
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, make_video
+from tests.media.hostile import stamped_video
 
 pytestmark = pytest.mark.slow
 
@@ -290,6 +291,14 @@ def test_bad_options_are_invalid_argument(client: BackscoreClient, short_video: 
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "top_k" in err.details()
     err = rpc_error(lambda: list(client.score(os.fspath(short_video), style="disco")))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown style" in err.details()
+
+
+def test_media_longer_than_the_service_allows_is_resource_exhausted(client: BackscoreClient, tmp_path: Path) -> None:
+    hour = stamped_video(tmp_path / "hour.mkv", [0.0, 0.04, 1800.0, 3600.0])
+    for call in (lambda: client.analyze(os.fspath(hour)), lambda: list(client.score(os.fspath(hour)))):
+        err = rpc_error(call)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "hour.mkv has frames stamped at 30.0 min" in err.details() and "/tmp" not in err.details()
 
 
 def test_too_large_upload_is_resource_exhausted(client: BackscoreClient, tmp_path: Path) -> None:
