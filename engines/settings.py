@@ -60,6 +60,15 @@ class Settings:
                                        "3.3e7)", lo=1.0)
     max_track_s: float = _setting(1800.0, "the longest music track read into a library or under a video "
                                   "(seconds)", lo=1.0)
+    max_json_kb: float = _setting(64.0, "the largest JSON request body, e.g. a WebRTC offer (KiB; else 413)",
+                                  lo=1.0)
+    upload_idle_s: float = _setting(15.0, "an upload (or JSON body) that sends nothing for this long is dropped "
+                                    "(seconds; 408)", lo=0.1)
+    upload_min_kbps: float = _setting(16.0, "slowest average rate an upload may keep after its first "
+                                      "`BACKSCORE_UPLOAD_IDLE_S` (KiB/s; 0: any; else 408)", lo=0.0)
+    request_timeout_s: float = _setting(600.0, "longest a job may run after its upload (seconds; then it is "
+                                        "stopped: 504 / DEADLINE_EXCEEDED); request folders older than this "
+                                        "are swept", lo=1.0)
     tmpdir: str | None = _setting(None, "where the service keeps per-request folders (default: the system's "
                                   "temporary folder)")
     model_niceness: int = _setting(5, "how much the model replicas lower their CPU priority, so the gateway's "
