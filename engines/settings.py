@@ -60,6 +60,8 @@ class Settings:
                                        "3.3e7)", lo=1.0)
     max_track_s: float = _setting(1800.0, "the longest music track read into a library or under a video "
                                   "(seconds)", lo=1.0)
+    max_uploads: int = _setting(64, "uploads one gateway replica receives at once (more: 503 with Retry-After "
+                                "at once, so health checks and live signalling always find room)", lo=1)
     max_json_kb: float = _setting(64.0, "the largest JSON request body, e.g. a WebRTC offer (KiB; else 413)",
                                   lo=1.0)
     upload_idle_s: float = _setting(15.0, "an upload (or JSON body) that sends nothing for this long is dropped "

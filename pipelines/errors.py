@@ -16,6 +16,8 @@ LibraryError           2          400   INVALID_ARGUMENT    no such library or t
 DataError              2          400   INVALID_ARGUMENT    a training/evaluation file is malformed
 LimitError             2          413   RESOURCE_EXHAUSTED  an input is over a documented limit
 BusyError              75         503   UNAVAILABLE         the server is at capacity: retry later
+DeadlineError          124        504   DEADLINE_EXCEEDED   a job ran past its wall-time limit
+JobCancelled           130        499   CANCELLED           the client went away (no answer is sent)
 OutputError            3          500   INTERNAL            an output cannot be written (CLI: the
                                                             user's path; a server: its own temp dir)
 EngineUnavailable      4          503   UNAVAILABLE         an engine cannot run here (weights, backend)
@@ -62,6 +64,18 @@ class LimitError(BackscoreError):
     kind = "PayloadTooLarge"
 
 
+class DeadlineError(BackscoreError):
+    """A job ran longer than its wall-time limit (``BACKSCORE_REQUEST_TIMEOUT_S``) and was stopped."""
+
+    kind = "DeadlineExceeded"
+
+
+class JobCancelled(BackscoreError):
+    """A job was stopped because its client went away (HTTP disconnect, gRPC cancel)."""
+
+    kind = "Cancelled"
+
+
 class BusyError(BackscoreError):
     """The server has no room for this request now (job queue, live sessions); retry later."""
 
@@ -95,6 +109,8 @@ ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
     DataError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
     LimitError: ErrorStatus(2, 413, "RESOURCE_EXHAUSTED"),
     BusyError: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
+    DeadlineError: ErrorStatus(124, 504, "DEADLINE_EXCEEDED"),
+    JobCancelled: ErrorStatus(130, 499, "CANCELLED"),
     OutputError: ErrorStatus(3, 500, "INTERNAL"),
     BackscoreError: ErrorStatus(1, 400, "INVALID_ARGUMENT"),
     EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE"),

@@ -9,7 +9,7 @@ Arguments (``serve run serve.app:build_app models=local`` or the config's ``args
 * ``engine`` / ``weights`` -- the music engine (``procedural`` or ``musicgen``) and its weights
   directory (MusicGen also reads ``BACKSCORE_MUSICGEN_WEIGHTS``).
 * ``faces`` -- run the face-expression model (default true).
-* ``max_upload_mb``, ``job_threads``, ``max_pending_jobs``, ``libraries`` (name -> SQLite
+* ``max_upload_mb``, ``max_uploads``, ``job_threads``, ``max_pending_jobs``, ``libraries`` (name -> SQLite
   path, besides ``catalog``), ``style``, ``seed``, ``mix_original``, ``tmp_dir`` -- gateway options.
 * ``batch`` -- ``{"max_batch_size": n, "batch_wait_timeout_s": s}`` for the batched deployments.
 
@@ -59,6 +59,8 @@ class AppArgs(BaseModel):
     #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE
     #: (8 run clean on 2 cores: BENCHMARKS.md).
     max_live_sessions: int = Field(default=8, ge=1)
+    #: HTTP uploads per gateway replica at once (default ``BACKSCORE_MAX_UPLOADS``); more get 503 at once.
+    max_uploads: int | None = Field(default=None, ge=1)
     batch: BatchArgs = BatchArgs()
 
 
@@ -81,6 +83,7 @@ def build_app(args: dict[str, Any]) -> Application:
         "max_pending_jobs": a.max_pending_jobs, "libraries": a.libraries, "engine": a.engine, "weights": a.weights,
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
         "warm_catalog": a.warm_catalog, "max_live_sessions": a.max_live_sessions,
+        "max_uploads": a.max_uploads,
     }
     if a.models == "local":
         return Gateway.bind("local", **gateway_kw)

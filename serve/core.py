@@ -53,6 +53,7 @@ class GatewayCore:
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None,
         warm_catalog: bool = False,
         max_live_sessions: int = 8,
+        max_uploads: int | None = None,
         session_directory: SessionDirectory | None = None,
     ) -> None:
         self.models = models
@@ -69,11 +70,14 @@ class GatewayCore:
         #: Music engines a live session may ask for: the server's and the procedural composer (which is
         #: also what a session gets when the server's engine is busy).
         self.music_engines = tuple(dict.fromkeys([engine, "procedural"]))
-        self.workdirs = Workdirs(tmp_dir or env.tmpdir)
-        self.jobs = JobRunner(job_threads, max_pending_jobs)
+        self.workdirs = Workdirs(tmp_dir or env.tmpdir, max_age_s=env.request_timeout_s + env.upload_idle_s + 60)
+        self.workdirs.start_sweeper()
+        self.jobs = JobRunner(job_threads, max_pending_jobs, timeout_s=env.request_timeout_s)
         self._readiness = readiness
         #: Live sessions of this replica, WebRTC and gRPC together: at most ``max_live_sessions``.
         self.live_slots = SessionSlots(max_live_sessions)
+        #: HTTP uploads this replica receives at once (each ends by the idle / min-rate limits at worst).
+        self.upload_slots = SessionSlots(max_uploads or env.max_uploads, "upload slots")
         self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
                                     max_sessions=max_live_sessions, directory=session_directory,
                                     slots=self.live_slots, music_engines=self.music_engines)
@@ -136,3 +140,4 @@ class GatewayCore:
         if isinstance(self.models, InProcessModels):
             self.models.shutdown()
         self.jobs.shutdown()
+        self.workdirs.stop_sweeper()

@@ -58,6 +58,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         tmp_dir: str | None = None,
         warm_catalog: bool = True,
         max_live_sessions: int = 8,
+        max_uploads: int | None = None,
     ) -> None:
         live = LiveOptions(style=style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
@@ -92,6 +93,7 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
                              max_pending_jobs=max_pending_jobs, libraries=libraries, engine=engine, weights=weights,
                              live_options=live, tmp_dir=tmp_dir, readiness=readiness,
                              warm_catalog=warm_catalog, max_live_sessions=max_live_sessions,
+                             max_uploads=max_uploads,
                              session_directory=RayDirectory())  # a hang-up may reach another replica
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)
@@ -117,6 +119,8 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
 Gateway = ray_serve.deployment(
     name="Gateway",
     ray_actor_options={"num_cpus": 0.5},
-    max_ongoing_requests=64,
+    # Async and light: the bounds that matter are its own (job pool, upload slots, live sessions), so
+    # health checks, metrics and signalling never queue behind uploads.
+    max_ongoing_requests=128,
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )(ray_serve.ingress()(_GatewayReplica))

@@ -24,6 +24,7 @@ from pipelines.analysis.frame_workers import FaceWorker, encode_frames, picture_
 from pipelines.analysis.mood import MoodSegment, SegmentOptions, segment_timeline
 from pipelines.analysis.sound import SoundAnalysis, analyze_sound
 from pipelines.analysis.windows import FrameTable, window_bounds, window_features
+from pipelines.cancel import bind
 from pipelines.frames import MediaInfo, VideoFrame
 from pipelines.media.decode import DecodeOptions, decode_audio, decode_video, probe
 from pipelines.media.limits import MediaLimits
@@ -114,8 +115,8 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
         sound_future = None
         if info.duration_s > 0:
             guess = window_bounds(info.duration_s, o.window_s, o.hop_s)
-            sound_future = pool.submit(lambda: analyze_sound(decode_audio(path, info.duration_s, decode_options.limits),
-                                                              eng.audio, guess))
+            sound_future = pool.submit(bind(lambda: analyze_sound(
+                decode_audio(path, info.duration_s, decode_options.limits), eng.audio, guess)))
         try:
             info, frames, duration = decode_video(path, decode_options, progress, on_frame=on_frame)
         finally:

@@ -9,6 +9,7 @@ when no real clip is at hand.
 from __future__ import annotations
 
 import colorsys
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
+from pipelines.errors import OptionError
 from pipelines.frames import AUDIO_RATE
 
 
@@ -40,6 +42,38 @@ CALM_DARK = Scene(8.0, brightness=0.14, saturation=0.15, hue=0.62, speed=0.01, a
                   loudness_dbfs=-42.0)
 BRIGHT_FAST = Scene(8.0, brightness=0.92, saturation=0.85, hue=0.12, speed=0.9, cut_every_s=0.75,
                     audio="drums", loudness_dbfs=-3.0, tempo_bpm=128.0)
+
+
+#: The largest video :func:`write_video` makes: 8K UHD, 240 frames a second, an hour.
+MAX_WIDTH, MAX_HEIGHT, MAX_FPS, MAX_TOTAL_S = 7680, 4320, 240, 3600.0
+
+
+def check_video_params(width: object, height: object, fps: object, durations: Sequence[object]) -> float:
+    """:class:`OptionError` unless :func:`write_video` can make a video of this size, rate and scene
+    durations (seconds); returns the total duration.
+
+    Sizes must be even (H.264 in yuv420p, the pixel format of every container here, needs it): an odd
+    one is refused rather than silently changed, so the file is the size that was asked for.
+    """
+    for name, value, top in (("width", width, MAX_WIDTH), ("height", height, MAX_HEIGHT)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= top:
+            raise OptionError(f"{name} must be a whole number of pixels from 2 to {top} (got {value!r})")
+        if value % 2:
+            raise OptionError(f"{name} must be even: H.264 video in yuv420p needs even sizes (got {value}; "
+                              f"use {value - 1} or {value + 1})")
+    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= MAX_FPS:
+        raise OptionError(f"fps must be a whole number of frames per second from 1 to {MAX_FPS} (got {fps!r})")
+    if not durations:
+        raise OptionError("no scenes: a video needs at least one")
+    total = 0.0
+    for d in durations:
+        if isinstance(d, bool) or not isinstance(d, int | float) or not math.isfinite(d) or d * fps < 1:
+            raise OptionError(f"a scene must last a finite number of seconds, at least one frame ({1 / fps:.3g} s "
+                              f"at {fps} fps) (got {d!r})")
+        total += float(d)
+    if total > MAX_TOTAL_S:
+        raise OptionError(f"the video would last {total:.1f} s; at most {MAX_TOTAL_S:.0f} s")
+    return total
 
 
 def _codecs_for(path: str) -> tuple[str, str | None, str]:
@@ -137,11 +171,12 @@ def write_video(
     """Write the scenes back to back; returns the total duration in seconds.
 
     ``video_codec`` overrides the container's default (e.g. ``"libvpx"``: VP8 in .webm, which a
-    WebRTC client can send without re-encoding).
+    WebRTC client can send without re-encoding). Parameters :func:`check_video_params` refuses raise
+    :class:`OptionError` before anything is written.
     """
+    total = check_video_params(width, height, fps, [s.duration_s for s in scenes])
     vcodec, acodec, pix = _codecs_for(path)
     vcodec = video_codec or vcodec
-    total = sum(s.duration_s for s in scenes)
     with av.open(path, mode="w") as out:
         vs = cast(VideoStream, out.add_stream(vcodec, rate=fps))
         vs.width, vs.height, vs.pix_fmt = width, height, pix

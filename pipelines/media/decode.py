@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -18,6 +19,7 @@ import av
 import av.error
 import numpy as np
 
+from pipelines.cancel import check_cancelled
 from pipelines.errors import InputError
 from pipelines.frames import AUDIO_RATE, AudioFrame, MediaInfo, VideoFrame
 from pipelines.media.limits import MediaLimits
@@ -55,11 +57,21 @@ def _even(x: float) -> int:
 
 
 def _open(path: str, kind: str = "video") -> av.container.InputContainer:
-    if not os.path.exists(path):
-        raise InputError(f"input not found: {path}")
-    if os.path.isdir(path):
+    try:
+        st = os.stat(path)  # follows links: a link to a video is a video
+    except PermissionError as exc:
+        raise InputError(f"cannot read input (permission denied): {path}") from exc
+    except (OSError, ValueError):  # missing, a path through a file, a NUL in the name, ...
+        raise InputError(f"input not found: {path}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"input is a directory, not a {kind} file: {path}")
-    if os.path.getsize(path) == 0:
+    if not stat.S_ISREG(st.st_mode):
+        # never opened: reading a FIFO or a socket may block forever, a device may never end (/dev/zero)
+        what = next((name for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                                             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+                     if test(st.st_mode)), "an unusual kind of file")
+        raise InputError(f"input is not a regular file ({what}): {path}")
+    if st.st_size == 0:
         raise InputError(f"input is empty (0 bytes): {path}")
     try:
         return av.open(path, mode="r", metadata_errors="ignore")
@@ -170,6 +182,7 @@ def iter_media(
             return
         try:
             for packet in container.demux(*streams):
+                check_cancelled()
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
                         n_video += 1
@@ -378,6 +391,7 @@ def load_audio(path: str, sample_rate: int, mono: bool = True, limits: MediaLimi
         try:
             n = 0
             for frame in container.decode(container.streams.audio[0]):
+                check_cancelled()
                 for f in resampler.resample(frame):
                     parts.append(f.to_ndarray().reshape(-1))
                     n += parts[-1].shape[0] // channels

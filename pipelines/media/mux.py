@@ -20,6 +20,7 @@ import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
+from pipelines.cancel import check_cancelled
 from pipelines.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def _write_video(inp: av.container.InputContainer, in_v: VideoStream, out: av.co
                  out_v: VideoStream, copy: bool, audio: _AudioWriter) -> None:
     if copy:
         for packet in inp.demux(in_v):
+            check_cancelled()
             if packet.dts is None:  # the demuxer's flush packet
                 continue
             if packet.time_base is not None:
@@ -161,6 +163,7 @@ def _write_video(inp: av.container.InputContainer, in_v: VideoStream, out: av.co
     first = True
     try:
         for frame in inp.decode(in_v):
+            check_cancelled()
             if first:
                 first = False
                 rotation = int(getattr(frame, "rotation", 0) or 0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from engines.base import BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStreamOptions
 from pipelines.analysis.mood import MoodSegment
+from pipelines.cancel import check_cancelled
 from pipelines.frames import AUDIO_RATE
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def compose_chunks(
     first = True
     try:
         while t < duration_s:
+            check_cancelled()
             # With a transition bar the new section starts one chunk after the request: ask
             # for the mood in force (latency + 0.5) chunks ahead, so the change lands on the
             # chunk boundary nearest the mood change.

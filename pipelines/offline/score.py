@@ -21,6 +21,7 @@ import numpy as np
 from engines.base import MusicEngine
 from pipelines.analysis.analyze import Analysis, AnalysisOptions, analyze
 from pipelines.analysis.engines import Engines, create_engines
+from pipelines.cancel import check_cancelled
 from pipelines.errors import InputError, OptionError
 from pipelines.frames import AUDIO_RATE
 from pipelines.library.tracks import TrackInfo
@@ -183,6 +184,7 @@ def score(
         track = find_track(load_library(request.library), request.track_id, request.library)
 
     t = time.perf_counter()
+    check_cancelled()
     prog.stage("analyse")
     analysis = analyze(request.input_path, eng, request.analysis, prog.update)
     timings["analyse"] = time.perf_counter() - t
@@ -191,6 +193,7 @@ def score(
              ", ".join(f"{s.emotion}@{s.start_s:.1f}" for s in analysis.segments))
 
     t = time.perf_counter()
+    check_cancelled()
     prog.stage("compose")
     if track is not None:
         music = library_music(track, analysis.duration_s, limits)
@@ -208,6 +211,7 @@ def score(
     timings["compose"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    check_cancelled()
     prog.stage("mix")
     mixed = mix_bgm(analysis.audio, music.audio, AUDIO_RATE, analysis.speech, MixOptions(),
                     original_lufs=analysis.loudness_lufs, bgm_alone=request.bgm_path is not None,
@@ -237,6 +241,7 @@ def _write_outputs(
 
     mux_result: MuxResult | None = None
     t = time.perf_counter()
+    check_cancelled()
     prog.stage("mux")
     timeline: dict[str, Any] = {}
     # All outputs are written to temporary siblings and renamed together at the end, so a

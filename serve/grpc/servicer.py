@@ -82,9 +82,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``gRPCOptions.grpc_servicer_functions`` for the proxy: our service and the standard health service.
+#: ``gRPCOptions.grpc_servicer_functions`` for the proxy: our service (the generated registration with
+#: requests that do not decode answered INVALID_ARGUMENT, :mod:`serve.grpc.server`) and the standard
+#: health service.
 GRPC_SERVICER_FUNCTIONS = [
-    "serve.proto.backscore.v1.backscore_pb2_grpc.add_BackscoreServicer_to_server",
+    "serve.grpc.server.add_backscore_to_server",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
 ]
 SERVICE_NAME = "backscore.v1.Backscore"

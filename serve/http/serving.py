@@ -46,12 +46,16 @@ class HttpServing:
                 raise
             raise type(exc)(message) from exc
 
+    async def _receive(self, request: Request, work: str) -> Upload:
+        with self.core.upload_slots.slot():  # 503 at once when every upload slot is taken
+            return await receive_upload(request, work, self.core.max_upload_bytes)
+
     async def json_job(self, request: Request, fn: Callable[[str, JobOptions], dict[str, Any]],
                        options: JobOptions) -> dict[str, Any]:
         """Analyze / recommend: the upload through ``fn`` on the job pool."""
         work = self.core.workdirs.create()
         try:
-            upload = await receive_upload(request, work, self.core.max_upload_bytes)
+            upload = await self._receive(request, work)
             async with self._client_paths(work, upload):
                 return await self.core.jobs.run(fn, upload.path, options)
         finally:
@@ -65,7 +69,7 @@ class HttpServing:
             await self.core.workdirs.remove(work)
 
         try:
-            upload = await receive_upload(request, work, self.core.max_upload_bytes)
+            upload = await self._receive(request, work)
             if output == "bgm" and stream:
                 return await self._stream_bgm(work, upload, opts, cleanup)
             bgm_only = output == "bgm"

@@ -2,7 +2,8 @@
 
 The file part is written as it arrives (never held in memory) and refused as soon as it passes
 the limit (:class:`~pipelines.errors.LimitError`: 413) or when its content type is not ``video/*``
-or ``application/octet-stream`` (415). Other form fields are ignored but may not be large.
+or ``application/octet-stream`` (415). Other form fields are ignored but may not be large. A client
+that stalls or sends too slowly is dropped (408, :mod:`serve.http.bodies`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import Request
 
 from pipelines.errors import LimitError
+from serve.http.bodies import BodyTimeouts, timed_body
 from serve.http.errors import ApiError
 
 #: Non-file form fields (ignored) may not be larger than this.
@@ -38,8 +40,10 @@ def _safe_suffix(filename: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
 
 
-async def receive_upload(request: Request, directory: str, limit: int, field: str = "file") -> Upload:
-    """Stream the multipart field ``field`` of ``request`` into ``directory`` (see module doc)."""
+async def receive_upload(request: Request, directory: str, limit: int, field: str = "file",
+                         timeouts: BodyTimeouts | None = None) -> Upload:
+    """Stream the multipart field ``field`` of ``request`` into ``directory`` (see module doc); a client
+    that stalls or trickles is dropped with 408 (:func:`serve.http.bodies.timed_body`)."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -108,7 +112,7 @@ async def receive_upload(request: Request, directory: str, limit: int, field: st
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
     })
     try:
-        async for chunk in request.stream():
+        async for chunk in timed_body(request, timeouts or BodyTimeouts.from_settings()):
             if chunk:
                 parser.write(chunk)
         parser.finalize()

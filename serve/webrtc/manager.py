@@ -33,7 +33,7 @@ from pipelines.options import check_music_engine
 from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
 from serve.webrtc.directory import SessionDirectory
-from serve.webrtc.protocol import TRANSPORT, OfferError, parse_offer
+from serve.webrtc.protocol import TRANSPORT, OfferError, negotiation_error, parse_offer
 from serve.webrtc.session import WebRtcLimits, WebRtcSession
 
 log = logging.getLogger("serve.webrtc")  # one logger for the package (its name predates the split)
@@ -118,7 +118,7 @@ class WebRtcManager:
             with contextlib.suppress(Exception):
                 await pc.close()
             log.info("session %s: offer rejected: %r", sid, exc)
-            raise OfferError(f"cannot use this offer: {exc}") from exc
+            raise negotiation_error(exc) from exc  # the client sees a short reason, the log the exception
         live.start()
         sess.tasks.append(asyncio.create_task(sess.watchdog(), name=f"watchdog-{sid}"))
         SESSIONS_TOTAL.labels(transport=TRANSPORT).inc()

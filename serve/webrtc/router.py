@@ -1,8 +1,9 @@
 """The WebRTC routes (signalling, hang-up, the session list) and the demo page's routes.
 
 Errors are answered by the project's error table (:mod:`serve.http.errors`): a malformed offer
-400 ``OfferError``, no room for a session 503 ``Busy`` with ``Retry-After`` and ``max_sessions``,
-an unknown session or file 404 ``NotFound``.
+400 ``OfferError``, an offer body over ``BACKSCORE_MAX_JSON_KB`` 413 ``PayloadTooLarge`` (refused by
+its ``Content-Length`` before it is read, or as soon as it passes the limit), no room for a session
+503 ``Busy`` with ``Retry-After`` and ``max_sessions``, an unknown session or file 404 ``NotFound``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from pipelines.errors import BusyError
+from engines.settings import settings
+from pipelines.errors import BusyError, LimitError
+from serve.http.bodies import read_json_body
 from serve.http.errors import error_response, exception_response
 from serve.webrtc.manager import WebRtcManager
-from serve.webrtc.protocol import OfferError, decode_body
+from serve.webrtc.protocol import OfferError
 
 #: The demo page and its files (``serve/static``).
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -23,15 +26,19 @@ _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".css": "text/css; charset=utf-8"}
 
 
-def webrtc_router(manager: WebRtcManager) -> APIRouter:
-    """``POST /v1/webrtc/offer``, ``DELETE /v1/webrtc/{session_id}`` and ``GET /v1/webrtc/sessions``."""
+def webrtc_router(manager: WebRtcManager, max_body_bytes: int | None = None) -> APIRouter:
+    """``POST /v1/webrtc/offer``, ``DELETE /v1/webrtc/{session_id}`` and ``GET /v1/webrtc/sessions``.
+
+    An offer's body may be ``max_body_bytes`` long (default: ``BACKSCORE_MAX_JSON_KB``, read now).
+    """
     router = APIRouter()
+    limit = max_body_bytes if max_body_bytes is not None else int(settings().max_json_kb * 1024)
 
     @router.post("/v1/webrtc/offer")
     async def offer(request: Request) -> Response:
         try:
-            return JSONResponse(await manager.offer(decode_body(await request.body())))
-        except OfferError as exc:
+            return JSONResponse(await manager.offer(await read_json_body(request, limit, invalid=OfferError)))
+        except (OfferError, LimitError) as exc:
             return exception_response(exc)
         except BusyError as exc:
             return exception_response(exc, max_sessions=manager.limits.max_sessions)

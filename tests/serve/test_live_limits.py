@@ -23,7 +23,8 @@ from serve.grpc.servicer import GrpcError, GrpcMethods
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.fakes import FaultyModels
 
-SDP_WITH_AUDIO = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+SDP_WITH_AUDIO = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+                  "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n")
 
 
 class Gateway(GatewayCore, GrpcMethods):

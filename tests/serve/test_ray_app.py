@@ -72,7 +72,7 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
     t0 = time.perf_counter()
     # address="local": always a new cluster of our own (never one another test or user started).
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "BACKSCORE_UPLOAD_IDLE_S": "2"}})
     from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS
 
     GRPC["port"] = _free_port()
@@ -81,7 +81,7 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
     TIMINGS["ray_start_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     ray_serve.run(build_app({"models": "ray", "faces": False, "warm_catalog": False, "tmp_dir": os.fspath(tmp_root),
-                             "max_upload_mb": 1,
+                             "max_upload_mb": 1, "max_uploads": 8,
                              "libraries": {"small": os.fspath(small_library)}}),
                   name=APP, route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
@@ -203,6 +203,32 @@ def test_bad_uploads(base_url: str, short_video: Path, tmp_root: Path) -> None:
     assert r.status_code == 413 and r.json()["error"]["type"] == "PayloadTooLarge"
     r = requests.post(f"{base_url}/v1/analyze", files={"file": ("big.mp4", big, "video/mp4")}, timeout=30)
     assert r.status_code == 413
+    _clean(tmp_root)
+
+
+def test_stalled_uploads_through_the_proxy_do_not_starve_health(base_url: str, tmp_root: Path) -> None:
+    """12 clients that stop mid-upload: 8 hold the replica's upload slots until the idle limit drops them
+    (408), 4 are refused at once (503); /healthz answers meanwhile, and nothing is left behind."""
+    from tests.serve.http_server import read_response, upload_head
+
+    host, port = base_url.removeprefix("http://").split(":")
+    stalled = []
+    for _ in range(12):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(upload_head(host, int(port), "/v1/analyze", 900_000) + b"\0" * 1000)
+        stalled.append(s)
+    try:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            assert requests.get(f"{base_url}/healthz", timeout=10).status_code == 200
+            TIMINGS["healthz_under_stalled_uploads_s"] = max(TIMINGS.get("healthz_under_stalled_uploads_s", 0.0),
+                                                             time.perf_counter() - t0)
+        assert TIMINGS["healthz_under_stalled_uploads_s"] < 1.0
+        statuses = sorted(read_response(s)[0] for s in stalled)
+        assert statuses == [408] * 8 + [503] * 4, statuses
+    finally:
+        for s in stalled:
+            s.close()
     _clean(tmp_root)
 
 
