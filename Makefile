@@ -1,6 +1,6 @@
 # backscore -- see README.md. Every target sets itself up (.venv, test media) first.
 PY := .venv/bin/python
-.PHONY: setup media demo serve test check bench bench-gpu bench-encoders bench-live clean
+.PHONY: setup media demo serve test check bench bench-gpu bench-encoders bench-live soak clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -12,7 +12,7 @@ demo: setup
 	@scripts/demo.sh
 
 serve: setup
-	.venv/bin/serve run deploy/local.yaml
+	.venv/bin/backscore serve --config deploy/local.yaml
 
 test: setup media
 	@scripts/install_chromium.sh
@@ -36,6 +36,9 @@ bench-encoders: setup
 bench-live: setup
 	$(PY) -m pip install --quiet -e '.[load]'
 	$(PY) -m loadtest.bench_live --out BENCHMARKS.md $(BENCH_LIVE_ARGS)
+
+soak: setup
+	$(PY) -m loadtest.soak --out BENCHMARKS.md $(SOAK_ARGS)
 
 clean:
 	rm -rf out bench-out .pytest_cache .mypy_cache .ruff_cache

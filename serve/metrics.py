@@ -62,6 +62,12 @@ MUSICGEN_MOOD_CHANGE_SECONDS = Histogram(
     registry=REGISTRY, buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0))
 
 
+MODEL_RETRIES_TOTAL = Counter(
+    "backscore_live_model_retries_total",
+    "Model calls of live sessions retried after a failure (a replica lost or restarted), by call.",
+    ["call"], registry=REGISTRY)
+
+
 class PrometheusHooks:
     """:class:`pipelines.live.session.LiveHooks` that feed the metrics above."""
 
@@ -76,6 +82,9 @@ class PrometheusHooks:
 
     def windows_dropped(self, n: int) -> None:
         WINDOWS_DROPPED_TOTAL.inc(n)
+
+    def retry(self, call: str) -> None:
+        MODEL_RETRIES_TOTAL.labels(call=call).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -180,6 +180,7 @@ class HooksRecorder:
         self.underruns = 0
         self.latencies: list[float] = []
         self.dropped = 0
+        self.retries: dict[str, int] = {}
 
     def stage(self, name: str, seconds: float) -> None:
         self.stages[name] = self.stages.get(name, 0) + 1
@@ -192,6 +193,9 @@ class HooksRecorder:
 
     def windows_dropped(self, n: int) -> None:
         self.dropped += n
+
+    def retry(self, call: str) -> None:
+        self.retries[call] = self.retries.get(call, 0) + 1
 
 
 class LimitedMusicEngine(MusicEngine):

@@ -43,6 +43,9 @@ class LiveOptions:
     #: A stream counts as video-only when no audio has arrived for this long after video.
     audio_timeout_s: float = 1.5
     report_interval_s: float = 1.0
+    #: A model call that keeps failing is retried for this long before the session ends on it
+    #: (:mod:`pipelines.live.retry`: a replica lost mid-session costs at most one chunk of music).
+    retry_budget_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style", parse_style(self.style))

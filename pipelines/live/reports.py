@@ -19,6 +19,8 @@ class LiveHooks(Protocol):
 
     def windows_dropped(self, n: int) -> None: ...
 
+    def retry(self, call: str) -> None: ...
+
 
 class NullHooks:
     def stage(self, name: str, seconds: float) -> None:
@@ -31,6 +33,9 @@ class NullHooks:
         pass
 
     def windows_dropped(self, n: int) -> None:
+        pass
+
+    def retry(self, call: str) -> None:
         pass
 
 

@@ -40,6 +40,7 @@ from pipelines.live.inference import AffectStep
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.reports import LiveHooks, MoodReport, NullHooks
+from pipelines.live.retry import RetryingModels, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ class LiveSession:
         self.session_id = session_id or uuid.uuid4().hex[:12]
         self.on_report = on_report
         self.log = logging.LoggerAdapter(log, {"session": self.session_id})
+        # every model call is retried while a replica is replaced (pipelines.live.retry)
+        models = self.retrying = RetryingModels(models, self.clock, self.hooks, self.log,
+                                                RetryPolicy(budget_s=o.retry_budget_s))
         self.analyzer = LiveAnalyzer(models, o, self.clock, self.hooks, self.log, self._on_window)
         self.player = BgmPlayer(models, o, self.clock, self.hooks, self.session_id, self.log)
         self._tasks: list[asyncio.Task[None]] = []

@@ -22,10 +22,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from engines.settings import settings
 from pipelines.errors import InputError, LimitError
 from serve.http.errors import ApiError
+
+try:
+    from ray.exceptions import TaskCancelledError
+
+    _CANCELLED: tuple[type[BaseException], ...] = (TaskCancelledError,)
+except ImportError:  # the dev server without Ray
+    _CANCELLED = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ async def timed_body(request: Request, timeouts: BodyTimeouts,
             chunk = await asyncio.wait_for(anext(chunks), timeouts.idle_s)
         except StopAsyncIteration:
             return
+        except _CANCELLED as exc:  # Ray's proxy lost the client mid-body and cancelled the replica's read
+            raise ClientDisconnect() from exc
         except TimeoutError:
             raise ApiError(408, "RequestTimeout",
                            f"the client sent nothing for {timeouts.idle_s:g} s; the request was dropped") from None

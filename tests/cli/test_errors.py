@@ -131,7 +131,7 @@ def test_input_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_media_past_the_command_line_limit_is_exit_2(tmp_path: Path) -> None:
-    from tests.media.hostile import stamped_video
+    from pipelines.devtools.hostile_media import stamped_video
 
     hour = stamped_video(tmp_path / "hour.mkv", [0.0, 0.04, 1800.0, 3600.0])
     env = {**os.environ, "BACKSCORE_CLI_MAX_MEDIA_S": "600"}

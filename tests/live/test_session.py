@@ -189,16 +189,31 @@ async def test_analysis_drops_oldest_windows_instead_of_falling_behind(calm_then
     assert lag < 2.0 + 2 * 1.2  # bounded: at most the allowed lag plus the window in flight
 
 
-async def test_a_failing_model_call_is_surfaced_and_the_music_plays_on(calm_then_exciting: Path) -> None:
-    """An affect replica that fails mid-session: the session reports the error (transports end it on that)
-    while the BGM already generated keeps its pacing; no exception escapes into the reader."""
-    models = FaultyModels(InProcessModels.default(faces=False, inline=True), fail_calls={"affect": {8}})
+async def test_failed_model_calls_are_retried_and_the_session_carries_on(calm_then_exciting: Path) -> None:
+    """Replicas that fail calls now and then (killed, restarting): each failed call is retried, the
+    session neither ends nor misses a beat, and the retries are counted."""
+    models = FaultyModels(InProcessModels.default(faces=False, inline=True),
+                          fail_calls={"affect": {8, 9, 10}, "encode_frames": {5}, "music": {2}})
     session, _, frames, hooks = await _run_session(calm_then_exciting, models, 6.0)
-    assert isinstance(session.error, InjectedFailure)
-    assert models.calls["affect"] == 8  # analysis stopped at the failing window
+    assert session.error is None
+    assert hooks.retries == {"affect": 3, "encode_frames": 1, "music": 1}
+    assert models.calls["affect"] > 10 and session.windows_done >= 8  # analysis went on past the failures
     pts = np.array([p for p, _ in frames])
     assert np.all(np.diff(pts) == 960) and len(frames) == pytest.approx(6.0 * 50, abs=2)
     assert hooks.underruns == 0
+
+
+async def test_a_model_that_keeps_failing_ends_the_session_after_the_retry_budget(calm_then_exciting: Path) -> None:
+    """An affect replica that never comes back: retried for ``retry_budget_s``, then the error is surfaced
+    (the transports end the session on it) while the BGM already generated keeps its pacing."""
+    models = FaultyModels(InProcessModels.default(faces=False, inline=True),
+                          fail_calls={"affect": set(range(8, 10_000))})
+    session, _, frames, hooks = await _run_session(calm_then_exciting, models, 12.0,
+                                                   LiveOptions(retry_budget_s=3.0))
+    assert isinstance(session.error, InjectedFailure)
+    assert 5 < hooks.retries["affect"] < 60  # backed off, not spinning
+    pts = np.array([p for p, _ in frames])
+    assert np.all(np.diff(pts) == 960) and len(frames) == pytest.approx(12.0 * 50, abs=2)
 
 
 async def test_mix_original_returns_client_audio_under_the_bgm() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.devtools.hostile_media import stamped_video, wav_tone
 from pipelines.errors import LimitError, error_status
 from pipelines.frames import AudioFrame, MediaInfo, VideoFrame
 from pipelines.media.decode import DecodeOptions, decode_audio, decode_video, iter_media, load_audio, probe
 from pipelines.media.limits import MediaLimits
-from tests.media.hostile import stamped_video, wav_tone
 
 
 def test_declared_duration_is_refused_before_decoding(tmp_path: Path) -> None:

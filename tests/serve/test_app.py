@@ -18,13 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipelines.analysis.mood import MoodTracker, SegmentOptions
+from pipelines.devtools.hostile_media import stamped_video
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.inference import affect_steps, analyze_faces_batched, encode_audio_window, encode_frames_batched
 from pipelines.live.models import InProcessModels
 from serve.core import GatewayCore
 from serve.http.router import build_app
 from tests.conftest import make_video
-from tests.media.hostile import stamped_video
 
 
 @pytest.fixture(scope="module")

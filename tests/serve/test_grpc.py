@@ -23,6 +23,7 @@ import grpc.aio
 import numpy as np
 import pytest
 
+from pipelines.devtools.hostile_media import stamped_video
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from serve.core import GatewayCore
 from serve.grpc.client import BackscoreClient, file_inputs, stream_file
@@ -31,7 +32,6 @@ from serve.jobs import BlockingIterator, JobRunner
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, make_video
-from tests.media.hostile import stamped_video
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""Media files that ask too much of the decoder, made with PyAV: the inputs of the limit tests.
+"""Media files that ask too much of the decoder, made with PyAV: the inputs of the limit tests and of
+the soak (loadtest/soak.py).
 
 Each is small on disk (a few KB); what it asks for is in the name: frames stamped an hour apart,
 thousands of frames a second, pictures larger than any screen.
