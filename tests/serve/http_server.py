@@ -12,6 +12,13 @@ from typing import Any
 import uvicorn
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.contextmanager
 def serving(app: Any, **config: Any) -> Iterator[tuple[str, int]]:
     """Serve ``app`` on 127.0.0.1 (a free port) while the block runs; yields ``(host, port)``."""

@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, render_audio, render_frame
 from pipelines.frames import AUDIO_RATE
+from tests.serve.http_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not
 CHANGE_AT = 6.0
 CALM = ("sad", "relaxing", "neutral", "tense", "fearful")
 EXCITED = ("exciting", "happy")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +93,7 @@ def _wait(cond: Any, timeout: float, what: str, step: float = 0.25) -> Any:
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # noqa: SIM115
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "serve.webrtc", "--port", str(port), "--no-faces",
@@ -157,7 +151,7 @@ def browser(dev_server: str, fake_capture: tuple[Path, Path], tmp_path: Path) ->
     pytest.importorskip("websockets", reason="the websockets client drives Chromium (dev extras)")
     assert CHROMIUM is not None
     y4m, wav_path = fake_capture
-    port = _free_port()
+    port = free_port()
     args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
             "--no-default-browser-check", f"--user-data-dir={tmp_path / 'profile'}", f"--remote-debugging-port={port}",
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",

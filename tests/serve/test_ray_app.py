@@ -21,18 +21,13 @@ import requests
 
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from tests.conftest import make_video
+from tests.serve.http_server import free_port
 
 pytestmark = pytest.mark.slow
 
 APP = "backscore-test"
 TIMINGS: dict[str, float] = {}
 GRPC: dict[str, int] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +63,14 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
 
     from serve.app import build_app
 
-    port = _free_port()
+    port = free_port()
     t0 = time.perf_counter()
     # address="local": always a new cluster of our own (never one another test or user started).
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "BACKSCORE_UPLOAD_IDLE_S": "2"}})
     from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS
 
-    GRPC["port"] = _free_port()
+    GRPC["port"] = free_port()
     ray_serve.start(http_options={"host": "127.0.0.1", "port": port},
                     grpc_options={"port": GRPC["port"], "grpc_servicer_functions": GRPC_SERVICER_FUNCTIONS})
     TIMINGS["ray_start_s"] = time.perf_counter() - t0

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,16 +28,11 @@ from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.frames import AUDIO_RATE
 from tests.conftest import make_video
 from tests.fakes import HooksRecorder
+from tests.serve.http_server import free_port
 
 pytestmark = pytest.mark.slow
 
 APP = "backscore-faults"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +52,7 @@ def cluster() -> Iterator[None]:
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    ray_serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+    ray_serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     frame = d.FrameEncoderDeployment.bind(faces=False, max_batch_size=16, batch_wait_timeout_s=0.005)
     audio = d.AudioEncoderDeployment.bind(max_batch_size=16, batch_wait_timeout_s=0.005)
     affect = d.AffectFusionDeployment.bind(max_batch_size=32, batch_wait_timeout_s=0.005)
