@@ -313,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(0)
     tmp_root = tempfile.mkdtemp(prefix="soak-requests-")
     clip, hour, video = _media(args.dir)
-    env = {**os.environ, "BACKSCORE_TMPDIR": tmp_root, "BACKSCORE_UPLOAD_IDLE_S": "2",
-           "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}  # noqa: SIM112
+    env = dict(os.environ)  # the service's settings, for the child process
+    env.update({"BACKSCORE_TMPDIR": tmp_root, "BACKSCORE_UPLOAD_IDLE_S": "2",
+                "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")})  # noqa: SIM112
     log = open(os.path.join(args.dir, "serve.log"), "w", encoding="utf-8")  # noqa: SIM115 - closed below
     bindir = os.path.dirname(sys.executable)
     # "-a local": a cluster of its own, never one that something else on the machine started

@@ -60,7 +60,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engines.base import AudioEncoder, EngineError
-from engines.loudness import k_weight
+from engines.loudness import k_weight, running_power
 
 from .frames import (
     _FREQS,
@@ -105,9 +105,14 @@ def _short_frame_levels(samples: np.ndarray) -> np.ndarray:
     """RMS level (dBFS, floored) of non-overlapping 20 ms frames."""
     n = SHORT_FRAME
     m = max(1, samples.size // n)
-    x = np.zeros(m * n)
-    x[: min(samples.size, m * n)] = samples[: m * n]
-    ms = np.mean(np.square(x.reshape(m, n)), axis=1)
+    ms = np.zeros(m)
+    block = 1 << 14  # frames at a time: no full-length float64 copy of a long track
+    for i in range(0, m, block):
+        j = min(m, i + block)
+        x = np.zeros((j - i) * n)
+        part = samples[i * n: j * n]
+        x[: part.size] = part
+        ms[i:j] = np.mean(np.square(x.reshape(j - i, n)), axis=1)
     return np.asarray(np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), LEVEL_FLOOR_DB))
 
 
@@ -157,16 +162,20 @@ class FeatureAudioEncoder(AudioEncoder):
         checkpoints = sorted({i for r in ranges for i in r})
         f = frame_features(x, checkpoints=checkpoints)
         speech = speech_probability(f)
-        sq = np.concatenate(([0.0], np.cumsum(np.square(x))))
-        kw = np.concatenate(([0.0], np.cumsum(np.square(k_weight(x, SAMPLE_RATE)))))
+        spans = [(min(x.size, max(0, round(s * SAMPLE_RATE))), min(x.size, max(0, round(e * SAMPLE_RATE))))
+                 for s, e in bounds]
+        # energy (plain and K-weighted) between window edges, without full-length copies of the track
+        edges = np.unique(np.array([i for span in spans for i in span] or [0], dtype=np.int64))
+        sq = running_power(x, edges, SAMPLE_RATE, k_weighted=False)
+        kw = running_power(x, edges, SAMPLE_RATE)
         short = _short_frame_levels(x)
         rows = np.zeros((len(bounds), len(self.feature_names)), dtype=np.float32)
-        for w, ((s, e), (i0, i1)) in enumerate(zip(bounds, ranges, strict=True)):
-            a, b = min(x.size, max(0, round(s * SAMPLE_RATE))), min(x.size, max(0, round(e * SAMPLE_RATE)))
+        for w, ((a, b), (i0, i1)) in enumerate(zip(spans, ranges, strict=True)):
             if i1 <= i0 or b <= a:
                 continue
             fw = f.window(i0, i1, checkpoints)
-            ms, kms = (sq[b] - sq[a]) / (b - a), (kw[b] - kw[a]) / (b - a)
+            ia, ib = np.searchsorted(edges, a), np.searchsorted(edges, b)
+            ms, kms = (sq[ib] - sq[ia]) / (b - a), (kw[ib] - kw[ia]) / (b - a)
             sh = short[a // SHORT_FRAME : max(a // SHORT_FRAME + 1, b // SHORT_FRAME)]
             rows[w] = self._row(fw, b - a, ms, kms, sh, speech[i0:i1])
         return rows, (f.times_s, speech.astype(np.float32))

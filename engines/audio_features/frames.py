@@ -97,7 +97,9 @@ def _frames(samples: np.ndarray) -> tuple[np.ndarray, int]:
     The ends are padded by reflection, so a sound that fills the window does not get a
     fake onset (a level step) in the first and last frames.
     """
-    x = np.asarray(samples, dtype=np.float64).ravel()
+    x = np.asarray(samples).ravel()  # float32 stays float32 here: each block becomes float64 when windowed
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     n_frames = max(1, -(-x.size // HOP))
     half = FRAME // 2
     total = (n_frames - 1) * HOP + FRAME

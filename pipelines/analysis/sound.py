@@ -38,7 +38,7 @@ def analyze_sound(audio48k: np.ndarray | None, encoder: AudioEncoder,
         return SoundAnalysis(None, "none", None, None, -math.inf)
     # A digitally silent track (muted export) says nothing about the mood: treat it like a
     # video without sound rather than as "very quiet".
-    if float(np.max(np.abs(audio48k), initial=0.0)) < SILENT_TRACK_PEAK:
+    if peak(audio48k) < SILENT_TRACK_PEAK:
         return SoundAnalysis(audio48k, "silent", None, None, -math.inf)
     audio16k = to_mono16k(audio48k, encoder.sample_rate)
     values, speech = encoder.encode_windows(audio16k, bounds)
@@ -50,13 +50,37 @@ def analyze_sound(audio48k: np.ndarray | None, encoder: AudioEncoder,
     return SoundAnalysis(audio48k, "present", rows, speech, integrated_loudness(audio48k, AUDIO_RATE))
 
 
-def to_mono16k(audio48k: np.ndarray, target_rate: int) -> np.ndarray:
-    mono = audio48k.mean(axis=1) if audio48k.ndim == 2 else audio48k
+def peak(audio: np.ndarray, chunk: int = 1 << 20) -> float:
+    """Largest absolute sample value (0 for empty audio), a chunk at a time (no full-length copy)."""
+    x = np.asarray(audio)
+    return max((float(np.max(np.abs(x[i:i + chunk]))) for i in range(0, x.shape[0], chunk)), default=0.0)
+
+
+def to_mono16k(audio48k: np.ndarray, target_rate: int, chunk_s: float = 30.0) -> np.ndarray:
+    """Mono float32 at ``target_rate`` (channels averaged; polyphase resampling, ``chunk_s`` of audio at a
+    time with enough overlap that the result equals resampling it whole)."""
+    x = np.asarray(audio48k)
     if target_rate == AUDIO_RATE:
-        return mono.astype(np.float32)
+        return (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float32)
     from math import gcd
 
     from scipy.signal import resample_poly  # lazily: imported in the sound thread
 
     g = gcd(AUDIO_RATE, target_rate)
-    return resample_poly(mono, target_rate // g, AUDIO_RATE // g).astype(np.float32)
+    up, down = target_rate // g, AUDIO_RATE // g
+    n = x.shape[0]
+    n_out = -(-n * up // down)
+    step = max(down, int(chunk_s * AUDIO_RATE) // down * down)  # input chunks on output-sample boundaries
+    pad = (10 * max(up, down) // up + 2) * down  # more than half of resample_poly's filter, in whole steps
+    if n <= step + 2 * pad:
+        mono = x.mean(axis=1) if x.ndim == 2 else x
+        return np.asarray(resample_poly(mono, up, down), np.float32)
+    out = np.empty(n_out, np.float32)
+    for c0 in range(0, n, step):
+        a, b = max(0, c0 - pad), min(n, c0 + step + pad)
+        seg = x[a:b].mean(axis=1) if x.ndim == 2 else x[a:b]
+        y = resample_poly(seg, up, down)
+        first = (c0 - a) * up // down
+        count = min(n_out - c0 * up // down, step * up // down)
+        out[c0 * up // down: c0 * up // down + count] = y[first: first + count]
+    return out

@@ -333,16 +333,18 @@ def decode_video(
 
 
 def decode_audio(path: str, duration_s: float, limits: MediaLimits | None = None) -> np.ndarray | None:
-    """The soundtrack at 48 kHz stereo float32 on the video clock, ``duration_s`` long; None if absent."""
-    parts: list[AudioFrame] = []
+    """The soundtrack at 48 kHz stereo float32 on the video clock, ``duration_s`` long; None if absent.
+
+    Each decoded frame is placed into the output as it arrives (no list of frames, no second copy)."""
+    placer = _AudioPlacer(duration_s)
     has_audio = False
     options = DecodeOptions(limits=limits) if limits is not None else None
     for item in iter_media(path, options, video=False):
         if isinstance(item, MediaInfo):
             has_audio = item.has_audio
         elif isinstance(item, AudioFrame):
-            parts.append(item)
-    return _assemble_audio(parts, duration_s) if has_audio else None
+            placer.add(item)
+    return placer.out if has_audio else None
 
 
 def decode_media(
@@ -354,22 +356,24 @@ def decode_media(
     return DecodedMedia(info=info, frames=frames, audio=decode_audio(path, duration, limits), duration_s=duration)
 
 
-def _assemble_audio(parts: list[AudioFrame], duration_s: float) -> np.ndarray:
-    """Place audio frames on the video clock (pad gaps with silence), trimmed to ``duration_s``."""
-    n_total = int(round(duration_s * AUDIO_RATE))
-    out = np.zeros((n_total, 2), dtype=np.float32)
-    cursor = 0
-    for part in parts:
-        start = int(round(part.pts_s * AUDIO_RATE)) if part.pts_s >= 0 else cursor
+class _AudioPlacer:
+    """Audio frames placed on the video clock (gaps padded with silence), trimmed to ``duration_s``."""
+
+    def __init__(self, duration_s: float) -> None:
+        self.out = np.zeros((int(round(duration_s * AUDIO_RATE)), 2), dtype=np.float32)
+        self.cursor = 0
+
+    def add(self, part: AudioFrame) -> None:
+        n_total = self.out.shape[0]
+        start = int(round(part.pts_s * AUDIO_RATE)) if part.pts_s >= 0 else self.cursor
         # Small jitter in audio pts is normal; only honour real gaps (> 20 ms).
-        if abs(start - cursor) < AUDIO_RATE // 50:
-            start = cursor
+        if abs(start - self.cursor) < AUDIO_RATE // 50:
+            start = self.cursor
         start = max(start, 0)
         end = min(n_total, start + part.samples.shape[0])
         if end > start:
-            out[start:end] = part.samples[: end - start]
-        cursor = start + part.samples.shape[0]
-    return out
+            self.out[start:end] = part.samples[: end - start]
+        self.cursor = start + part.samples.shape[0]
 
 
 def load_audio(path: str, sample_rate: int, mono: bool = True, limits: MediaLimits | None = None) -> np.ndarray:

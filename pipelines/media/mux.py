@@ -122,7 +122,7 @@ class _AudioWriter:
     def __init__(self, out: av.container.OutputContainer, stream: AudioStream, audio: np.ndarray,
                  sample_rate: int, start_s: float) -> None:
         self._out, self._stream, self._sr = out, stream, sample_rate
-        self._planar = np.ascontiguousarray(np.clip(audio, -1.0, 1.0).T.astype(np.float32))
+        self._audio = audio  # (n, 2); clipped and made planar a block at a time (no full-length copies)
         self._base = int(round(start_s * sample_rate))
         self._start_s = start_s
         self._pos = 0
@@ -130,11 +130,12 @@ class _AudioWriter:
 
     def until(self, t_s: float) -> None:
         """Encode audio up to video time ``t_s`` (+ a small lead)."""
-        n = self._planar.shape[1]
+        n = self._audio.shape[0]
         ahead_s = t_s - self._start_s + self.LEAD_S
         limit = n if ahead_s >= n / self._sr else int(ahead_s * self._sr)
         while self._pos < limit:
-            chunk = np.ascontiguousarray(self._planar[:, self._pos : self._pos + self._block])
+            block = np.clip(self._audio[self._pos : self._pos + self._block], -1.0, 1.0)
+            chunk = np.ascontiguousarray(block.T, dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
             frame.sample_rate = self._sr
             frame.pts = self._base + self._pos

@@ -110,21 +110,21 @@ def compose(
     progress: Callable[[float], None] | None = None,
 ) -> ComposedMusic:
     """Render BGM for ``[0, duration_s]`` following ``segments`` (see :func:`compose_chunks`)."""
-    parts: list[np.ndarray] = []
     bars: list[BarInfo] = []
+    n = int(round(duration_s * sample_rate))
+    audio = np.zeros((n, 2), np.float32)  # each chunk is written in as it comes (one full-length array)
+    at = 0
     chunks = compose_chunks(engine, segments, duration_s, style=style, seed=seed, sample_rate=sample_rate,
                             pace_at=pace_at)
     with contextlib.closing(chunks):
         for chunk in chunks:
-            parts.append(chunk.audio)
+            take = min(n - at, chunk.audio.shape[0])
+            if take > 0:
+                audio[at:at + take] = chunk.audio[:take]
+            at += chunk.audio.shape[0]
             bars.extend(chunk.bars)
             if progress:
                 progress(min(1.0, chunk.end_s / duration_s))
-    audio = np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
-    n = int(round(duration_s * sample_rate))
-    audio = audio[:n]
-    if audio.shape[0] < n:
-        audio = np.pad(audio, ((0, n - audio.shape[0]), (0, 0)))
     return ComposedMusic(audio=audio, sample_rate=sample_rate, bars=bars, sections=sections_from_bars(bars, duration_s))
 
 

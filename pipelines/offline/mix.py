@@ -40,7 +40,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
 
 # The gates, block powers and integrated loudness live in engines.loudness (the music analyzer
 # needs them too); the ones pipelines and tests use from here are re-exported.
@@ -53,6 +52,17 @@ from engines.loudness import (  # noqa: F401 - re-exports
     block_powers,
     integrated_loudness,
     to_lufs,
+)
+
+# The gain curves (fades, ducking, limiter) live in pipelines.offline.gains; re-exported for callers.
+from pipelines.offline.gains import (  # noqa: F401 - re-exports
+    CHUNK,
+    DuckCurve,
+    apply_fades,
+    duck_gain,
+    fade_envelope,
+    limit_in_place,
+    limiter_gain,
 )
 
 #: What :meth:`MixResult.report` writes for a silent signal (``-inf`` LUFS).
@@ -95,135 +105,6 @@ def normalize_loudness(audio: np.ndarray, sample_rate: float, target_lufs: float
     if not math.isfinite(current):
         return x.copy()
     return np.asarray(x * 10.0 ** ((target_lufs - current) / 20.0), dtype=x.dtype)
-
-
-# --------------------------------------------------------------------------- gain curves
-
-
-def _rise_limited_db(target_db: np.ndarray, up_per_step: float) -> np.ndarray:
-    """Largest curve ``<= target_db`` that rises at most ``up_per_step`` per step (falls are instant).
-
-    ``y[n] = min_{m <= n} (target[m] + up * (n - m))``: a cumulative minimum, so no Python loop.
-    """
-    idx = np.arange(target_db.size, dtype=np.float64)
-    return np.asarray(np.minimum.accumulate(target_db - up_per_step * idx) + up_per_step * idx)
-
-
-def _ramp_limited_db(target_db: np.ndarray, down_per_step: float, up_per_step: float) -> np.ndarray:
-    """Lower envelope of ``target_db`` falling <= ``down_per_step`` and rising <= ``up_per_step`` per step.
-
-    Rises after a dip are the release; the fall into a dip is moved *ahead* of it (the
-    envelope is computed backwards in time), so the dip is already complete where the target
-    starts -- an anticipating attack, possible because the whole curve is known offline.
-    """
-    after = _rise_limited_db(target_db, up_per_step)
-    before = _rise_limited_db(target_db[::-1], down_per_step)[::-1]
-    return np.minimum(after, before)
-
-
-def _speech_mask(
-    times_s: np.ndarray, speech_prob: np.ndarray, grid_s: np.ndarray, threshold: float
-) -> np.ndarray:
-    """Speech decision on ``grid_s`` (sample-and-hold of the frames; no speech outside them)."""
-    t = np.asarray(times_s, dtype=np.float64)
-    p = np.asarray(speech_prob, dtype=np.float64)
-    if t.size == 0:
-        return np.zeros(grid_s.size, dtype=bool)
-    idx = np.searchsorted(t, grid_s, side="right") - 1
-    inside = (idx >= 0) & (grid_s <= t[-1] + (t[-1] - t[0]) / max(t.size - 1, 1))
-    return inside & (p[np.clip(idx, 0, t.size - 1)] >= threshold)
-
-
-def duck_gain(
-    times_s: np.ndarray,
-    speech_prob: np.ndarray,
-    n_samples: int,
-    sample_rate: float,
-    depth_db: float = -12.0,
-    attack_s: float = 0.08,
-    release_s: float = 0.5,
-    threshold: float = 0.5,
-    lookahead_s: float = 0.05,
-) -> np.ndarray:
-    """Per-sample linear BGM gain (float32, ``(n_samples,)``) that dips by ``depth_db`` under speech.
-
-    Speech is where ``speech_prob >= threshold`` (frames at ``times_s``, held until the next
-    frame). The ducked region is each speech span widened by ``lookahead_s`` at its start, so
-    the music is fully down before the first syllable; the gain falls to ``depth_db`` on a
-    linear-in-dB ramp of ``attack_s`` before that region and climbs back over ``release_s``
-    after it (short pauses are bridged by the slow release). The curve is built on a 1 ms
-    control grid and linearly interpolated to audio rate, so it has no steps: the largest
-    sample-to-sample change is ``|depth| / (attack_s * sample_rate)`` dB.
-    """
-    if n_samples <= 0:
-        return np.zeros(0, dtype=np.float32)
-    control_hz = 1000.0
-    n_ctrl = math.ceil(n_samples / sample_rate * control_hz) + 2
-    grid = np.arange(n_ctrl) / control_hz
-    speech = _speech_mask(times_s, speech_prob, grid, threshold)
-    speech |= _speech_mask(times_s, speech_prob, grid + lookahead_s, threshold)
-    target = np.where(speech, depth_db, 0.0)
-    depth = abs(depth_db)
-    gain_db = _ramp_limited_db(
-        target,
-        down_per_step=depth / max(attack_s * control_hz, 1.0),
-        up_per_step=depth / max(release_s * control_hz, 1.0),
-    )
-    sample_t = np.arange(n_samples) / sample_rate
-    return np.asarray(10.0 ** (np.interp(sample_t, grid, gain_db) / 20.0), dtype=np.float32)
-
-
-def fade_envelope(n_samples: int, sample_rate: float, fade_in_s: float, fade_out_s: float) -> np.ndarray:
-    """Raised-cosine fade-in/out envelope (float64). Fades are scaled down to fit short signals."""
-    n_in = round(fade_in_s * sample_rate)
-    n_out = round(fade_out_s * sample_rate)
-    if n_in + n_out > n_samples and n_in + n_out > 0:
-        scale = n_samples / (n_in + n_out)
-        n_in, n_out = int(n_in * scale), int(n_out * scale)
-    env = np.ones(n_samples)
-    if n_in > 0:
-        env[:n_in] = np.sin(0.5 * np.pi * (np.arange(n_in) + 0.5) / n_in) ** 2
-    if n_out > 0:
-        env[n_samples - n_out :] = np.cos(0.5 * np.pi * (np.arange(n_out) + 0.5) / n_out) ** 2
-    return env
-
-
-def limiter_gain(
-    audio: np.ndarray,
-    sample_rate: float,
-    ceiling_dbfs: float = -1.0,
-    attack_s: float = 0.005,
-    release_db_per_s: float = 40.0,
-) -> np.ndarray:
-    """Look-ahead peak-limiter gain (float64, ``(n,)``) keeping ``|audio * gain| <= ceiling``.
-
-    1. required gain ``r[n] = min(1, ceiling / peak[n])`` (peak over channels);
-    2. forward minimum over the next ``L = attack_s * sr`` samples (look-ahead);
-    3. release: the gain recovers at most ``release_db_per_s`` (cumulative-minimum trick);
-    4. causal boxcar of length ``L``: the attack becomes a linear ramp of ``attack_s``.
-    Each output sample averages values that are each <= ``r[n]``, so the ceiling holds exactly.
-    """
-    x = as_2d(audio)
-    n = x.shape[0]
-    if n == 0:
-        return np.ones(0)
-    ceiling = 10.0 ** (ceiling_dbfs / 20.0) * (1.0 - 1e-6)  # margin for float32 rounding
-    peak = np.abs(x).max(axis=1)
-    required = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
-    if required.min() >= 1.0:
-        return np.ones(n)
-    length = max(1, round(attack_s * sample_rate))
-    ahead = _forward_min(required, length)
-    held_db = _rise_limited_db(20.0 * np.log10(ahead), release_db_per_s / sample_rate)
-    held = np.minimum(10.0 ** (held_db / 20.0), ahead)
-    padded = np.concatenate((np.full(length - 1, held[0]), held))
-    csum = np.concatenate(([0.0], np.cumsum(padded)))
-    return np.minimum(np.asarray((csum[length:] - csum[:-length]) / length), 1.0)
-
-
-def _forward_min(values: np.ndarray, length: int) -> np.ndarray:
-    """``out[n] = min(values[n : n + length])`` (shorter window at the end)."""
-    return np.asarray(ndimage.minimum_filter1d(values, size=length, mode="nearest", origin=-(length // 2)))
 
 
 # --------------------------------------------------------------------------- mix
@@ -292,23 +173,23 @@ class MixResult:
         }
 
 
-def _reduction_db(gain: np.ndarray) -> float:
-    """Largest gain reduction of a gain curve, in dB (>= 0)."""
-    if gain.size == 0:
-        return 0.0
-    return max(0.0, float(-20.0 * np.log10(max(float(gain.min()), 1e-12))))
-
-
-def _to_stereo(audio: np.ndarray, n: int) -> np.ndarray:
-    """float64 ``(n, 2)``: mono duplicated, >2 channels averaged down to stereo, padded/trimmed to ``n``."""
-    x = as_2d(audio)
-    if x.shape[1] == 1:
-        x = np.repeat(x, 2, axis=1)
-    elif x.shape[1] > 2:
-        x = np.stack([x[:, 0::2].mean(axis=1), x[:, 1::2].mean(axis=1)], axis=1)
-    out = np.zeros((n, 2))
-    m = min(n, x.shape[0])
-    out[:m] = x[:m]
+def _to_stereo32(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples ``start..stop-1`` of ``audio`` as float32 ``(stop - start, 2)``: mono duplicated, more than two
+    channels averaged down to stereo, zeros past its end."""
+    x = np.asarray(audio)
+    if x.ndim == 1:
+        x = x[:, None]
+    out = np.zeros((stop - start, 2), np.float32)
+    m = max(0, min(stop, x.shape[0]) - start)
+    if m:
+        part = x[start:start + m]
+        if part.shape[1] == 1:
+            out[:m] = part.astype(np.float32)
+        elif part.shape[1] == 2:
+            out[:m] = part
+        else:
+            out[:m, 0] = part[:, 0::2].mean(axis=1)
+            out[:m, 1] = part[:, 1::2].mean(axis=1)
     return out
 
 
@@ -329,6 +210,7 @@ def mix_bgm(
     *,
     bgm_alone: bool = True,
     measure_mix: bool = True,
+    in_place: bool = False,
 ) -> MixResult:
     """Level the BGM against the original soundtrack, duck it under speech, fade, sum and limit.
 
@@ -342,42 +224,55 @@ def mix_bgm(
     not rendered (empty). ``bgm_lufs_out`` is the BGM as it sits in the mix (after ducking).
     With ``measure_mix=False`` the mix's loudness is left NaN for the caller to measure
     later (``backscore score`` does it while the muxer encodes, see :func:`with_mix_loudness`).
+    With ``in_place`` a float32 stereo ``bgm`` is worked on in place (it ends up as the mix, or as the
+    BGM alone with ``bgm_alone``) instead of copied: one full-length array less.
     """
     o = options or MixOptions()
     n = int(np.asarray(bgm).shape[0])
-    music = _to_stereo(bgm, n) * fade_envelope(n, sample_rate, o.fade_in_s, o.fade_out_s)[:, None]
-    orig = _to_stereo(original, n) if original is not None else np.zeros((n, 2))
+    # float32 throughout, curves applied in place a chunk at a time: a 15-minute mix needs the BGM, the
+    # mix and small chunks -- not a dozen full-length float64 copies.
+    given = np.asarray(bgm)
+    fits = given.dtype == np.float32 and given.ndim == 2 and given.shape[1] == 2 and given.flags.writeable
+    music = given if in_place and fits else _to_stereo32(bgm, 0, n)
+    apply_fades(music, sample_rate, o.fade_in_s, o.fade_out_s)
     if original_lufs is None:  # callers that measured it already (the analysis does) pass it in
-        original_lufs = integrated_loudness(orig, sample_rate) if original is not None else -math.inf
+        original_lufs = integrated_loudness(_to_stereo32(original, 0, n), sample_rate) if original is not None \
+            else -math.inf
     bgm_in = integrated_loudness(music, sample_rate)
     target = bgm_target(original_lufs, o)
     gain_db = target - bgm_in if math.isfinite(bgm_in) else 0.0
-    music *= 10.0 ** (gain_db / 20.0)
+    music *= np.float32(10.0 ** (gain_db / 20.0))
     ducked_s = 0.0
-    if speech is not None:
-        duck = duck_gain(speech[0], speech[1], n, sample_rate, o.duck_depth_db, o.duck_attack_s,
-                         o.duck_release_s, o.duck_threshold, o.duck_lookahead_s)
-        music *= duck[:, None]
-        ducked_s = float(np.count_nonzero(duck <= 10.0 ** (o.duck_depth_db / 40.0))) / sample_rate
+    if speech is not None and n > 0:
+        duck = DuckCurve.for_speech(speech[0], speech[1], n, sample_rate, o.duck_depth_db, o.duck_attack_s,
+                                    o.duck_release_s, o.duck_threshold, o.duck_lookahead_s)
+        ducked = 0
+        for c0 in range(0, n, CHUNK):
+            g = duck.gain(c0, min(n, c0 + CHUNK))
+            music[c0:c0 + g.size] *= g[:, None]
+            ducked += int(np.count_nonzero(g <= 10.0 ** (o.duck_depth_db / 40.0)))
+        ducked_s = ducked / sample_rate
     bgm_out = integrated_loudness(music, sample_rate)
-    mixed = orig + music
     limit = (o.limiter_ceiling_dbfs, o.limiter_attack_s, o.limiter_release_db_per_s)
-    lim = limiter_gain(mixed, sample_rate, *limit)
-    mixed *= lim[:, None]
+    # the mix: the BGM plus the original, limited (made in the BGM's own array when the BGM alone is not wanted)
+    mixed = music.copy() if bgm_alone else music
+    if original is not None:
+        for c0 in range(0, min(n, np.asarray(original).shape[0]), CHUNK):
+            mixed[c0:c0 + CHUNK] += _to_stereo32(original, c0, min(n, c0 + CHUNK))
+    reduction = limit_in_place(mixed, sample_rate, *limit)
     if bgm_alone:
-        music *= limiter_gain(music, sample_rate, *limit)[:, None]
-    mix32 = mixed.astype(np.float32)
+        limit_in_place(music, sample_rate, *limit)
     return MixResult(
-        mix=mix32,
-        bgm=music.astype(np.float32) if bgm_alone else np.zeros((0, 2), np.float32),
+        mix=mixed,
+        bgm=music if bgm_alone else np.zeros((0, 2), np.float32),
         original_lufs=original_lufs,
         bgm_lufs_in=bgm_in,
         bgm_target_lufs=target,
         bgm_lufs_out=bgm_out,
-        mix_lufs=integrated_loudness(mix32, sample_rate) if measure_mix else math.nan,
+        mix_lufs=integrated_loudness(mixed, sample_rate) if measure_mix else math.nan,
         applied_gain_db=gain_db,
         ducked_s=ducked_s,
-        limiter_max_reduction_db=_reduction_db(lim),
+        limiter_max_reduction_db=reduction,
     )
 
 
