@@ -75,6 +75,24 @@ class Settings:
                                   "temporary folder)")
     model_niceness: int = _setting(5, "how much the model replicas lower their CPU priority, so the gateway's "
                                    "event loop that paces live audio wins (0: not at all)", lo=0, hi=19)
+    api_keys_file: str | None = _setting(None, "JSON file of API keys, hashed (`backscore keys new NAME --file F`); "
+                                         "set (or `BACKSCORE_API_KEYS`): every `/v1/*` route and gRPC method needs "
+                                         "a key; neither: local mode, open but loopback only")
+    api_keys: str | None = _setting(None, "API keys besides the file's, as comma-separated `NAME:SHA256` entries "
+                                    "(sha256 hex of the key; or the key file's JSON): hashes only, never keys")
+    key_rpm: int = _setting(60, "requests a minute one API key may make, per gateway replica (a key's `rpm` "
+                            "overrides it; more: 429 / RESOURCE_EXHAUSTED with Retry-After)", lo=1)
+    key_jobs: int = _setting(2, "uploads and jobs (analyze, recommend, score) one API key may have in flight, per "
+                             "gateway replica (a key's `jobs` overrides it; more: 429)", lo=0)
+    key_live_minutes: float = _setting(120.0, "live-session minutes one API key may use a day (UTC), WebRTC and gRPC "
+                                       "`Stream` together, per gateway replica (a key's `live_minutes` overrides "
+                                       "it; a session open at the limit is ended)", lo=0.0)
+    allowed_origins: str | None = _setting(None, "browser origins besides the service's own that may call `/v1/*`, "
+                                           "comma-separated (e.g. `https://studio.example.com`; others: 403; "
+                                           "default: same origin only)")
+    host: str = _setting("127.0.0.1", "the address `backscore serve` (when neither `--host` nor the config says) and "
+                         "`python -m serve.webrtc` listen on; other than loopback only with API keys")
+    api_key: str | None = _setting(None, "the API key clients send (`python -m serve.grpc.client`)")
     load_video: str | None = _setting(None, "the video Locust uploads (`loadtest/locustfile.py`; default: a "
                                       "synthesized one)")
     load_mix: str = _setting("8:2:1:1", "Locust's request mix: recommend:analyze:score:health weights")

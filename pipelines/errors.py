@@ -5,7 +5,9 @@ Every failure a user should see is a :class:`BackscoreError` subclass (or an eng
 maps each kind to its CLI exit code, its HTTP status (body ``{"error": {"type", "message"}}``,
 ``type`` being :func:`error_kind`: the class name, or a ``kind`` it declares) and its gRPC status
 code, so the CLI, HTTP, gRPC and WebRTC front ends agree; anything else is an internal error
-(exit 70, HTTP 500, gRPC INTERNAL) whose details stay in the log.
+(exit 70, HTTP 500, gRPC INTERNAL) whose details stay in the log. Errors worth retrying carry a
+``Retry-After`` (seconds; :func:`retry_after_s`): the table's, or the exception's own when it knows
+better (a :class:`QuotaError` knows when its quota refills).
 
 =====================  =========  ====  ==================  ==========================================
 exception              exit code  HTTP  gRPC                meaning
@@ -13,8 +15,12 @@ exception              exit code  HTTP  gRPC                meaning
 InputError             2          400   INVALID_ARGUMENT    the input is missing, unreadable, not a video
 OptionError            2          400   INVALID_ARGUMENT    an option has an invalid value
 LibraryError           2          400   INVALID_ARGUMENT    no such library or track
-DataError              2          400   INVALID_ARGUMENT    a training/evaluation file is malformed
+DataError              2          400   INVALID_ARGUMENT    a data file (training, evaluation, API keys)
+                                                            is malformed
 LimitError             2          413   RESOURCE_EXHAUSTED  an input is over a documented limit
+AuthError              77         401   UNAUTHENTICATED     no API key, or not one this server knows
+ForbiddenError         77         403   PERMISSION_DENIED   not allowed from here (a browser origin)
+QuotaError             75         429   RESOURCE_EXHAUSTED  an API key's quota is used up: retry later
 BusyError              75         503   UNAVAILABLE         the server is at capacity: retry later
 DeadlineError          124        504   DEADLINE_EXCEEDED   a job ran past its wall-time limit
 JobCancelled           130        499   CANCELLED           the client went away (no answer is sent)
@@ -76,6 +82,35 @@ class JobCancelled(BackscoreError):
     kind = "Cancelled"
 
 
+class AuthError(BackscoreError):
+    """No API key, or a key this server does not know (HTTP 401 with ``WWW-Authenticate: Bearer``)."""
+
+    kind = "Unauthorized"
+
+
+class ForbiddenError(BackscoreError):
+    """The request is not allowed from where it comes from (a browser origin not on the allow-list)."""
+
+    kind = "Forbidden"
+
+
+class QuotaError(BackscoreError):
+    """An API key used up one of its quotas (requests a minute, jobs in flight, live minutes a day).
+
+    ``retry_after_s``: when a retry may succeed (HTTP ``Retry-After``); its message says it too, since
+    gRPC has no such header.
+    """
+
+    kind = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type[QuotaError], tuple[str, int | None]]:  # Ray pickles errors across processes
+        return type(self), (str(self), self.retry_after_s)
+
+
 class BusyError(BackscoreError):
     """The server has no room for this request now (job queue, live sessions); retry later."""
 
@@ -108,6 +143,9 @@ ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
     LibraryError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
     DataError: ErrorStatus(2, 400, "INVALID_ARGUMENT"),
     LimitError: ErrorStatus(2, 413, "RESOURCE_EXHAUSTED"),
+    AuthError: ErrorStatus(77, 401, "UNAUTHENTICATED"),
+    ForbiddenError: ErrorStatus(77, 403, "PERMISSION_DENIED"),
+    QuotaError: ErrorStatus(75, 429, "RESOURCE_EXHAUSTED", retry_after_s=60),
     BusyError: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
     DeadlineError: ErrorStatus(124, 504, "DEADLINE_EXCEEDED"),
     JobCancelled: ErrorStatus(130, 499, "CANCELLED"),
@@ -126,6 +164,12 @@ def error_status(exc: BaseException) -> ErrorStatus:
         if status is not None:
             return status
     return INTERNAL
+
+
+def retry_after_s(exc: BaseException) -> int | None:
+    """Seconds after which retrying ``exc``'s request may succeed: its own ``retry_after_s``, else the table's."""
+    own = getattr(exc, "retry_after_s", None)
+    return int(own) if isinstance(own, int | float) and not isinstance(own, bool) else error_status(exc).retry_after_s
 
 
 def error_kind(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 :class:`GatewayCore` holds the live models (:class:`~pipelines.live.models.LiveModels`: Serve
 deployment handles, or the engines in this process), the job pool and per-request folders
 (:mod:`serve.jobs`), the libraries this server offers, the live-session defaults and limits, the
-WebRTC session manager, health, and the built-in catalog warmed in the background. The Ray replica
+WebRTC session manager, access control (:class:`~serve.access.AccessPolicy`: API keys, quotas,
+origins), health, and the built-in catalog warmed in the background. The Ray replica
 (:mod:`serve.gateway`) builds one; tests build one directly and drive the FastAPI app
 :func:`serve.http.router.build_app` makes for it with a test client.
 """
@@ -20,6 +21,7 @@ from pipelines.errors import LibraryError
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.options import JobOptions, check_music_engine
+from serve.access import AccessPolicy
 from serve.jobs import JobRunner, SessionSlots, Workdirs
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
@@ -55,8 +57,13 @@ class GatewayCore:
         max_live_sessions: int = 8,
         max_uploads: int | None = None,
         session_directory: SessionDirectory | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.models = models
+        #: API keys, quotas and allowed origins (default: the ``BACKSCORE_*`` variables; none: local mode).
+        self.access = access if access is not None else AccessPolicy.from_settings()
+        if not self.access.enabled:
+            log.info("no API keys configured: local mode (HTTP /v1/* and gRPC open; listen on loopback only)")
         self.models_kind = models_kind
         env = settings()
         if max_upload_mb is None:

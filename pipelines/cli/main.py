@@ -3,7 +3,8 @@
 Each command group lives in its own module and adds its sub-commands with ``add_commands``:
 :mod:`~pipelines.cli.offline` (score, analyze), :mod:`~pipelines.cli.library` (catalog, library,
 recommend), :mod:`~pipelines.cli.training` (amt, recommender), :mod:`~pipelines.cli.engines`,
-:mod:`~pipelines.cli.devtools` (synth-video) and :mod:`~pipelines.cli.serve`. Errors a user can
+:mod:`~pipelines.cli.devtools` (synth-video), :mod:`~pipelines.cli.serve` and :mod:`~pipelines.cli.keys`
+(API keys for the service). Errors a user can
 fix print one ``backscore: error: ...`` line and exit with the code of
 :data:`pipelines.errors.ERROR_TABLE`; anything else is an internal error (exit 70, details with -v).
 """
@@ -16,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipelines.cli import devtools, engines, library, offline, serve, training
+from pipelines.cli import devtools, engines, keys, library, offline, serve, training
 from pipelines.cli.args import Handler
 from pipelines.errors import INTERNAL, error_status, is_reported
 
@@ -35,7 +36,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Handler] = {}
-    for group in (offline, engines, devtools, library, training, serve):
+    for group in (offline, engines, devtools, library, training, serve, keys):
         handlers.update(group.add_commands(sub))
     return p, handlers
 

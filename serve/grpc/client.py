@@ -18,6 +18,7 @@ Command line (``python -m serve.grpc_client ...``, the older module name, works 
     python -m serve.grpc.client score clip.mp4 --wav bgm.wav
     python -m serve.grpc.client stream clip.mp4 --wav live.wav
     python -m serve.grpc.client health
+    BACKSCORE_API_KEY=bsk_... python -m serve.grpc.client analyze clip.mp4   # a server with API keys (or --api-key)
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ CHANNEL_OPTIONS = [
 AUDIO_CHUNK_SAMPLES = AUDIO_RATE // 10
 
 
-def _metadata(application: str | None) -> list[tuple[str, str]] | None:
-    return [("application", application)] if application else None
+def _metadata(application: str | None, api_key: str | None = None) -> list[tuple[str, str]] | None:
+    """The call metadata: Serve's ``application`` and, for a server with API keys, ``authorization``."""
+    md = [("application", application)] if application else []
+    if api_key:
+        md.append(("authorization", f"Bearer {api_key}"))
+    return md or None
 
 
 def media_request(path: str, style: str | None = None, seed: int = 0, faces: bool = True) -> pb.MediaRequest:
@@ -66,10 +71,11 @@ class BackscoreClient:
     """Blocking client for Analyze / Recommend / Score and the health RPCs."""
 
     def __init__(self, target: str = "localhost:9000", *, application: str | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, api_key: str | None = None) -> None:
         self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.BackscoreStub(self.channel)
-        self.metadata = _metadata(application)
+        #: Sent with every call (``api_key``: for a server with API keys; ``Check`` needs none but gets it too).
+        self.metadata = _metadata(application, api_key)
         self.timeout_s = timeout_s
 
     def __enter__(self) -> BackscoreClient:
@@ -176,7 +182,8 @@ async def file_inputs(path: str, *, speed: float = 1.0, config: pb.StreamConfig 
 
 async def stream_file(path: str, target: str = "localhost:9000", *, style: str | None = None, seed: int = 0,
                       mix_original: bool = False, speed: float = 1.0, application: str | None = None,
-                      tail_s: float = 0.0, max_s: float | None = None) -> AsyncIterator[pb.LiveOutput]:
+                      tail_s: float = 0.0, max_s: float | None = None,
+                      api_key: str | None = None) -> AsyncIterator[pb.LiveOutput]:
     """Play ``path`` into the live ``Stream`` RPC and yield what comes back.
 
     After the file has been sent, the stream stays open ``tail_s`` more seconds (to hear the
@@ -192,7 +199,7 @@ async def stream_file(path: str, target: str = "localhost:9000", *, style: str |
 
     async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.BackscoreStub(channel)
-        call = stub.Stream(inputs(), metadata=_metadata(application))
+        call = stub.Stream(inputs(), metadata=_metadata(application, api_key))
         try:
             async for out in call:
                 yield out
@@ -221,7 +228,7 @@ def _dump(msg: Any) -> str:
 async def _stream_cli(args: argparse.Namespace) -> None:
     pcm: list[bytes] = []
     async for out in stream_file(args.video, args.target, style=args.style, seed=args.seed, speed=args.speed,
-                                 application=args.application, tail_s=1.0):
+                                 application=args.application, tail_s=1.0, api_key=args.api_key):
         if out.WhichOneof("kind") == "music":
             pcm.append(out.music.pcm)
         else:
@@ -238,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("video", nargs="?")
     p.add_argument("--target", default="localhost:9000")
     p.add_argument("--application", default=None, help="Serve application name (only with several apps)")
+    p.add_argument("--api-key", default=None, help="API key for a server that needs one (default $BACKSCORE_API_KEY)")
     p.add_argument("--style", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top-k", type=int, default=5)
@@ -248,8 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.command != "health" and not args.video:
         p.error(f"{args.command} needs a video")
+    if args.api_key is None:
+        from engines.settings import settings
+
+        args.api_key = settings().api_key
     try:
-        with BackscoreClient(args.target, application=args.application) as c:
+        with BackscoreClient(args.target, application=args.application, api_key=args.api_key) as c:
             if args.command == "health":
                 print(c.healthz(), "| grpc.health.v1 status:", c.check())
             elif args.command == "analyze":

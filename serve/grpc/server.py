@@ -19,7 +19,7 @@ becomes an :class:`Undecodable`, and reading anything from it raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -148,12 +148,35 @@ def add_backscore_to_server(servicer: Any, server: Any) -> None:
         register(SERVICE_NAME, handlers)
 
 
-async def start_server(servicer: Any, address: str = "127.0.0.1:0",
-                       options: Sequence[tuple[str, Any]] = ()) -> tuple[grpc.aio.Server, int]:
+class _Health:
+    """``grpc.health.v1.Health`` on a plain server: ``Check`` is the servicer's; ``List`` and ``Watch`` (which the
+    proxy does not route either) are UNIMPLEMENTED."""
+
+    def __init__(self, servicer: Any) -> None:
+        self.Check = servicer.Check
+
+    @staticmethod
+    async def List(request: Any, context: grpc.aio.ServicerContext) -> NoReturn:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "List is not implemented")
+        raise AssertionError("unreachable: abort raises")
+
+    @staticmethod
+    async def Watch(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not implemented")
+        yield  # unreachable: makes this the async generator a server-streaming method is
+
+
+async def start_server(servicer: Any, address: str = "127.0.0.1:0", options: Sequence[tuple[str, Any]] = (),
+                       *, health: bool = False) -> tuple[grpc.aio.Server, int]:
     """A started plain ``grpc.aio`` server with ``servicer`` (e.g. a gateway core with
-    :class:`~serve.grpc.servicer.GrpcMethods`) on ``address``; returns it and its port."""
+    :class:`~serve.grpc.servicer.GrpcMethods`) on ``address``; returns it and its port. ``health``: also
+    ``grpc.health.v1.Health`` (answered by the servicer's ``Check``, as the proxy's registration does)."""
     server = grpc.aio.server(options=list(options))
     add_backscore_to_server(servicer, server)
+    if health:
+        from grpc_health.v1 import health_pb2_grpc
+
+        health_pb2_grpc.add_HealthServicer_to_server(_Health(servicer), server)
     port = server.add_insecure_port(address)
     await server.start()
     return server, port

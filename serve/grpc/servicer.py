@@ -13,7 +13,11 @@ next to :class:`~serve.core.GatewayCore`, whose attributes are all it uses:
 * ``self.max_upload_bytes`` -- the largest video a client may send (``BACKSCORE_MAX_UPLOAD_MB``,
   the same limit as HTTP uploads),
 * ``self.live_slots`` -- the :class:`~serve.jobs.SessionSlots` a ``Stream`` takes one of, shared with
-  the WebRTC sessions (``max_live_sessions`` for both transports).
+  the WebRTC sessions (``max_live_sessions`` for both transports),
+* ``self.access`` -- the :class:`~serve.access.AccessPolicy`: each method first checks the call's
+  ``authorization`` metadata (``Bearer <key>``) and its key's requests a minute, a job holds one of the
+  key's job slots, a ``Stream`` a lease on its live minutes (ended RESOURCE_EXHAUSTED when they run
+  out). In local mode (no keys) none of this applies. ``Check`` (health) is always open.
 
 Ray Serve's gRPC proxy routes ``/backscore.v1.Backscore/Analyze`` to the ingress method named
 ``Analyze`` (and so on), passing the request message, and -- because the methods take a
@@ -25,10 +29,13 @@ Status codes: each call runs in a :class:`_Call`, which sets the code and detail
 ``grpc_context`` and raises :class:`GrpcError`; Serve then returns that code (not INTERNAL) with
 the details. The code of a project error comes from the one table of :mod:`pipelines.errors`:
 
+* UNAUTHENTICATED -- no ``authorization`` metadata, or not a key this server knows (keys configured).
+* PERMISSION_DENIED -- the key may not do this at all (a quota of 0 jobs or live minutes).
 * INVALID_ARGUMENT -- bad media (not a video, truncated, empty), bad options, an unknown library,
   malformed live messages; the details are the pipelines' one-line message (server paths removed).
 * RESOURCE_EXHAUSTED -- an upload over ``max_upload_bytes``, a live frame or audio chunk over its
-  limit (:data:`~serve.grpc.protocol.MAX_THUMB_SIDE`, ...).
+  limit (:data:`~serve.grpc.protocol.MAX_THUMB_SIDE`, ...), or a key's quota used up (the details say
+  when to retry: gRPC has no ``Retry-After``).
 * UNAVAILABLE -- the job queue is full (retry later), an engine cannot run here.
 * INTERNAL -- an engine failed or an output could not be written (with its message), or a bug
   (``"internal error: <TypeName>"``, the traceback in the log).
@@ -55,13 +62,14 @@ import grpc
 import numpy as np
 
 from pipelines.aio import finish_even_if_cancelled
-from pipelines.errors import InputError, LimitError, error_kind, error_status, is_reported
+from pipelines.errors import InputError, LimitError, QuotaError, error_kind, error_status, is_reported
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.pacing import paced_frames
 from pipelines.live.session import LiveSession
 from pipelines.offline.jobs import analyze_file, bgm_chunks, pcm16, recommend_file
 from pipelines.options import JobOptions
+from serve.access import AccessPolicy, LiveLease
 from serve.grpc.protocol import (
     analyze_reply,
     audio_frame,
@@ -215,6 +223,7 @@ class GrpcMethods:
     workdirs: Workdirs
     live_slots: SessionSlots
     max_upload_bytes: int
+    access: AccessPolicy
 
     if TYPE_CHECKING:
         def library_spec(self, name: str) -> str: ...
@@ -248,40 +257,47 @@ class GrpcMethods:
     async def Analyze(self, request: pb.MediaRequest,
                       grpc_context: RayServegRPCContext | None = None) -> pb.AnalyzeReply:
         async with _Call("Analyze", grpc_context) as call:
-            options = self.job_options(**job_fields(request.options))
-            async with self._upload(request, call) as path:
-                data = await self.jobs.run(analyze_file, path, options)
+            who = self.access.admit_grpc(grpc_context)
+            with self.access.job(who):
+                options = self.job_options(**job_fields(request.options))
+                async with self._upload(request, call) as path:
+                    data = await self.jobs.run(analyze_file, path, options)
             return analyze_reply(data)
 
     async def Recommend(self, request: pb.RecommendRequest,
                         grpc_context: RayServegRPCContext | None = None) -> pb.RecommendReply:
         async with _Call("Recommend", grpc_context) as call:
-            library = self.library_spec(request.library)
-            options = self.job_options(**job_fields(request.media.options), top_k=int(request.top_k) or 5,
-                                       per_segment=bool(request.per_segment), library=request.library)
-            if library != "catalog":
-                call.replace[library] = request.library.strip()
-            async with self._upload(request.media, call) as path:
-                data = await self.jobs.run(recommend_file, path, options)
+            who = self.access.admit_grpc(grpc_context)
+            with self.access.job(who):
+                library = self.library_spec(request.library)
+                options = self.job_options(**job_fields(request.media.options), top_k=int(request.top_k) or 5,
+                                           per_segment=bool(request.per_segment), library=request.library)
+                if library != "catalog":
+                    call.replace[library] = request.library.strip()
+                async with self._upload(request.media, call) as path:
+                    data = await self.jobs.run(recommend_file, path, options)
             return recommend_reply(data)
 
     async def Score(self, request: pb.ScoreRequest,
                     grpc_context: RayServegRPCContext | None = None) -> AsyncIterator[pb.BgmChunk]:
         async with _Call("Score", grpc_context) as call:
-            options = self.job_options(**job_fields(request.media.options))
-            async with self._upload(request.media, call) as path:
-                chunks = self.jobs.iterate(bgm_chunks(path, options))
-                try:
-                    while (chunk := await chunks.next()) is not None:
-                        yield bgm_message(chunk)
-                finally:
-                    # waits for a step still running in the pool (cancelled client), then closes the stream
-                    await finish_even_if_cancelled(asyncio.ensure_future(chunks.aclose()))
+            who = self.access.admit_grpc(grpc_context)
+            with self.access.job(who):
+                options = self.job_options(**job_fields(request.media.options))
+                async with self._upload(request.media, call) as path:
+                    chunks = self.jobs.iterate(bgm_chunks(path, options))
+                    try:
+                        while (chunk := await chunks.next()) is not None:
+                            yield bgm_message(chunk)
+                    finally:
+                        # waits for a step still running in the pool (cancelled client), then closes the stream
+                        await finish_even_if_cancelled(asyncio.ensure_future(chunks.aclose()))
 
     # --------------------------------------------------------------- live
     async def Stream(self, requests: AsyncIterator[pb.LiveInput],
                      grpc_context: RayServegRPCContext | None = None) -> AsyncIterator[pb.LiveOutput]:
         async with _Call("Stream", grpc_context):
+            who = self.access.admit_grpc(grpc_context)
             try:
                 first = await anext(requests)
             except StopAsyncIteration:
@@ -290,7 +306,13 @@ class GrpcMethods:
                 raise InputError("the first message of a Stream must be a StreamConfig")
             options = live_options(self.live_options, first.config)
             self.check_music_engine(options.engine)
-            self.live_slots.acquire()  # UNAVAILABLE when the replica runs all the live sessions it may
+            lease = self.access.live_lease(who)  # RESOURCE_EXHAUSTED when the key's live minutes are used up
+            try:
+                self.live_slots.acquire()  # UNAVAILABLE when the replica runs all the live sessions it may
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                raise
             out = _Outbox()
             session = LiveSession(self.models, options, hooks=PrometheusHooks(),
                                   on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(r))))
@@ -299,17 +321,23 @@ class GrpcMethods:
             session.start()
             reader = asyncio.create_task(self._read_live(requests, session), name=f"grpc-in-{session.session_id}")
             pacer = asyncio.create_task(self._pace_live(session, out), name=f"grpc-out-{session.session_id}")
+            # a session open when its key's live minutes run out ends there, RESOURCE_EXHAUSTED
+            watch = asyncio.create_task(self._watch_lease(lease), name=f"grpc-quota-{session.session_id}") \
+                if lease is not None else None
             getter: asyncio.Task[pb.LiveOutput] | None = None
             try:
                 while True:
                     if getter is None:
                         getter = asyncio.create_task(out.queue.get())
-                    done, _ = await asyncio.wait({getter, reader, pacer}, return_when=asyncio.FIRST_COMPLETED)
+                    waiting: set[asyncio.Task[Any]] = {getter, reader, pacer} | ({watch} if watch else set())
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                     if getter in done:
                         msg = getter.result()
                         getter = None
                         yield msg
                         continue
+                    if watch is not None and watch in done:
+                        watch.result()  # raises the QuotaError
                     if pacer in done:
                         pacer.result()  # raises what stopped it
                         break
@@ -322,11 +350,18 @@ class GrpcMethods:
             finally:
                 # Ray re-sends a cancellation every few seconds while the request is still running: the
                 # ending runs in its own task so a second one can't cut it short and leak the session.
-                tasks = [t for t in (getter, reader, pacer) if t is not None]
+                tasks = [t for t in (getter, reader, pacer, watch) if t is not None]
                 await finish_even_if_cancelled(asyncio.create_task(
-                    self._end_live(session, tasks, out), name=f"grpc-end-{session.session_id}"))
+                    self._end_live(session, tasks, out, lease), name=f"grpc-end-{session.session_id}"))
 
-    async def _end_live(self, session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox) -> None:
+    async def _watch_lease(self, lease: LiveLease) -> None:
+        """Returns never; raises :class:`QuotaError` once ``lease``'s key has used up its live minutes."""
+        while (why := lease.exhausted()) is None:
+            await asyncio.sleep(self.access.live_check_s)
+        raise QuotaError(why)
+
+    async def _end_live(self, session: LiveSession, tasks: list[asyncio.Task[Any]], out: _Outbox,
+                        lease: LiveLease | None = None) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -335,6 +370,8 @@ class GrpcMethods:
         finally:
             ACTIVE_SESSIONS.labels(transport="grpc").dec()
             self.live_slots.release()
+            if lease is not None:
+                lease.release()
         if out.dropped:
             log.warning("gRPC stream %s: %d output messages dropped (slow reader)", session.session_id, out.dropped)
 

@@ -1,9 +1,10 @@
 """HTTP errors: every answer that is not a success is JSON ``{"error": {"type", "message", ...}}``.
 
 The status comes from the project's one table (:data:`pipelines.errors.ERROR_TABLE`): user errors
-4xx with their message, :class:`~pipelines.errors.BusyError` 503 with ``Retry-After``, anything
-unexpected 500 with no detail (the traceback goes to the log). :class:`ApiError` covers what only
-HTTP has (415 for a wrong content type, 422 for a malformed body, 404).
+4xx with their message (:class:`~pipelines.errors.AuthError` 401 with ``WWW-Authenticate: Bearer``,
+:class:`~pipelines.errors.QuotaError` 429 with ``Retry-After``), :class:`~pipelines.errors.BusyError` 503
+with ``Retry-After``, anything unexpected 500 with no detail (the traceback goes to the log).
+:class:`ApiError` covers what only HTTP has (415 for a wrong content type, 422 for a malformed body, 404).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from engines.base import EngineError
-from pipelines.errors import BackscoreError, error_kind, error_status, is_reported
+from pipelines.errors import AuthError, BackscoreError, error_kind, error_status, is_reported, retry_after_s
 
 log = logging.getLogger(__name__)
 
+#: The ``realm`` of the ``WWW-Authenticate: Bearer`` challenge of a 401.
+REALM = "backscore"
 #: Status of a request whose client went away before the answer (nginx's convention; never sent).
 CLIENT_CLOSED = 499
 
@@ -35,20 +38,26 @@ class ApiError(Exception):
 
 
 def error_response(status: int, kind: str, message: str, *, retry_after_s: int | None = None,
-                   **extra: Any) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    headers = dict(headers or {})
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status,
+                        headers=headers or None)
 
 
 def exception_response(exc: BaseException, **extra: Any) -> JSONResponse:
-    """The answer for any exception, by the project's error table."""
+    """The answer for any exception, by the project's error table (401s say how to authenticate:
+    ``WWW-Authenticate: Bearer``; 429s and 503s when to retry: ``Retry-After``)."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.kind, exc.message, **extra)
     status = error_status(exc)
     if not is_reported(exc):
         log.error("internal error", exc_info=exc)
         return error_response(500, "InternalError", "internal error")
-    return error_response(status.http_status, error_kind(exc), str(exc), retry_after_s=status.retry_after_s, **extra)
+    headers = {"WWW-Authenticate": f'Bearer realm="{REALM}"'} if isinstance(exc, AuthError) else None
+    return error_response(status.http_status, error_kind(exc), str(exc), retry_after_s=retry_after_s(exc),
+                          headers=headers, **extra)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,9 @@
   the WAV as the music is generated (header first, then each chunk).
 * the WebRTC signalling routes (:func:`serve.webrtc.webrtc_router`) and the demo page at ``/``.
 
-Errors are JSON ``{"error": {"type", "message"}}`` (:mod:`serve.http.errors`).
+Every route under ``/v1/`` goes through access control first (:mod:`serve.http.access`: browser
+origins, ``Authorization: Bearer <key>`` when the server has API keys, per-key quotas); the others
+stay open. Errors are JSON ``{"error": {"type", "message"}}`` (:mod:`serve.http.errors`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from pipelines.offline import jobs
 from serve.core import GatewayCore
+from serve.http.access import AccessControl
 from serve.http.errors import install_error_handlers
 from serve.http.middleware import RequestMetrics
 from serve.http.protocol import SCORE_RESPONSES, UPLOAD_BODY, ScoreOutput, check_score_output
@@ -34,7 +37,8 @@ def build_app(core: GatewayCore) -> FastAPI:
     app = FastAPI(title="backscore", version="0.1.0",
                   description="Adaptive background music for video: mood timeline, recommendations, "
                               "scored video or BGM, and live sessions (WebRTC, gRPC).")
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(AccessControl, policy=core.access)  # origins, API keys, quotas: before any route
+    app.add_middleware(RequestMetrics)  # outermost: counts the requests access control refuses too
     install_error_handlers(app)
 
     @app.get("/healthz", summary="Liveness/readiness: deployments ready, active sessions")
@@ -66,6 +70,6 @@ def build_app(core: GatewayCore) -> FastAPI:
         check_score_output(output, stream)
         return await serving.score(request, options, output, stream)
 
-    app.include_router(webrtc_router(core.webrtc))
+    app.include_router(webrtc_router(core.webrtc, access=core.access))
     app.include_router(demo_router(), include_in_schema=False)
     return app

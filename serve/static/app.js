@@ -17,6 +17,17 @@
 
   function setState(s) { state.state = s; $("state").textContent = s; }
 
+  // The API key (when the server asks for one) lives in this tab only: sessionStorage, never localStorage.
+  const KEY_STORE = "backscore.apiKey";
+  function apiKey() { return $("apikey").value.trim(); }
+  function authHeaders() { const k = apiKey(); return k ? { Authorization: `Bearer ${k}` } : {}; }
+  try { $("apikey").value = sessionStorage.getItem(KEY_STORE) || ""; } catch (e) { /* storage disabled */ }
+  $("apikey").addEventListener("change", () => {
+    try {
+      if (apiKey()) sessionStorage.setItem(KEY_STORE, apiKey()); else sessionStorage.removeItem(KEY_STORE);
+    } catch (e) { /* storage disabled */ }
+  });
+
   function showError(msg) {
     state.error = msg;
     $("error").textContent = msg;
@@ -113,6 +124,8 @@
     if (msg.type === "pong") {
       if (typeof msg.t === "number") state.rttMs = Math.round(performance.now() - msg.t);
       $("rtt").textContent = state.rttMs !== null ? `${state.rttMs} ms` : "–";
+    } else if (msg.type === "end") {
+      showError(`the server ended the session: ${msg.reason}`);
     } else if (msg.type === "mood") {
       msg.received_at = performance.now();
       state.last = msg;
@@ -197,9 +210,10 @@
         ...($("engine").value ? { engine: $("engine").value } : {}),
       };
       const resp = await fetch("/v1/webrtc/offer", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        method: "POST", headers: { "Content-Type": "application/json", ...authHeaders() }, body: JSON.stringify(body),
       });
       const answer = await resp.json();
+      if (resp.status === 401) throw new Error(`${answer.error.message} -- paste your key in the API key field`);
       if (!resp.ok) throw new Error(answer.error ? answer.error.message : `HTTP ${resp.status}`);
       state.sessionId = answer.session_id;
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
@@ -218,7 +232,7 @@
     timers = [];
     const pc = state.pc, id = state.sessionId;
     state.pc = null; state.sessionId = null; state.channel = null;
-    if (id) fetch(`/v1/webrtc/${id}`, { method: "DELETE" }).catch(() => {});
+    if (id) fetch(`/v1/webrtc/${id}`, { method: "DELETE", headers: authHeaders() }).catch(() => {});
     if (pc) pc.close();
     if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
     state.stream = null;

@@ -34,7 +34,7 @@ from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
 from serve.webrtc.directory import SessionDirectory
 from serve.webrtc.protocol import TRANSPORT, OfferError, negotiation_error, parse_offer
-from serve.webrtc.session import WebRtcLimits, WebRtcSession
+from serve.webrtc.session import SessionLease, WebRtcLimits, WebRtcSession
 
 log = logging.getLogger("serve.webrtc")  # one logger for the package (its name predates the split)
 
@@ -84,8 +84,12 @@ class WebRtcManager:
     def __len__(self) -> int:
         return len(self.sessions)
 
-    async def offer(self, body: Any) -> dict[str, Any]:
-        """Answer a client's offer: ``{"sdp", "type": "answer", "session_id"}``. Raises OfferError / BusyError."""
+    async def offer(self, body: Any, *, lease: SessionLease | None = None, tenant: str | None = None) -> dict[str, Any]:
+        """Answer a client's offer: ``{"sdp", "type": "answer", "session_id"}``. Raises OfferError / BusyError.
+
+        ``lease`` (its API key's live minutes) is the session's once it is answered: released when it ends
+        (on an error here, the caller still holds it). ``tenant``: the key's name (:meth:`list`, :meth:`hang_up`).
+        """
         offer = parse_offer(body, self.options)
         options = offer.options
         try:
@@ -96,7 +100,7 @@ class WebRtcManager:
         sid = uuid.uuid4().hex[:12]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         live = LiveSession(self.models, options, clock=self.clock, hooks=self.hooks, session_id=sid)
-        sess = WebRtcSession(pc, live, limits=self.limits, clock=self.clock, on_closed=self._forget)
+        sess = WebRtcSession(pc, live, limits=self.limits, clock=self.clock, on_closed=self._forget, tenant=tenant)
         live.on_report = sess.on_report
         self.sessions[sid] = sess  # reserve the slot before awaiting
         pc.on("track", sess.on_track)
@@ -119,6 +123,7 @@ class WebRtcManager:
                 await pc.close()
             log.info("session %s: offer rejected: %r", sid, exc)
             raise negotiation_error(exc) from exc  # the client sees a short reason, the log the exception
+        sess.lease = lease  # from here on the session releases it (_forget)
         live.start()
         sess.tasks.append(asyncio.create_task(sess.watchdog(), name=f"watchdog-{sid}"))
         SESSIONS_TOTAL.labels(transport=TRANSPORT).inc()
@@ -158,11 +163,17 @@ class WebRtcManager:
             del self.sessions[sess.id]
             self.slots.release()
             ACTIVE_SESSIONS.labels(transport=TRANSPORT).dec()
+            if sess.lease is not None:
+                sess.lease.release()
 
-    async def hang_up(self, session_id: str) -> str | None:
+    async def hang_up(self, session_id: str, tenant: str | None = None) -> str | None:
         """End a session: ``"closed"`` (it was here), ``"closing"`` (another replica holds it and will end
-        it within its sync interval) or None (no such session)."""
+        it within its sync interval) or None (no such session, or one another API key opened: with a
+        ``tenant``, only that key's sessions are found here; through another replica a hang-up needs the
+        session's id, which only the client that opened it got)."""
         sess = self.sessions.get(session_id)
+        if sess is not None and tenant is not None and sess.tenant != tenant:
+            return None
         if sess is not None:
             await sess.end("hang-up")
             return "closed"
@@ -174,8 +185,9 @@ class WebRtcManager:
                 log.warning("session directory unavailable: %r", exc)
         return None
 
-    def list(self) -> list[dict[str, Any]]:
-        return [s.info() for s in self.sessions.values()]
+    def list(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The sessions of this manager (with a ``tenant``: only those that API key opened)."""
+        return [s.info() for s in self.sessions.values() if tenant is None or s.tenant == tenant]
 
     async def close_all(self) -> None:
         ends = [s.end("shutdown") for s in list(self.sessions.values())]

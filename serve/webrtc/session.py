@@ -7,7 +7,8 @@ when the consumer falls behind) and converted by a second task: video through
 :meth:`LiveSession.push_audio`. The BGM goes back on a :class:`~serve.webrtc.track.BgmTrack`; mood
 reports and pongs on the client's ``"mood"`` data channel. A watchdog ends the session on its
 :class:`WebRtcLimits` (the :class:`~serve.webrtc.manager.WebRtcManager`'s, which also counts the
-sessions against ``max_sessions``).
+sessions against ``max_sessions``), or when its :class:`SessionLease` (its API key's live minutes)
+runs out -- after telling the page ``{"type": "end", "reason": ...}`` on the data channel.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc import RTCPeerConnection
@@ -35,6 +36,18 @@ from serve.webrtc.protocol import DATA_CHANNEL_LABEL
 from serve.webrtc.track import BgmTrack
 
 log = logging.getLogger("serve.webrtc")  # one logger for the package (its name predates the split)
+
+
+class SessionLease(Protocol):
+    """A session's claim on a quota (:class:`serve.access.LiveLease`: its API key's live minutes)."""
+
+    def exhausted(self) -> str | None:
+        """Why the session must end now, or None."""
+        ...
+
+    def release(self) -> None:
+        """The session is gone (idempotent)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -105,8 +118,13 @@ class WebRtcSession:
     which ``on_closed`` tells when the session is gone."""
 
     def __init__(self, pc: RTCPeerConnection, live: LiveSession, *, limits: WebRtcLimits, clock: Clock,
-                 on_closed: Callable[[WebRtcSession], None]) -> None:
+                 on_closed: Callable[[WebRtcSession], None], lease: SessionLease | None = None,
+                 tenant: str | None = None) -> None:
         self.id = live.session_id
+        #: The name of the API key that opened the session (None in local mode): only it sees and ends it.
+        self.tenant = tenant
+        #: Its key's live minutes: the watchdog ends the session when they are used up.
+        self.lease = lease
         self.pc = pc
         self.live = live
         self.limits = limits
@@ -232,7 +250,11 @@ class WebRtcSession:
         while True:
             await self.clock.sleep(0.2)
             now = self.clock.now()
-            if now - self.created_at > limits.max_duration_s:
+            used_up = self.lease.exhausted() if self.lease is not None else None
+            if used_up is not None:
+                self._send({"type": "end", "reason": used_up})  # the page can tell the listener why
+                self.end(used_up)
+            elif now - self.created_at > limits.max_duration_s:
                 self.end("max duration")
             elif self.connected_at is None:
                 if now - self.created_at > limits.connect_timeout_s:
