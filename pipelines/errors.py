@@ -151,7 +151,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
     JobCancelled: ErrorStatus(130, 499, "CANCELLED"),
     OutputError: ErrorStatus(3, 500, "INTERNAL"),
     BackscoreError: ErrorStatus(1, 400, "INVALID_ARGUMENT"),
-    EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE"),
+    EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE", retry_after_s=60),
     EngineBusy: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
     EngineError: ErrorStatus(4, 500, "INTERNAL"),
 }

@@ -93,6 +93,9 @@ def test_every_user_error_has_a_row_and_statuses_agree() -> None:
         assert status.grpc_code in grpc.StatusCode.__members__
         assert status.user_error == (status.http_status < 500)
     assert error_status(engines.base.EngineUnavailable("x")).http_status == 503
+    for cls, row in ERROR_TABLE.items():  # every 429 and 503 says when to try again
+        if row.http_status in (429, 503):
+            assert row.retry_after_s, f"{cls.__name__}: a {row.http_status} without Retry-After"
     assert error_status(KeyError("x")) is INTERNAL
     assert error_kind(errors.BusyError("x")) == "Busy" and error_kind(errors.OptionError("x")) == "OptionError"
 
@@ -116,7 +119,7 @@ def test_missing_engine_weights_are_unavailable_not_internal(http: TestClient, g
     video = calm_to_exciting.read_bytes()
     r = http.post("/v1/score?output=bgm", files={"file": ("clip.mp4", video, "video/mp4")})
     body = r.json()["error"]
-    assert r.status_code == 503 and body["type"] == "EngineUnavailable"
+    assert r.status_code == 503 and body["type"] == "EngineUnavailable" and r.headers["retry-after"] == "60"
     assert "MusicGen weights" in body["message"] and "--weights" in body["message"]
     ctx = _grpc(gateway.Score, pb.ScoreRequest(media=pb.MediaRequest(video=video, filename="clip.mp4")))
     assert ctx.code == grpc.StatusCode.UNAVAILABLE and "MusicGen weights" in ctx.details

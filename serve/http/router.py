@@ -44,7 +44,8 @@ def build_app(core: GatewayCore) -> FastAPI:
     @app.get("/healthz", summary="Liveness/readiness: deployments ready, active sessions")
     async def healthz() -> JSONResponse:
         ok, data = await core.health()
-        return JSONResponse(data, status_code=200 if ok else 503)
+        # degraded: a deployment does not answer yet (starting, or being replaced): ask again shortly
+        return JSONResponse(data, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "5"})
 
     @app.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
     async def metrics() -> Response:

@@ -277,3 +277,18 @@ def test_gateway_warms_the_catalog_in_the_background(catalog_cache: Path, tmp_ro
         assert len(jobs._libraries.tracks["catalog"]) == 100
     finally:
         asyncio.run(gw.shutdown())
+
+
+def test_healthz_is_503_with_retry_after_while_a_deployment_does_not_answer(tmp_root: Path) -> None:
+    async def readiness() -> dict[str, bool]:
+        return {"FrameEncoder": True, "MusicGenerator": False}  # e.g. a replica being replaced
+
+    core = GatewayCore(InProcessModels.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_root),
+                       readiness=readiness)
+    with TestClient(build_app(core)) as c:
+        r = c.get("/healthz")
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["status"] == "degraded" and r.json()["deployments"]["MusicGenerator"] is False
+    import asyncio
+
+    asyncio.run(core.shutdown())
