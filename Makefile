@@ -38,7 +38,7 @@ bench-live: setup
 	$(PY) -m loadtest.bench_live --out BENCHMARKS.md $(BENCH_LIVE_ARGS)
 
 soak: setup
-	$(PY) -m loadtest.soak --out BENCHMARKS.md $(SOAK_ARGS)
+	$(PY) -m loadtest.soak --out BENCHMARKS.md --plot benchmarks/soak.png $(SOAK_ARGS)
 
 clean:
 	rm -rf out bench-out .pytest_cache .mypy_cache .ruff_cache

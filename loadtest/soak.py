@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.10)
     ap.add_argument("--dir", default="bench-out/soak")
     ap.add_argument("--out", help="Markdown file to update (e.g. BENCHMARKS.md)")
+    ap.add_argument("--plot", help="where the plot goes (default: DIR/soak.png)")
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     random.seed(0)
@@ -335,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.devtools.bench import machine
 
     samples = out["samples"]
-    png = os.path.join(args.dir, "soak.png")
+    png = args.plot or os.path.join(args.dir, "soak.png")
+    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
     plot(samples, png)
     result = {**{k: v for k, v in out.items() if k != "samples"}, "minutes": args.minutes, "machine": machine(),
               "date": time.strftime("%Y-%m-%d"), "memory": flatness(samples, "rss_mib"),

@@ -15,6 +15,8 @@ import pytest
 
 from pipelines.cli import main
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,

@@ -15,6 +15,8 @@ from pipelines.devtools.synth_video import CALM_DARK, write_video
 from pipelines.errors import OptionError
 from tests.cli.test_errors import assert_clean_error, files, run_cli
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 
 @pytest.mark.parametrize(
     ("args", "pattern"),

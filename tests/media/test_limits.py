@@ -15,6 +15,8 @@ from pipelines.frames import AudioFrame, MediaInfo, VideoFrame
 from pipelines.media.decode import DecodeOptions, decode_audio, decode_video, iter_media, load_audio, probe
 from pipelines.media.limits import MediaLimits
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 
 def test_declared_duration_is_refused_before_decoding(tmp_path: Path) -> None:
     clip = stamped_video(tmp_path / "six.mkv", [0.0, 0.04, 6.0], declare_duration=True)

@@ -17,6 +17,8 @@ from pipelines.errors import InputError
 from pipelines.media.decode import decode_video, load_audio, probe
 from tests.cli.test_errors import assert_clean_error
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 
 @pytest.fixture()
 def fifo(tmp_path: Path) -> Path:

@@ -36,6 +36,8 @@ from tests.conftest import make_video
 from tests.serve.http_server import serving
 from tests.serve.test_webrtc import Client
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 STUDIO = "https://studio.example.com"
 #: 01:00 UTC on some day.
 T0 = 20_000 * DAY_S + 3600.0

@@ -28,6 +28,8 @@ from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import make_video
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 T0 = 20_000 * DAY_S + 3600.0
 QUOTAS = {"main": KeyQuotas(rpm=10_000), "rpm2": KeyQuotas(rpm=2), "live1": KeyQuotas(rpm=10_000, live_minutes=1)}
 KEYS = {name: new_key() for name in QUOTAS}

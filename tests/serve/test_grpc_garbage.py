@@ -31,6 +31,8 @@ from serve.grpc.servicer import GrpcError, GrpcMethods
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.conftest import make_video
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 GARBAGE = b"\xff\xff\xff"
 #: What a status message must not show: grpcio's wording for an exception it did not expect.
 INTERNALS = ("Unexpected", "<class", "DecodeError", "google.protobuf", "Traceback")

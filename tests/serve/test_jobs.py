@@ -18,6 +18,8 @@ from pipelines.offline import jobs
 from pipelines.options import JobOptions
 from serve.jobs import JobRunner, Workdirs
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 
 def _spin(started: threading.Event, stopped: list[BaseException], limit_s: float = 30.0) -> str:
     """A job that runs until cancelled (checking like the decoder does), then records why it stopped."""

@@ -29,6 +29,8 @@ from serve.webrtc.protocol import MAX_CANDIDATES, MAX_MEDIA_SECTIONS, MAX_SDP_CH
 from tests.serve.http_server import read_response, serving
 from tests.serve.test_webrtc import Client
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 OFFER = "/v1/webrtc/offer"
 #: What a message of ours must never contain: aiortc's or Python's own words.
 INTERNALS = ("Traceback", "aiortc", ".py", "Error(", "invalid literal", "int()", "unpack", "File \"")

@@ -29,6 +29,8 @@ from serve.grpc.servicer import GrpcMethods
 from serve.http.router import build_app
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 ROOT = Path(__file__).resolve().parents[2]
 SDP_WITH_AUDIO = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 OUT_OF_RANGE = [-1, 2**63]

@@ -25,6 +25,8 @@ from serve.http.router import build_app
 from tests.conftest import make_video
 from tests.serve.http_server import read_response, serving, upload_head
 
+pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
+
 IDLE_S = 1.0
 
 
