@@ -1,6 +1,6 @@
 # backscore -- see README.md. Every target sets itself up (.venv, test media) first.
 PY := .venv/bin/python
-.PHONY: setup media demo serve test check bench bench-gpu bench-encoders bench-live soak clean
+.PHONY: setup media demo serve test check bench bench-beats bench-styles bench-gpu bench-encoders bench-live soak clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -24,6 +24,12 @@ check: setup
 
 bench: setup media
 	$(PY) -m pipelines.devtools.bench --out BENCHMARKS.md
+
+bench-beats: setup media
+	$(PY) -m pipelines.devtools.beat_sync --out BENCHMARKS.md $(BENCH_BEATS_ARGS)
+
+bench-styles: setup
+	$(PY) -m pipelines.devtools.style_mood --out BENCHMARKS.md $(BENCH_STYLES_ARGS)
 
 # bench-gpu runs on a bare CUDA machine too (torch, transformers, numpy; no .venv, no registry needed)
 GPU_PY := $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)

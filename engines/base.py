@@ -132,6 +132,12 @@ class MoodControl:
     ``style`` is one of :data:`STYLES` or ``None`` for automatic choice from the mood.
     ``pace`` (0..1, optional) is a visual pacing hint (cut rate / motion) the composer may
     use for rhythmic density.
+    ``tempo_bpm`` (optional) asks for this tempo for the next bar (an offline plan that puts shot
+    cuts on beats); an engine that follows it clamps it to the section's own tempo band
+    (:meth:`MusicEngine.tempo_band`), others ignore it. ``None``: the engine's own choice.
+    ``beat_durations_s`` (optional) asks for the next bar's beats one by one (seconds each, a smooth
+    tempo curve from the same plan; overrides ``tempo_bpm``); each beat is clamped to the band like
+    ``tempo_bpm``. ``None``: even beats.
     """
 
     valence: float
@@ -139,6 +145,8 @@ class MoodControl:
     emotion: str
     style: str | None = None
     pace: float | None = None
+    tempo_bpm: float | None = None
+    beat_durations_s: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,19 @@ class BarInfo:
     transition: bool  # a transition bar (pivot chord / fill / crossfade) leading into ``section``
     chord: str  # chord symbol of the bar's first chord, e.g. "Am7"
     instruments: tuple[str, ...] = ()
+    #: Seconds of each beat when the beats are uneven (a beat plan's tempo curve; they add up to
+    #: ``duration_s`` to the sample); ``None``: even beats at ``tempo_bpm`` (:meth:`beat_times`).
+    beat_durations_s: tuple[float, ...] | None = None
+
+    def beat_times(self, beats_per_bar: int = 4) -> tuple[float, ...]:
+        """Stream times (s) of the bar's beats, its downbeat first."""
+        if self.beat_durations_s is None:
+            return tuple(self.start_s + k * self.duration_s / beats_per_bar for k in range(beats_per_bar))
+        out, t = [], self.start_s
+        for d in self.beat_durations_s:
+            out.append(t)
+            t += d
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -210,3 +231,9 @@ class MusicEngine(abc.ABC):
     @abc.abstractmethod
     def open_stream(self, options: MusicStreamOptions) -> MusicStream:
         """Start a new independent piece."""
+
+    def tempo_band(self, control: MoodControl, options: MusicStreamOptions) -> tuple[float, float, float] | None:
+        """``(own tempo, lowest, highest)`` bpm of a section started by ``control``: the tempo the
+        engine would choose and the band within which it honours ``MoodControl.tempo_bpm``. ``None``
+        (the default) when the engine does not follow a requested tempo (MusicGen, library tracks)."""
+        return None

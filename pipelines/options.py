@@ -10,6 +10,8 @@ message wherever it comes from (and the same status: see :mod:`pipelines.errors`
   non-negative seed).
 * :func:`parse_top_k` -- how many recommendations, 1..:data:`MAX_TOP_K`.
 * :func:`parse_music_engine` -- a name of :data:`engines.registry.MUSIC_ENGINES`.
+* :func:`parse_loudness` -- ``None``/``""``/``"none"`` (no preset: the mix as it is) or a name of
+  :data:`pipelines.offline.loudness_presets.PRESETS` (youtube, tiktok, broadcast, podcast).
 * :func:`parse_session_fields` -- the per-session fields of a live request (style, seed,
   mix_original, engine) from a JSON object or a message, as changes to apply to the server's defaults.
 * :class:`JobOptions` -- the options of an offline job (analyze, recommend, score) shared by
@@ -70,6 +72,22 @@ def parse_music_engine(value: object) -> str:
     return value
 
 
+def parse_loudness(value: object, what: str = "loudness") -> str | None:
+    """A loudness preset name, or ``None`` for none (see the module doc); :class:`OptionError` otherwise."""
+    from pipelines.offline.loudness_presets import PRESETS
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise OptionError(f"{what} must be a string: one of {', '.join(PRESETS)}")
+    name = value.strip().lower()
+    if name in ("", "none"):
+        return None
+    if name not in PRESETS:
+        raise OptionError(f"unknown {what} preset {value!r}; choose one of: {', '.join(PRESETS)}")
+    return name
+
+
 def check_music_engine(name: str | None, available: tuple[str, ...] | list[str]) -> None:
     """A live session's engine (None: the server's) must be one the server runs."""
     if name is not None and name not in available:
@@ -107,9 +125,12 @@ class JobOptions:
     #: Music engine name (engines.registry) for score jobs, and its weights directory.
     engine: str = "procedural"
     weights: str | None = None
+    #: Loudness preset of a score job's mix (pipelines.offline.loudness_presets), None: none.
+    loudness: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style", parse_style(self.style))
+        object.__setattr__(self, "loudness", parse_loudness(self.loudness))
         parse_seed(self.seed)
         parse_top_k(self.top_k)
         parse_music_engine(self.engine)

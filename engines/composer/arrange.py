@@ -8,13 +8,19 @@ Channels: the parts of a section play on one of two channel banks; the next sect
 other bank, so in a transition bar the outgoing parts can fade out (CC11 ramp down) while the
 incoming ones fade in on their own channels (CC11 ramp up). Drums are on channel 9.
 
+What the mood moves inside a style (the table is in :mod:`.styles`): each bar the arranger picks
+the layers that play at the bar's energy (``PartSpec.enter``/``leave``, ``drums_from``, with a small
+hysteresis so a layer does not flicker), the velocity and the CC11 expression (a swell over the
+first half of the bar when it changes), the register shift from energy and valence, and plays
+the chords the engine hands it (one every two bars .. two a bar, :class:`.plan.HarmonicRhythm`).
+
 Humanisation: seeded Gaussian timing jitter (about 4 ms for pitched parts, 2 ms for drums,
 never earlier than the bar start) and velocity jitter (about 4 steps).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,7 +34,8 @@ from .theory import Chord, pitches_in_range, voice_chord
 #: (seconds from bar start, op, channel, a, b)
 TimedEvent = tuple[float, int, int, int, int]
 
-BANKS: tuple[tuple[int, ...], tuple[int, ...]] = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 10))
+#: Two banks of 7 channels (channel 9 is the drums): a style has at most 7 parts.
+BANKS: tuple[tuple[int, ...], tuple[int, ...]] = ((0, 1, 2, 3, 4, 5, 6), (7, 8, 10, 11, 12, 13, 14))
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,14 @@ class BarContext:
     level: int
     energy: float
     tempo: float
+    valence: float = 0.0
+    #: Seconds of each of the bar's beats when they are uneven (a beat plan's tempo curve); None: even
+    #: beats at ``tempo``.
+    beats: tuple[float, ...] | None = None
+
+    @property
+    def bar_s(self) -> float:
+        return 240.0 / self.tempo if self.beats is None else float(sum(self.beats))
 
 
 class Arranger:
@@ -50,20 +65,38 @@ class Arranger:
         self.last_melody: int | None = None
         self.motif: Motif | None = None
         self.phrase_on = False
+        #: Channels whose part played the last bar (layer hysteresis), whether the kit played it.
+        self.playing: set[int] = set()
+        self.drums_playing = False
+        #: CC11 last sent per channel (absent: not yet set since the channel was set up).
+        self.expr: dict[int, int] = {}
         self.ev: list[TimedEvent] = []
         self._rng = np.random.default_rng(0)
         self._tempo = 120.0
         self._swing = 0.0
+        #: Start (s from the bar start) of each beat and the bar's end, when the beats are uneven.
+        self._beat_at: tuple[float, ...] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _t(self, step: float) -> float:
-        """Seconds from bar start of 16th ``step`` (with swing on off-beat 8ths/16ths)."""
+        """Seconds from bar start of 16th ``step`` (with swing on off-beat 8ths/16ths). Uneven beats:
+        ``step`` maps linearly within its beat (swing included) onto that beat's own span."""
         s = step / 4.0
         if step % 4 == 2:
             s += self._swing / 2.0
         elif step % 2 == 1:
             s += self._swing / 4.0
-        return s * 60.0 / self._tempo
+        at = self._beat_at
+        if at is None:
+            return s * 60.0 / self._tempo
+        k = min(max(int(s), 0), len(at) - 2)  # past the bar's end: the last beat's pace
+        return at[k] + (s - k) * (at[k + 1] - at[k])
+
+    def _begin_bar(self, ctx: BarContext, rng: np.random.Generator) -> float:
+        """Per-bar timing state; returns the bar's length (s)."""
+        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        self._beat_at = None if ctx.beats is None else tuple(np.concatenate([[0.0], np.cumsum(ctx.beats)]).tolist())
+        return ctx.bar_s
 
     def _jit(self, t: float, sd: float) -> float:
         return max(0.0, t + float(np.clip(self._rng.normal(0.0, sd), -3 * sd, 3 * sd)))
@@ -90,6 +123,34 @@ class Arranger:
             x = i / 16.0
             val = start + (stop - start) * (x**0.5 if stop > start else x)
             self.ev.append((bar_s * (i - 0.5) / 16.0, CC, chan, 11, int(round(val))))
+        self.expr[chan] = stop
+
+    def _swell(self, chan: int, target: int, bar_s: float) -> None:
+        """CC11 towards ``target``: at once on a fresh channel, else over the first half of the bar."""
+        current = self.expr.get(chan)
+        if current == target:
+            return
+        if current is None:
+            self.ev.append((0.0, CC, chan, 11, target))
+        else:
+            for i in range(1, 9):
+                self.ev.append((bar_s * (i - 1) / 16.0, CC, chan, 11, int(round(current + (target - current) * i / 8))))
+        self.expr[chan] = target
+
+    def _active(self, chan: int, part: PartSpec, energy: float) -> bool:
+        """Whether ``part`` on ``chan`` plays this bar (with hysteresis); a part that stops lets go
+        of its held notes."""
+        on = part.plays(energy, chan in self.playing)
+        if on:
+            self.playing.add(chan)
+        elif chan in self.playing:
+            self.playing.discard(chan)
+            self._release(chan, 0.0)
+        return on
+
+    def _kit_on(self, style: StylePreset, energy: float) -> bool:
+        margin = 0.04 if self.drums_playing else 0.0
+        return style.drum_kit is not None and energy >= style.drums_from - margin
 
     def _release(self, chan: int, t: float) -> None:
         for key in self.held.pop(chan, []):
@@ -104,54 +165,64 @@ class Arranger:
         for chan in BANKS[1 - plan.bank]:
             self.ev.append((0.0, CC, chan, 11, 0))
         self._drum_setup(plan.style, 0.0)
+        self.expr.clear()  # the first bar sets the expression of its energy at once
         return self.ev
 
     def bar(self, ctx: BarContext, rng: np.random.Generator) -> list[TimedEvent]:
         """Events of one ordinary bar of ``ctx.section``."""
-        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        bar_s = self._begin_bar(ctx, rng)
         style = ctx.section.style
         self._swing = style.swing
-        bar_s = 240.0 / ctx.tempo
         if ctx.bar_in_section == 0 and ctx.section.number > 0:
             self._drum_setup(style, 0.0)
-        if style.drum_kit is not None:
-            crash = ctx.bar_in_section == 0 or (ctx.level == 2 and ctx.bar_in_section % 4 == 0)
+        expression = style.expression(ctx.energy)
+        kit = self._kit_on(style, ctx.energy)
+        if kit:
+            self._swell(DRUM_CHANNEL, expression, bar_s)
+            entering = not self.drums_playing
+            crash = ctx.bar_in_section == 0 or entering or (ctx.level == 2 and ctx.bar_in_section % 4 == 0)
             self._drums(style, ctx, 0, 16, crash)
-        base = style.velocity_range[0] + (style.velocity_range[1] - style.velocity_range[0]) * ctx.energy
-        self._parts(ctx, base, bar_s, lead=True)
+        self.drums_playing = kit
+        for i in range(len(style.parts)):
+            self._swell(BANKS[ctx.section.bank][i], expression, bar_s)
+        self._parts(ctx, style.velocity(ctx.energy), bar_s, lead=True)
         return self.ev
 
     def transition(self, old: SectionPlan, ctx: BarContext, rng: np.random.Generator) -> list[TimedEvent]:
         """The transition bar into ``ctx.section``: old parts hold the pivot chord and fade out,
         new parts fade in on the other bank over pivot -> V7, the drums play a fill."""
-        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        bar_s = self._begin_bar(ctx, rng)
         new = ctx.section
         self._swing = 0.0
-        bar_s = 240.0 / ctx.tempo
         # outgoing: sustained pivot chord, fading out; all its notes end with the bar
         pivot = ctx.chords[0][1]
+        shift = self._shift(old.style, ctx)
         for i, part in enumerate(old.style.parts):
             chan = BANKS[old.bank][i]
-            if part.role in ("pad", "comp"):
-                self._pad(chan, part, pivot, 0.0, 0.55 * old.style.velocity_range[1])
-            self._ramp(chan, 127, 0, bar_s)
+            if part.role in ("pad", "comp") and chan in self.playing:
+                self._pad(chan, self._moved(part, shift), pivot, 0.0, 0.55 * old.style.velocity_range[1])
+            self._ramp(chan, self.expr.get(chan, 127), 0, bar_s)
             self._release(chan, bar_s)
+            self.playing.discard(chan)
         # incoming
+        expression = new.style.expression(ctx.energy)
         for i, part in enumerate(new.style.parts):
             chan = BANKS[new.bank][i]
             self._setup(0.0, chan, new.style, part, 0)
-            self._ramp(chan, 0, 127, bar_s)
-        base = new.style.velocity_range[0] + 0.8 * (new.style.velocity_range[1] - new.style.velocity_range[0]) * (
-            ctx.energy
-        )
+            self.playing.discard(chan)
+            self._ramp(chan, 0, expression, bar_s)
+        lo_v = new.style.velocity_range[0]
+        base = lo_v + 0.8 * (new.style.velocity(ctx.energy) - lo_v)
         self._parts(ctx, base, bar_s, lead=False)
         # drums: first half of the old groove + a fill (or just the fill into a drummed section)
-        kit_style = old.style if old.style.drum_kit is not None else new.style
-        if kit_style.drum_kit is not None:
-            if kit_style is new.style:
-                self._drum_setup(new.style, 0.0)
-            elif old.style.drum_kit is not None:
+        old_kit = self.drums_playing and old.style.drum_kit is not None
+        new_kit = self._kit_on(new.style, ctx.energy)
+        if old_kit or new_kit:
+            if old_kit:
                 self._drums(old.style, ctx, 0, 8, False)
+            else:
+                self._drum_setup(new.style, 0.0)
+            self._swell(DRUM_CHANNEL, max(expression, self.expr.get(DRUM_CHANNEL, 0)), bar_s)
             for step, key, v in P.FILL:
                 vel = int(np.clip(base * v * (1.0 + step / 32.0), 1, 127))
                 self._note(self._t(step), self._t(step) + 0.25, DRUM_CHANNEL, key, vel, sd=0.002)
@@ -167,8 +238,11 @@ class Arranger:
 
     def _drums(self, style: StylePreset, ctx: BarContext, first: int, stop: int, crash: bool) -> None:
         rows = P.DRUMS.get(style.name, P.DRUMS["cheerful"])[ctx.level]
-        base = style.velocity_range[0] + (style.velocity_range[1] - style.velocity_range[0]) * ctx.energy
+        base = style.velocity(ctx.energy)
+        bright = 1.0 + 0.4 * max(-1.0, min(1.0, ctx.valence))  # metal (hats, shakers) follows valence
         for key, steps, v in rows:
+            if key in P.METAL:
+                v *= bright
             for step in steps:
                 if first <= step < stop:
                     t = self._t(step)
@@ -176,11 +250,33 @@ class Arranger:
         if crash:
             self._note(0.0, 1.5, DRUM_CHANNEL, P.CRASH, self._vel(base, 0.75, 0), sd=0.0)
 
+    @staticmethod
+    def _shift(style: StylePreset, ctx: BarContext) -> int:
+        return style.register_shift(ctx.energy, ctx.valence)
+
+    @staticmethod
+    def _moved(part: PartSpec, shift: int) -> PartSpec:
+        """``part`` with its register shifted by ``shift`` semitones (if it follows the mood)."""
+        return replace(part, lo=part.lo + shift, hi=part.hi + shift) if part.moves and shift else part
+
+    @staticmethod
+    def _tilt(part: PartSpec, valence: float) -> float:
+        """Velocity balance by valence: the moving (upper) parts louder and the bass softer when
+        bright, the other way round when dark."""
+        v = max(-1.0, min(1.0, valence))
+        return 1.0 + 0.12 * v if part.moves else 1.0 - 0.12 * v
+
     def _parts(self, ctx: BarContext, base: float, bar_s: float, lead: bool) -> None:
         sec = ctx.section
-        for i, part in enumerate(sec.style.parts):
+        shift = self._shift(sec.style, ctx)
+        for i, spec in enumerate(sec.style.parts):
             chan = BANKS[sec.bank][i]
-            vbase = base * part.velocity
+            if not self._active(chan, spec, ctx.energy):
+                if spec.role == "lead":
+                    self.last_melody = None
+                continue
+            part = self._moved(spec, shift)
+            vbase = base * part.velocity * self._tilt(part, ctx.valence)
             for j, (step, chord) in enumerate(ctx.chords):
                 end = ctx.chords[j + 1][0] if j + 1 < len(ctx.chords) else 16
                 nxt = ctx.chords[j + 1][1].root if j + 1 < len(ctx.chords) else ctx.next_root
@@ -276,8 +372,7 @@ class Arranger:
             self.last_melody = None
             return
         motif = phrase_variant(self.motif, bar_in_phrase, self._rng)
-        chord = ctx.chords[0][1]
-        notes = realize(motif, chord, sec.tonic, sec.mode, part.lo, part.hi, self.last_melody, bar_in_phrase == 3)
+        notes = realize(motif, ctx.chords, sec.tonic, sec.mode, part.lo, part.hi, self.last_melody, bar_in_phrase == 3)
         for step, length, key in notes:
             t0, t1 = self._t(step), self._t(min(step + length, 16))
             self._note(t0, t0 + 0.92 * (t1 - t0), chan, key, self._vel(vbase, 1.0, step))

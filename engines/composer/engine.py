@@ -4,11 +4,16 @@ A stream composes bar by bar and renders whole bars with one persistent soundfon
 
 * The first bar plans section 0 from the mood (tempo, key, mode, progression, style).
 * While the mood's identity ``(emotion, style)`` stays the same, bars follow the section's
-  4-bar progression; valence/arousal changes only move dynamics and density.
+  4-chord progression; valence/arousal move density, layers, dynamics, register and harmonic
+  rhythm within the style (the table is in :mod:`.styles`).
 * When the identity changes (and the current section has played at least
   :data:`MIN_SECTION_BARS` bars), the next bar is a *transition bar* at the old tempo:
   a pivot chord common to both keys then the new key's V7, a drum fill, old parts fading
   out and new parts fading in. The new section starts on the following bar.
+* A bar plays at the section's tempo, or at ``MoodControl.tempo_bpm`` when given (an offline
+  beat plan, :mod:`pipelines.offline.beats`) clamped to the section's style band; with
+  ``MoodControl.beat_durations_s`` its four beats have those lengths (each clamped to the band), the
+  arranger's 16ths mapped through them beat by beat (``BarInfo.beat_durations_s`` reports them).
 
 Bar boundaries are computed from exact (float) times and rounded to samples independently,
 so no rounding drift accumulates. Everything random comes from ``numpy`` Generators seeded
@@ -25,7 +30,7 @@ import numpy as np
 from engines.base import BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStream, MusicStreamOptions
 
 from .arrange import Arranger, BarContext, TimedEvent
-from .plan import SectionPlan, density_level, energy_of, plan_section
+from .plan import HarmonicRhythm, SectionPlan, density_level, energy_of, plan_section, tempo_for
 from .styles import check_emotion, check_style, resolve_style
 from .synth import MASTER_GAIN_DB, Renderer
 from .theory import Chord, dominant_of, pivot_chord
@@ -49,6 +54,7 @@ class ProceduralMusicStream(MusicStream):
         self.sample_rate = options.sample_rate
         self._renderer = Renderer(options.sample_rate, gain_db)
         self._arranger = Arranger()
+        self._harmony = HarmonicRhythm()
         self._section: SectionPlan | None = None
         self._pending: SectionPlan | None = None
         self._bar_index = 0
@@ -103,27 +109,30 @@ class ProceduralMusicStream(MusicStream):
             transition_from = self._section
             self._pending = self._new_section(control, style)
         sec = self._section
-        tempo = sec.tempo
+        beats = None if control.beat_durations_s is None else _clamp_beats(control.beat_durations_s, sec)
+        if beats is not None:
+            tempo = BEATS_PER_BAR * 60.0 / sum(beats)  # the bar's mean tempo
+        else:
+            tempo = sec.tempo if control.tempo_bpm is None else _clamp_tempo(control.tempo_bpm, sec)
         if transition_from is not None and self._pending is not None:
             new = self._pending
             pivot = pivot_chord(transition_from.tonic, transition_from.mode, new.tonic, new.mode)
             dom = dominant_of(new.tonic)
             chords: tuple[tuple[int, Chord], ...] = ((0, pivot), (8, dom)) if pivot else ((0, dom),)
-            ctx = BarContext(new, 0, chords, new.tonic, level, energy, tempo)
+            ctx = BarContext(new, 0, chords, new.tonic, level, energy, tempo, control.valence, beats)
             events = self._arranger.transition(transition_from, ctx, rng)
             shown = new
             instruments = tuple(dict.fromkeys(transition_from.style.instruments + new.style.instruments))
         else:
-            prog = sec.progression
-            chord = prog[self._bar_in_section % len(prog)]
-            nxt = prog[(self._bar_in_section + 1) % len(prog)].root
-            ctx = BarContext(sec, self._bar_in_section, ((0, chord),), nxt, level, energy, tempo)
+            bar_chords, nxt = self._harmony.bar(sec, energy)  # 1 chord per 2 bars .. 2 a bar, by energy
+            ctx = BarContext(sec, self._bar_in_section, bar_chords, nxt, level, energy, tempo, control.valence,
+                             beats)
             events = self._arranger.bar(ctx, rng)
             self._bar_in_section += 1
             shown = sec
             instruments = sec.style.instruments
         self._schedule(events, bar_start)
-        bar_s = BEATS_PER_BAR * 60.0 / tempo
+        bar_s = ctx.bar_s
         self._time_s = bar_start + bar_s
         self._bar_index += 1
         start_sample = int(round(bar_start * self.sample_rate))
@@ -140,8 +149,24 @@ class ProceduralMusicStream(MusicStream):
             transition=transition_from is not None,
             chord=ctx.chords[0][1].spelled(shown.flats),
             instruments=instruments,
+            beat_durations_s=beats,
         )
         return info, end_sample
+
+
+def _clamp_tempo(bpm: float, section: SectionPlan) -> float:
+    """A requested tempo (``MoodControl.tempo_bpm``) inside the section's style band."""
+    lo, hi = section.style.tempo_range
+    return float(np.clip(bpm, lo, hi)) if np.isfinite(bpm) else section.tempo
+
+
+def _clamp_beats(durations: tuple[float, ...], section: SectionPlan) -> tuple[float, ...]:
+    """Requested beat lengths (``MoodControl.beat_durations_s``), each inside the section's style band;
+    anything but :data:`BEATS_PER_BAR` finite positive lengths is an error."""
+    if len(durations) != BEATS_PER_BAR or not all(np.isfinite(d) and d > 0 for d in durations):
+        raise ValueError(f"beat_durations_s must be {BEATS_PER_BAR} positive lengths, got {durations!r}")
+    lo, hi = section.style.tempo_range
+    return tuple(float(np.clip(d, 60.0 / hi, 60.0 / lo)) for d in durations)
 
 
 class ProceduralMusicEngine(MusicEngine):
@@ -159,3 +184,7 @@ class ProceduralMusicEngine(MusicEngine):
 
     def open_stream(self, options: MusicStreamOptions) -> ProceduralMusicStream:
         return ProceduralMusicStream(options, self.gain_db)
+
+    def tempo_band(self, control: MoodControl, options: MusicStreamOptions) -> tuple[float, float, float]:
+        style = resolve_style(options.style, control.style, control.emotion)
+        return tempo_for(style, energy_of(control)), *style.tempo_range

@@ -9,12 +9,14 @@ Phrase structure (bars within the phrase):
 
 Pitches: notes on strong steps (beats 1 and 3) snap to chord tones, the others move by
 scale step (or a small leap) inside the chord scale of :func:`.theory.chord_scale`, so passing
-tones never clash. Rhythms are at most 8th notes and leave rests, which keeps the lead from
-turning into dense repeated notes.
+tones never clash; in a bar with two chords each note fits the chord in force at its step. Rhythms
+are at most 8th notes and leave rests, which keeps the lead from turning into dense repeated notes;
+the rhythm pool follows the density level (sparse, medium, lively).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,9 +90,17 @@ def _strong_tone(tones: list[int], pitch: int, third: int) -> int:
     return best
 
 
+def _chord_at(chords: Sequence[tuple[int, Chord]], step: int) -> Chord:
+    current = chords[0][1]
+    for start, chord in chords:
+        if start <= step:
+            current = chord
+    return current
+
+
 def realize(
     motif: Motif,
-    chord: Chord,
+    chords: Chord | Sequence[tuple[int, Chord]],
     tonic: int,
     mode: str,
     lo: int,
@@ -98,28 +108,34 @@ def realize(
     last: int | None,
     cadence: bool,
 ) -> list[Note]:
-    """Turn a motif into notes over ``chord``; ``last`` is the previous melody note (or None)."""
-    scale = pitches_in_range(chord_scale(chord, tonic, mode), lo, hi)
-    tones = pitches_in_range(chord.pcs, lo, hi)
-    if not scale or not tones:
-        return []
+    """Turn a motif into notes over ``chords`` (one chord, or ``(step, chord)`` rows when the bar
+    changes chord: each note fits the chord in force at its step); ``last`` is the previous melody
+    note (or None)."""
+    rows = ((0, chords),) if isinstance(chords, Chord) else tuple(chords)
     centre = (lo + hi) / 2.0
-    third = chord.pcs[1]
-    start_target = centre if last is None else 0.6 * last + 0.4 * centre
     notes: list[Note] = []
-    pitch = nearest(tones, start_target + motif.moves[0])
+    pitch: int | None = None
     for i, (step, length) in enumerate(motif.rhythm):
-        if i > 0:
+        chord = _chord_at(rows, step)
+        scale = pitches_in_range(chord_scale(chord, tonic, mode), lo, hi)
+        tones = pitches_in_range(chord.pcs, lo, hi)
+        if not scale or not tones:
+            return []
+        if pitch is None:
+            start_target = centre if last is None else 0.6 * last + 0.4 * centre
+            pitch = nearest(tones, start_target + motif.moves[0])
+        else:
             idx = scale.index(nearest(scale, pitch)) + motif.moves[i]
             if idx < 0 or idx >= len(scale):  # reflect off the register edges
                 idx = scale.index(nearest(scale, pitch)) - motif.moves[i]
             pitch = scale[max(0, min(len(scale) - 1, idx))]
         if step in _STRONG:  # chord tone, preferring the third (it carries major vs minor)
-            pitch = _strong_tone(tones, pitch, third)
+            pitch = _strong_tone(tones, pitch, chord.pcs[1])
         notes.append((step, length, pitch))
     if cadence and notes:
-        roots = [p for p in tones if p % 12 == chord.root]
+        step, length, pitch = notes[-1]
+        chord = _chord_at(rows, step)
+        roots = [p for p in pitches_in_range(chord.pcs, lo, hi) if p % 12 == chord.root]
         if roots:
-            step, length, pitch = notes[-1]
             notes[-1] = (step, length, nearest(roots, pitch))
     return notes

@@ -1,6 +1,8 @@
 """Groove data: drum and bass patterns per style and density level, on a 16-step (16th) grid.
 
-Density levels 0/1/2 come from arousal (and the optional visual ``pace``). Cymbals (crash, ride)
+Density levels 0/1/2 come from arousal (and the optional visual ``pace``): each level adds notes
+(bass motion, comp rhythm, 16th arpeggios, timpani hits) and drum voices; below a style's
+``drums_from`` energy the kit does not play at all (:mod:`.styles`). Cymbals (crash, ride)
 are the most expensive sounds of the soundfont by far (long multi-layer samples that ignore
 note-off), so the patterns keep time with hi-hats and crash only on section/phrase starts.
 Patterns keep the
@@ -16,6 +18,9 @@ KICK, RIM, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
 CRASH, RIDE, TAMB, SHAKER = 49, 51, 54, 70
 TOM_HI, TOM_MID, TOM_LOW, TOM_FLOOR = 50, 47, 45, 41
 
+#: The bright, high-frequency drum sounds, played softer at low valence (darker) and louder at high.
+METAL = frozenset({HAT, PEDAL_HAT, OPEN_HAT, TAMB, SHAKER, RIDE})
+
 #: (drum key, steps, velocity 0..1) rows
 DrumRow = tuple[int, tuple[int, ...], float]
 
@@ -25,9 +30,10 @@ _BACK = (4, 12)
 
 DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
     "lofi": (
-        ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.7), (HAT, _Q, 0.45)),
+        ((KICK, (0, 10), 0.8), (RIM, _BACK, 0.55)),
         ((KICK, (0, 7, 10), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.45)),
-        ((KICK, (0, 7, 10), 0.95), (SNARE, _BACK, 0.8), (HAT, _E, 0.5), (OPEN_HAT, (14,), 0.3)),
+        ((KICK, (0, 7, 10), 0.95), (SNARE, _BACK, 0.85), (CLAP, _BACK, 0.4), (HAT, _E, 0.55),
+         (HAT, (3, 7, 11, 15), 0.25), (OPEN_HAT, (14,), 0.35), (SHAKER, (2, 6, 10), 0.3)),
     ),
     "cheerful": (
         ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.5)),
@@ -49,7 +55,20 @@ DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
     "cinematic": (
         ((KICK, (0, 8), 0.8), (SNARE, _BACK, 0.35)),
         ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.5), (PEDAL_HAT, _Q, 0.4)),
-        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.65), (HAT, _E, 0.4), (TOM_LOW, (14,), 0.6)),
+        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.7), (HAT, _E, 0.45), (TOM_LOW, (6, 14), 0.7),
+         (TOM_FLOOR, (15,), 0.6)),
+    ),
+    # sad: no groove, only an orchestral bass drum and low toms when the energy is high
+    "sad": (
+        ((KICK, (0,), 0.7),),
+        ((KICK, (0, 8), 0.75), (TOM_LOW, (14,), 0.5)),
+        ((KICK, (0, 8, 10), 0.85), (TOM_LOW, (6, 14), 0.6), (TOM_FLOOR, (15,), 0.55)),
+    ),
+    # calm: a soft brush pulse when the energy is high
+    "calm": (
+        ((KICK, (0, 8), 0.55), (HAT, _Q, 0.3)),
+        ((KICK, (0, 8), 0.6), (SNARE, _BACK, 0.4), (HAT, _E, 0.35)),
+        ((KICK, (0, 8, 10), 0.7), (SNARE, _BACK, 0.5), (HAT, _E, 0.4), (SHAKER, (2, 6, 10, 14), 0.35)),
     ),
 }
 
@@ -77,7 +96,7 @@ BASS: dict[str, tuple[tuple[BassRow, ...], ...]] = {
     "sad": (
         ((0, 16, "R"),),
         ((0, 8, "R"), (8, 8, "5")),
-        ((0, 8, "R"), (8, 6, "5"), (14, 2, "A")),
+        ((0, 4, "R"), (4, 4, "R"), (8, 4, "5"), (12, 2, "5"), (14, 2, "A")),
     ),
     "epic": (
         ((0, 8, "R"), (8, 8, "R")),
@@ -87,8 +106,8 @@ BASS: dict[str, tuple[tuple[BassRow, ...], ...]] = {
     ),
     "calm": (
         ((0, 16, "R"),),
-        ((0, 16, "R"),),
         ((0, 8, "R"), (8, 8, "5")),
+        ((0, 6, "R"), (6, 2, "R"), (8, 6, "5"), (14, 2, "A")),
     ),
     "tense": (
         ((0, 3, "R"), (4, 3, "R"), (8, 3, "R"), (12, 3, "R")),
@@ -100,7 +119,7 @@ BASS: dict[str, tuple[tuple[BassRow, ...], ...]] = {
     "cinematic": (
         ((0, 16, "R"),),
         ((0, 8, "R"), (8, 8, "5")),
-        ((0, 6, "R"), (6, 2, "R"), (8, 8, "5")),
+        ((0, 3, "R"), (3, 3, "R"), (6, 2, "R"), (8, 3, "5"), (11, 3, "5"), (14, 2, "A")),
     ),
 }
 
@@ -110,7 +129,7 @@ COMP: dict[str, tuple[tuple[CompRow, ...], ...]] = {
     "block": (
         ((0, 14),),
         ((0, 6), (6, 2), (10, 6)),
-        ((0, 4), (6, 2), (8, 4), (14, 2)),
+        ((0, 2), (3, 1), (6, 2), (8, 2), (11, 1), (14, 2)),  # syncopated stabs
     ),
     "strum": (
         ((0, 4), (4, 4), (8, 4), (12, 4)),
@@ -121,14 +140,14 @@ COMP: dict[str, tuple[tuple[CompRow, ...], ...]] = {
     "arp": (
         ((0, 4), (4, 4), (8, 4), (12, 4)),
         ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
-        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        tuple((s, 1) for s in range(16)),
     ),
     "ostinato": (
-        ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
+        ((0, 4), (4, 4), (8, 4), (12, 4)),
         ((0, 2), (2, 2), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2)),
         tuple((s, 1) for s in range(16)),
     ),
 }
 
 #: Timpani-style root hits (the "perc" role) per level: steps
-PERC_STEPS: tuple[tuple[int, ...], ...] = ((0,), (0, 8), (0, 8, 14))
+PERC_STEPS: tuple[tuple[int, ...], ...] = ((0,), (0, 8), (0, 8, 12, 14))

@@ -1,8 +1,9 @@
 """Section planning: what a section of music is (tempo, key, mode, progression, style).
 
-A section is fixed when it starts; within it only dynamics and density follow the mood.
-Its identity is ``(emotion, style)``: a change of identity starts a new section after a
-transition bar (see :mod:`.engine`).
+A section's tempo, key, mode and progression are fixed when it starts; within it the mood moves
+the density, layers, dynamics, register and harmonic rhythm (:mod:`.styles` has the table,
+:class:`HarmonicRhythm` walks the progression). Its identity is ``(emotion, style)``: a change of
+identity starts a new section after a transition bar (see :mod:`.engine`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .theory import (
     choose_key_change,
     choose_mode,
     choose_progression,
+    colour_progression,
     is_major_family,
     key_name,
     uses_flats,
@@ -66,9 +68,14 @@ def density_level(energy: float) -> int:
     return 0 if energy < 0.35 else 1 if energy < 0.7 else 2
 
 
+#: Tempo curve: ``lo + (hi - lo) * energy ** TEMPO_CURVE`` -- calm and medium moods stay in the
+#: lower part of a style's band, the top is kept for the most intense ones.
+TEMPO_CURVE = 1.5
+
+
 def tempo_for(style: StylePreset, energy: float) -> float:
     lo, hi = style.tempo_range
-    return float(round(lo + (hi - lo) * energy))
+    return float(round(lo + (hi - lo) * float(np.clip(energy, 0.0, 1.0)) ** TEMPO_CURVE))
 
 
 def plan_section(
@@ -86,7 +93,7 @@ def plan_section(
         tonic = int(pool[int(rng.integers(len(pool)))])
     else:
         tonic = choose_key_change(prev.tonic, prev.mode, mode, rng)
-    progression = choose_progression(control.emotion, mode, tonic, rng)
+    progression = colour_progression(choose_progression(control.emotion, mode, tonic, rng), control.valence)
     pedal = control.emotion in ("tense", "fearful") and bool(rng.random() < 0.5)
     return SectionPlan(
         number=number,
@@ -99,3 +106,34 @@ def plan_section(
         bank=0 if prev is None else 1 - prev.bank,
         pedal=pedal,
     )
+
+
+class HarmonicRhythm:
+    """Walks a section's progression at the energy's harmonic rhythm (:meth:`StylePreset.chords_per_bar`).
+
+    Calm: one chord every two bars; medium: one a bar; intense: two a bar (on beats 1 and 3).
+    The position carries over between bars whatever the rate, and restarts with each section, so
+    the chords depend only on the sequence of controls (not on how bars are grouped in chunks)."""
+
+    def __init__(self) -> None:
+        self._section = -1
+        self._index = 0  # progression index of the next chord
+        self._held = 0  # bars the current chord has already lasted (slow rate)
+
+    def bar(self, section: SectionPlan, energy: float) -> tuple[tuple[tuple[int, Chord], ...], int]:
+        """``((step, chord), ...)`` of the next bar of ``section`` and the root of the chord after it."""
+        if section.number != self._section:
+            self._section, self._index, self._held = section.number, 0, 0
+        prog = section.progression
+        rate = section.style.chords_per_bar(energy)
+        i = self._index
+        if rate >= 2.0:
+            chords: tuple[tuple[int, Chord], ...] = ((0, prog[i % len(prog)]), (8, prog[(i + 1) % len(prog)]))
+            self._index, self._held = i + 2, 0
+        elif rate <= 0.5 and self._held == 0:
+            chords = ((0, prog[i % len(prog)]),)
+            self._held = 1  # the same chord again next bar
+        else:
+            chords = ((0, prog[i % len(prog)]),)
+            self._index, self._held = i + 1, 0
+        return chords, prog[self._index % len(prog)].root

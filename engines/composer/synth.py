@@ -9,14 +9,26 @@ splits the stream into chunks.
 
 The soundfont is General MIDI ``TimGM6mb.sf2`` shipped inside the pretty_midi wheel. It (and
 tinysoundfont) ignore reverb/chorus sends (CC91/93), so none are sent.
+
+Recording (for MIDI and stems, :mod:`.export`): a Renderer given an :class:`EventLog` writes down
+every event as it applies it (sample, op, channel, a, b) and where each ``render`` call ended. The
+synth is linear in its voices, but *where* its output is cut into ``generate_simple`` calls matters
+(envelopes and LFOs advance in 64-sample blocks from the start of each call: replaying a part alone
+without the other parts' cuts differs by about -30 dB), so :func:`EventLog.split_points` gives back
+every cut and a replay (:func:`replay_chunks`) makes exactly the same calls: each stem's synth then
+computes its voices sample for sample as the full render did.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -77,24 +89,121 @@ def soft_limit(x: np.ndarray) -> np.ndarray:
     return x
 
 
+@dataclass
+class EventLog:
+    """What a recording :class:`Renderer` played (see the module doc).
+
+    ``events``: ``(sample, op, channel, a, b)`` in the order they were applied; ``ends``: the sample
+    where each ``render`` call ended; ``parts``: ``(sample, channel, role, program)`` -- from
+    ``sample`` on, ``channel`` plays a part of this role (set by the composer when it sets a channel
+    up; drums are role ``"drums"``)."""
+
+    sample_rate: int
+    gain_db: float
+    events: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    parts: list[tuple[int, int, str, int]] = field(default_factory=list)
+
+    def assign(self, sample: int, channel: int, role: str, program: int) -> None:
+        self.parts.append((sample, channel, role, program))
+
+    def role_at(self) -> Callable[[int, int], str]:
+        """``f(channel, sample)``: the role ``channel`` plays at ``sample`` (``""`` before any)."""
+        table: dict[int, tuple[list[int], list[str]]] = {}
+        for sample, chan, role, _ in sorted(self.parts, key=lambda p: p[0]):
+            starts, roles = table.setdefault(chan, ([], []))
+            starts.append(sample)
+            roles.append(role)
+
+        def f(chan: int, sample: int) -> str:
+            starts, roles = table.get(chan, ([], []))
+            i = bisect.bisect_right(starts, sample) - 1
+            return roles[i] if i >= 0 else ""
+
+        return f
+
+
+def replay_chunks(log: EventLog, synths: list[tuple[Any, int]], keep: Callable[[int, int, int], int | None],
+                  stop: int | None = None) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Play ``log`` again into several tinysoundfont synths at once, cut exactly as it was rendered.
+
+    Every event but NOTE_ON goes to every synth (controllers, program changes, note-offs and sound-offs
+    are per channel, so each synth's voices see what they saw in the full render); a NOTE_ON goes only
+    to synth ``keep(sample, channel, key)`` (``None``: dropped). Yields ``(start, [float32 (n, 2) per
+    synth])`` per original ``render`` call, before any limiting, up to ``stop`` samples."""
+    events, ends = log.events, log.ends
+    stop = ends[-1] if stop is None or not ends else min(stop, ends[-1])
+    i, pos = 0, 0
+    for end in ends:
+        if pos >= stop:
+            break
+        n = end - pos
+        bufs = [bytearray(n * 8) for _ in synths]
+        views = [memoryview(b) for b in bufs]
+        cut = pos
+        while i < len(events) and events[i][0] < end:
+            sample, op, chan, a, b = events[i]
+            if sample > cut:
+                lo, hi = (cut - pos) * 8, (sample - pos) * 8
+                for (synth, _), v in zip(synths, views, strict=True):
+                    synth.generate_simple(sample - cut, buffer=v[lo:hi])
+                cut = sample
+            if op == NOTE_ON:
+                target = keep(sample, chan, a)
+                if target is not None:
+                    apply_event(*synths[target], op, chan, a, b)
+            else:
+                for synth, sfid in synths:
+                    apply_event(synth, sfid, op, chan, a, b)
+            i += 1
+        if end > cut:
+            for (synth, _), v in zip(synths, views, strict=True):
+                synth.generate_simple(end - cut, buffer=v[(cut - pos) * 8:])
+        yield pos, [np.frombuffer(b, dtype=np.float32).reshape(n, 2) for b in bufs]
+        pos = end
+
+
+def apply_event(synth: Any, sfid: int, op: int, chan: int, a: int, b: int) -> None:
+    """Apply one event to a tinysoundfont synth (``sfid``: its loaded soundfont)."""
+    if op == NOTE_ON:
+        synth.noteon(chan, a, b)
+    elif op == NOTE_OFF:
+        synth.noteoff(chan, a)
+    elif op == CC:
+        synth.control_change(chan, a, b)
+    elif op == PROGRAM:  # a = bank, b = preset
+        synth.program_select(chan, sfid, a, b, chan == DRUM_CHANNEL)
+    elif op == SOUNDS_OFF:
+        synth.sounds_off(chan)
+
+
+def load_synth(sample_rate: int, gain_db: float = MASTER_GAIN_DB) -> tuple[Any, int]:
+    """A tinysoundfont synth with the GM soundfont loaded, and the soundfont's id."""
+    try:
+        import tinysoundfont
+    except ImportError as e:
+        raise EngineUnavailable(
+            "the procedural composer needs tinysoundfont (pip install --no-deps tinysoundfont)"
+        ) from e
+    synth = tinysoundfont.Synth(gain=gain_db, samplerate=sample_rate)
+    path = soundfont_path(settings().soundfont or "")
+    try:
+        sfid = synth.sfload(path)
+    except Exception as exc:  # tinysoundfont raises plain exceptions for bad files
+        raise EngineUnavailable(f"cannot load soundfont {path}: {exc}") from exc
+    log.debug("synth: %s at %d Hz, gain %.1f dB", path, sample_rate, gain_db)
+    return synth, sfid
+
+
 class Renderer:
     """A persistent synth plus a queue of scheduled events (see module doc)."""
 
     def __init__(self, sample_rate: int, gain_db: float = MASTER_GAIN_DB) -> None:
-        try:
-            import tinysoundfont
-        except ImportError as e:
-            raise EngineUnavailable(
-                "the procedural composer needs tinysoundfont (pip install --no-deps tinysoundfont)"
-            ) from e
         self.sample_rate = sample_rate
-        self.synth = tinysoundfont.Synth(gain=gain_db, samplerate=sample_rate)
-        path = soundfont_path(settings().soundfont or "")
-        try:
-            self.sfid = self.synth.sfload(path)
-        except Exception as exc:  # tinysoundfont raises plain exceptions for bad files
-            raise EngineUnavailable(f"cannot load soundfont {path}: {exc}") from exc
-        log.debug("renderer: %s at %d Hz, gain %.1f dB", path, sample_rate, gain_db)
+        self.synth, self.sfid = load_synth(sample_rate, gain_db)
+        self.gain_db = gain_db
+        #: Set to an :class:`EventLog` to record what is played (see the module doc).
+        self.recording: EventLog | None = None
         self.position = 0  # samples rendered so far
         self._queue: list[Event] = []
         self._seq = 0
@@ -109,17 +218,7 @@ class Renderer:
         return len(self._queue)
 
     def _apply(self, op: int, chan: int, a: int, b: int) -> None:
-        s = self.synth
-        if op == NOTE_ON:
-            s.noteon(chan, a, b)
-        elif op == NOTE_OFF:
-            s.noteoff(chan, a)
-        elif op == CC:
-            s.control_change(chan, a, b)
-        elif op == PROGRAM:  # a = bank, b = preset
-            s.program_select(chan, self.sfid, a, b, chan == DRUM_CHANNEL)
-        elif op == SOUNDS_OFF:
-            s.sounds_off(chan)
+        apply_event(self.synth, self.sfid, op, chan, a, b)
 
     def render(self, n: int) -> np.ndarray:
         """Synthesise the next ``n`` frames as ``float32`` ``(n, 2)``, applying due events."""
@@ -129,14 +228,19 @@ class Renderer:
         pos = self.position
         q = self._queue
         gen = self.synth.generate_simple
+        rec = self.recording
         while q and q[0][0] < end:
             sample, op, _, chan, a, b = heapq.heappop(q)
             if sample > pos:
                 gen(sample - pos, buffer=view[(pos - self.position) * 8 : (sample - self.position) * 8])
                 pos = sample
             self._apply(op, chan, a, b)
+            if rec is not None:
+                rec.events.append((sample, op, chan, a, b))
         if end > pos:
             gen(end - pos, buffer=view[(pos - self.position) * 8 :])
+        if rec is not None and n > 0:
+            rec.ends.append(end)
         self.position = end
         audio = np.frombuffer(buf, dtype=np.float32).reshape(n, 2)
         return soft_limit(audio)

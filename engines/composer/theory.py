@@ -11,6 +11,9 @@ Music choices, briefly:
   (exciting: maj, sus4, 7; fearful: dim, m7, dim7, m7b5; tense: dim, sus4, m7, 7;
   sad: m7, m, sus2; relaxing: maj, 6, maj7), written as roman-numeral progressions that
   start on the tonic so the key is clearly audible.
+* Valence colours the chords within a progression (:func:`colour_chord`): bright (high valence)
+  softens minor triads to minor 7ths (in a major key the 7th is the key's tonic or dominant, so the
+  key reads more clearly major), dark (low valence) strips the bright extensions (maj7, 6, add9).
 * Key changes prefer close keys (same tonic, relative, fifth/fourth) so that a pivot chord
   common to both keys exists for the transition bar.
 """
@@ -238,6 +241,26 @@ def choose_progression(emotion: str, mode: str, tonic: int, rng: np.random.Gener
         first = "major" if fam else "minor"
         pool = [t for e in PROGRESSIONS for ms, t in PROGRESSIONS[e] if ms[0] == first]
     return parse_progression(pool[int(rng.integers(len(pool)))], tonic)
+
+
+#: Valence beyond which chords are coloured bright / dark (:func:`colour_chord`).
+COLOUR_VALENCE = 0.35
+_BRIGHT = {"min": "m7"}
+_DARK = {"maj7": "maj", "6": "maj", "add9": "maj"}
+
+
+def colour_chord(chord: Chord, valence: float) -> Chord:
+    """The chord in the valence's colour: bright (valence >= 0.35) turns minor triads into minor 7ths,
+    dark (valence <= -0.35) strips major 7ths, 6ths and 9ths (to a plain major triad); in between the
+    chord is left as written. (Added 9ths as a bright colour were tried: without their fifth in a
+    3-note string voicing they blur the key, and listeners and key finders hear less major.)"""
+    table = _BRIGHT if valence >= COLOUR_VALENCE else _DARK if valence <= -COLOUR_VALENCE else {}
+    quality = table.get(chord.quality, chord.quality)
+    return chord if quality == chord.quality else Chord(chord.root, quality)
+
+
+def colour_progression(progression: tuple[Chord, ...], valence: float) -> tuple[Chord, ...]:
+    return tuple(colour_chord(c, valence) for c in progression)
 
 
 def relative_candidates(tonic: int, mode: str, new_mode: str) -> list[int]:

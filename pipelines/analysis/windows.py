@@ -2,7 +2,8 @@
 
 Windows are ``window_s`` long every ``hop_s`` (2 s every 0.5 s by default). :func:`frame_window_features`
 serves the offline job (all windows at once, :func:`window_features`) and the live session (one window as
-its frames arrive) alike.
+its frames arrive) alike. :func:`onset_window_features` is the short window right after an onset that the
+live fast path analyses (:mod:`pipelines.analysis.mood`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,41 @@ def frame_window_features(table: FrameTable, s: float, e: float, cuts: np.ndarra
             pidx = np.array([int(np.argmin(np.abs(table.picture_times - 0.5 * (s + e))))])
         for j, name in enumerate(table.picture_names):
             f[name] = float(np.mean(table.picture_values[pidx, j]))
+    return f
+
+
+#: Features a short onset window cannot measure: a musical tempo needs seconds.
+ONSET_WINDOW_DROPS = ("tempo_bpm", "pulse_clarity")
+
+
+def onset_window_features(table: FrameTable, onset_s: float, end_s: float, sound: dict[str, float] | None,
+                          cuts: Sequence[float], cut_span_s: float) -> dict[str, float]:
+    """Features of the short window ``[onset_s, end_s)`` after an onset (a cut, a loud passage), made
+    comparable with a regular window's.
+
+    As :func:`frame_window_features` merged with the window's sound features, except for the shot
+    rhythm, which half a second cannot measure: the cut rate counts the cuts from the onset on (itself
+    included) over at least ``cut_span_s``, and the cut frames' share of the motion (their difference to
+    the frame before is the cut) is what that rate gives a regular window, not one in three frames. The
+    features a window this short cannot measure at all (:data:`ONSET_WINDOW_DROPS`) are left out, so the
+    affect model weighs what is there.
+    """
+    f = frame_window_features(table, onset_s, end_s, np.zeros(0), end_s, 1.0)
+    c = np.asarray(cuts, np.float64)
+    n_cuts = int(np.sum((c >= onset_s - 1e-6) & (c < end_s)))
+    rate = n_cuts / max(end_s - onset_s, cut_span_s)
+    f["cut_rate"] = rate
+    idx = np.nonzero((table.times >= onset_s) & (table.times < end_s))[0]
+    if "motion" in table.names and len(idx) > 1:
+        m = table.values[idx, table.names.index("motion")]
+        at_cut = np.array([bool(len(c)) and float(np.min(np.abs(c - x))) < 1e-6 for x in table.times[idx]])
+        if at_cut.any() and not at_cut.all():
+            share = min(1.0, rate * (end_s - onset_s) / len(idx))  # cut frames per frame, at that rate
+            f["motion"] = float((1 - share) * np.mean(m[~at_cut]) + share * np.mean(m[at_cut]))
+    if sound:
+        f.update(sound)
+    for name in ONSET_WINDOW_DROPS:
+        f.pop(name, None)
     return f
 
 

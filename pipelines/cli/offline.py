@@ -8,6 +8,7 @@ import os
 from engines.base import STYLES
 from pipelines.cli.args import Handler, add_affect_options
 from pipelines.cli.output import print_json
+from pipelines.offline.loudness_presets import PRESETS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
@@ -33,6 +34,15 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                     help="put this library track under the video instead of composing (see `backscore recommend`)")
     sc.add_argument("--library", default="catalog", metavar="catalog|LIB.sqlite",
                     help="library for --track: the built-in catalog (default) or an index made by `library index`")
+    sc.add_argument("--midi", metavar="OUT.mid",
+                    help="write the composed score as a Standard MIDI File: tempo map, program changes per part, "
+                    "a marker per music section (procedural composer only)")
+    sc.add_argument("--stems", metavar="DIR",
+                    help="write the BGM as stems (drums, bass, harmony, melody WAVs) into this new or empty folder, "
+                    "at the mix's level: they add up to --bgm (procedural composer only)")
+    sc.add_argument("--loudness", metavar="|".join(PRESETS),
+                    help="bring the final mix to a loudness preset (integrated LUFS and true-peak ceiling, "
+                    "measured on the written file; see README 'Loudness presets'); default: the mix as it is")
     sc.add_argument("--quiet", action="store_true", help="no progress bar")
 
     an = sub.add_parser("analyze", help="analyse the mood over time and print/write the timeline JSON")
@@ -71,6 +81,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
             affect_weights=affect_weights,
             backend=args.backend,
             analysis=analysis_options(MediaLimits.for_cli()),
+            midi_path=args.midi,
+            stems_dir=args.stems,
+            loudness=args.loudness,
         ),
         progress=progress,
     )
@@ -81,6 +94,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({result.analysis.duration_s:.1f} s)")
     print(f"  mood:  {segs}")
     print(f"  music: {music}")
+    loud = result.timeline.get("loudness")
+    if loud:
+        print(f"  loudness: {loud['preset']} {loud['measured_lufs']} LUFS (target {loud['target_lufs']}), "
+              f"true peak {loud['measured_true_peak_dbtp']} dBTP (ceiling {loud['target_true_peak_dbtp']})")
+    for kind, entry in result.timeline.get("exports", {}).items():
+        print(f"  {kind}: {entry.get('path') or entry.get('dir')}")
     total = sum(result.timings_s.values())
     print(f"  time:  {total:.2f} s ({total / max(result.analysis.duration_s, 1e-9):.3f}x real time)")
     return 0

@@ -8,8 +8,16 @@ equal-power crossfade -- the live counterpart of the offline job's transition ba
 make the change wait for the bar to end. A worker that lost the stream restores it (a new piece
 in the same mood, crossfaded in).
 
-Mood-change latency is measured from the tracker's confirmation (clock time) to the moment the
-play head reaches the splice point.
+An *urgent* change (confirmed by the analyzer's fast path on immediate evidence: a cut into an
+action scene, a sudden loud passage) does not wait for the old music's next beat: the queued
+music is cut at the first half beat (``urgent_division``) after ``urgent_splice_delay_s`` with a
+short equal-power crossfade (``urgent_crossfade_s``, a few ms: no click), and the music loop is
+woken at once rather than at its next tick.
+
+Per change the player keeps: the *latency* (clock s from the tracker's confirmation to the play
+head reaching the splice point, where the new music is heard), the *detection* (media s from when
+the new mood began to its confirmation) and the *audible delay* (their sum: from the change in the
+video to the new music heard). A change counts in :attr:`BgmPlayer.mood_changes` once it is heard.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ class _PlacedBar:
 class _PendingChange:
     confirmed_at: float  # clock time
     splice_at: int  # absolute output sample
+    detect_s: float | None  # media s from when the new mood began to its confirmation
+    urgent: bool = False
 
 
 class BgmPlayer:
@@ -72,11 +82,16 @@ class BgmPlayer:
         self._pending: _PendingChange | None = None
         self._switch_to: str | None = None
         self._detect_s: float | None = None
+        self._urgent = False
+        self._confirmed_at = 0.0
+        #: Mood changes heard so far (see the module doc), and how many of them the fast path confirmed.
         self.mood_changes = 0
-        #: Per mood change: confirmation -> new music at the play head (clock s), and media s from
-        #: when the new mood began (dated back by the tracker) to its confirmation.
+        self.urgent_changes = 0
+        #: Per mood change heard: confirmation -> new music at the play head (clock s); media s from
+        #: when the new mood began (dated back by the tracker) to its confirmation; their sum.
         self.latencies: list[float] = []
         self.detections: list[float] = []
+        self.audible: list[float] = []
         self.music_restores = 0
         #: The engine that plays, and why it is not the one asked for (None: it is).
         self.engine = ""
@@ -86,11 +101,17 @@ class BgmPlayer:
     def wake(self) -> None:
         self._wake.set()
 
-    def change_mood(self, emotion: str, detect_s: float) -> None:
-        """The tracker confirmed ``emotion``: switch to it at the next beat (unless the music is in it)."""
+    def change_mood(self, emotion: str, detect_s: float, urgent: bool = False) -> None:
+        """The tracker confirmed ``emotion``: switch to it at the next beat (unless the music is in it);
+        ``urgent`` (the fast path): at the next half beat, with a short crossfade."""
         if self.music_emotion is not None and emotion != self.music_emotion:
             self._switch_to = emotion
             self._detect_s = detect_s
+            self._urgent = urgent
+            self._confirmed_at = self.clock.now()
+            self._wake.set()
+        elif self._switch_to is not None and emotion == self.music_emotion:
+            self._switch_to = None  # back to the mood that plays before the switch happened
 
     # ------------------------------------------------------------------ generating
     def _new_context(self) -> MusicContext:
@@ -116,11 +137,12 @@ class BgmPlayer:
         for b in reply.bars:
             self._bars.append(_PlacedBar(base + int(round(b.start_s * AUDIO_RATE)), b))
 
-    def _next_beat(self, after: int) -> int:
+    def _next_beat(self, after: int, division: int = 1) -> int:
+        """The first beat (``1 / division`` of a beat) of the placed music at or after ``after``."""
         for pb in self._bars:
             if pb.end <= after:
                 continue
-            beat = int(round(60.0 / pb.bar.tempo_bpm * AUDIO_RATE))
+            beat = max(1, int(round(60.0 / pb.bar.tempo_bpm / division * AUDIO_RATE)))
             k = max(0, math.ceil((after - pb.start) / beat))
             t = pb.start + k * beat
             if t < pb.end:
@@ -128,26 +150,28 @@ class BgmPlayer:
         return after
 
     async def _switch(self, emotion: str, control: MoodControl) -> None:
-        confirmed = self.clock.now()
+        confirmed, detect, urgent = self._confirmed_at, self._detect_s, self._urgent
+        self._detect_s = None
         old = self._ctx
         self._ctx = self._new_context()
         reply = await self._request(self._ctx, control)
         self._ctx = reply.context
         o = self.options
-        earliest = self.playout.head + int(o.splice_delay_s * AUDIO_RATE)
-        at = self._next_beat(earliest)
-        at = self.playout.splice(at, reply.audio, int(o.crossfade_s * AUDIO_RATE))
+        if urgent:
+            earliest = self.playout.head + int(o.urgent_splice_delay_s * AUDIO_RATE)
+            at = self._next_beat(earliest, o.urgent_division)
+            fade = int(o.urgent_crossfade_s * AUDIO_RATE)
+        else:
+            at = self._next_beat(self.playout.head + int(o.splice_delay_s * AUDIO_RATE))
+            fade = int(o.crossfade_s * AUDIO_RATE)
+        at = self.playout.splice(at, reply.audio, fade)
         while self._bars and self._bars[-1].start >= at:
             self._bars.pop()
         if self._bars and self._bars[-1].end > at:
             self._bars[-1].end = at
         self._place(reply, at)
         self.music_emotion = emotion
-        self._pending = _PendingChange(confirmed, at)
-        if self._detect_s is not None:
-            self.detections.append(self._detect_s)
-            self._detect_s = None
-        self.mood_changes += 1
+        self._pending = _PendingChange(confirmed, at, detect, urgent)
         if old is not None:
             with contextlib.suppress(Exception):
                 await self.models.close_music(old.stream_id)
@@ -178,7 +202,17 @@ class BgmPlayer:
             if ctl is None:
                 await self._wake.wait()
             else:
-                await self.clock.sleep(TICK_S)
+                await self._nap()
+
+    async def _nap(self) -> None:
+        """Wait ``TICK_S`` on the clock, or less when woken (a mood change, the buffer running low)."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        tick = asyncio.ensure_future(self.clock.sleep(TICK_S))
+        try:
+            await asyncio.wait({woken, tick}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            tick.cancel()
 
     async def close(self) -> None:
         """Close the music stream the worker holds for this session."""
@@ -195,7 +229,13 @@ class BgmPlayer:
             self.hooks.underrun()
         if self._pending is not None and self.playout.head >= self._pending.splice_at:
             latency = self.clock.now() - self._pending.confirmed_at
+            # detection, latency and audible delay of the same change, then the count the reports carry
+            if self._pending.detect_s is not None:
+                self.detections.append(self._pending.detect_s)
+                self.audible.append(self._pending.detect_s + latency)
             self.latencies.append(latency)
+            self.mood_changes += 1
+            self.urgent_changes += self._pending.urgent
             self.hooks.mood_change(latency)
             self._pending = None
         while self._bars and self._bars[0].end <= self.playout.head:

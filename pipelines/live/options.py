@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.analysis.cuts import CutOptions
+from pipelines.analysis.cuts import CutOptions, OnsetOptions
 from pipelines.analysis.mood import SegmentOptions
 from pipelines.errors import OptionError
 from pipelines.frames import AUDIO_RATE
@@ -18,13 +18,24 @@ class LiveOptions:
     window_s: float = 2.0
     hop_s: float = 0.5
     cut_rate_span_s: float = 4.0
-    segments: SegmentOptions = field(default_factory=lambda: SegmentOptions(min_segment_s=4.0))
+    #: The first mood is the first window's (the music starts with it); later ones need the hysteresis.
+    segments: SegmentOptions = field(default_factory=lambda: SegmentOptions(min_segment_s=4.0, first_hold_s=0.0))
     cuts: CutOptions = field(default_factory=CutOptions)
+    #: The fast path: immediate evidence of a change (a cut with a jump in loudness, brightness or motion;
+    #: a sudden loud passage) confirms a new mood from the short window after it
+    #: (:class:`~pipelines.analysis.mood.MoodTracker`); False leaves every change to the hysteresis.
+    fast_path: bool = True
+    onset: OnsetOptions = field(default_factory=OnsetOptions)
     #: Keep this much BGM generated ahead of the play head.
     lead_s: float = 0.6
     #: On a mood change the new music starts at the old music's first beat after this delay.
     splice_delay_s: float = 0.15
     crossfade_s: float = 0.5
+    #: A change the fast path confirmed cuts the queued music at the first ``1 / urgent_division`` of a
+    #: beat after ``urgent_splice_delay_s``, with a short equal-power crossfade (no click).
+    urgent_splice_delay_s: float = 0.05
+    urgent_division: int = 2
+    urgent_crossfade_s: float = 0.04
     frame_ms: int = 20
     style: str | None = None
     seed: int = 0
@@ -54,6 +65,8 @@ class LiveOptions:
             raise OptionError(f"frame_ms must be an Opus frame size (10, 20, 40 or 60), got {self.frame_ms}")
         if self.window_s <= 0 or self.hop_s <= 0:
             raise OptionError("window_s and hop_s must be positive")
+        if self.urgent_division < 1 or self.urgent_splice_delay_s < 0 or self.urgent_crossfade_s < 0:
+            raise OptionError("urgent_division must be >= 1, urgent_splice_delay_s and urgent_crossfade_s >= 0")
 
     @property
     def frame_samples(self) -> int:

@@ -56,8 +56,13 @@ class MoodReport:
     windows: int
     mood_changes: int
     last_change_latency_s: float | None
-    #: Media seconds from when the new mood began (dated back by the tracker) to its confirmation.
+    #: Media seconds from when the new mood began (dated back by the tracker; the onset, for a change the
+    #: fast path confirmed) to its confirmation.
     last_change_detect_s: float | None = None
+    #: From when the new mood began to the new music heard (detection plus the latency above).
+    last_change_audible_s: float | None = None
+    #: Mood changes heard so far that the fast path confirmed (immediate evidence; the rest: hysteresis).
+    urgent_changes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "mood", **self.__dict__}

@@ -122,9 +122,11 @@ class LiveSession:
     def _on_window(self, step: AffectStep, end_s: float) -> None:
         change = step.change
         if change is not None:
-            self.log.info("mood -> %s (began %.1f s, confirmed %.1f s)", change.emotion, change.at_s,
-                          change.confirmed_s)
-            self.player.change_mood(change.emotion, end_s - change.at_s)
+            self.log.info("mood -> %s (began %.1f s, confirmed %.1f s%s)", change.emotion, change.at_s,
+                          change.confirmed_s, ", fast path" if change.urgent else "")
+            # detection: from when the new mood began to now, in media seconds received (analysis lag included)
+            detect = max(end_s, self.analyzer.media_s) - change.at_s
+            self.player.change_mood(change.emotion, detect, urgent=change.urgent)
         self.player.wake()
 
     # ------------------------------------------------------------------ output
@@ -181,6 +183,11 @@ class LiveSession:
         return self.player.detections
 
     @property
+    def audible(self) -> list[float]:
+        """Per mood change heard: media s from when the new mood began to the new music at the play head."""
+        return self.player.audible
+
+    @property
     def music_restores(self) -> int:
         return self.player.music_restores
 
@@ -209,6 +216,8 @@ class LiveSession:
             mood_changes=p.mood_changes,
             last_change_latency_s=round(p.latencies[-1], 3) if p.latencies else None,
             last_change_detect_s=round(p.detections[-1], 3) if p.detections else None,
+            last_change_audible_s=round(p.audible[-1], 3) if p.audible else None,
+            urgent_changes=p.urgent_changes,
         )
 
     async def _report_loop(self) -> None:

@@ -4,18 +4,24 @@ Each exists as a whole-signal function (:func:`fade_envelope`, :func:`duck_gain`
 and in the form :func:`pipelines.offline.mix.mix_bgm` applies it: in place on float32 audio, a chunk
 of samples at a time (:func:`apply_fades`, :class:`DuckCurve`, :func:`limit_in_place`), so a 15-minute
 mix needs no full-length float64 curves. Both forms give the same gains.
+
+The limiter can also work on true peaks (:class:`TruePeakEnvelope`: BS.1770-4's 4x-oversampled peaks,
+kept as maxima of 16-sample blocks, for the loudness presets) and hand back the gain it would apply
+instead of applying it (:func:`limiter_gains`, a :class:`SparseGain`). :class:`GainCurve` is the whole
+gain the mixer put on the BGM (fades x level x ducking x limiter), sample by sample, so that parts of
+the BGM (stems) can be given exactly the same treatment.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
-from engines.loudness import as_2d
+from engines.loudness import as_2d, true_peak_envelope
 
 #: Samples per chunk of the in-place forms.
 CHUNK = 1 << 18
@@ -164,8 +170,13 @@ def _forward_min(values: np.ndarray, length: int) -> np.ndarray:
     return np.asarray(ndimage.minimum_filter1d(values, size=length, mode="nearest", origin=-(length // 2)))
 
 
+#: Per-sample peak of ``audio[start:stop]`` (float64), what the limiter keeps under its ceiling.
+Peaks = Callable[[int, int], np.ndarray]
+
+
 def _limiter_chunks(audio: np.ndarray, sample_rate: float, ceiling_dbfs: float, attack_s: float,
-                    release_db_per_s: float, chunk: int) -> Iterator[tuple[int, np.ndarray | None]]:
+                    release_db_per_s: float, chunk: int, peaks: Peaks | None = None,
+                    ) -> Iterator[tuple[int, np.ndarray | None]]:
     """``(start, gain)`` for consecutive chunks of ``audio`` (``None``: unity gain all through the chunk).
 
     1. required gain ``r[n] = min(1, ceiling / peak[n])`` (peak over channels);
@@ -174,7 +185,8 @@ def _limiter_chunks(audio: np.ndarray, sample_rate: float, ceiling_dbfs: float, 
     4. causal boxcar of length ``L``: the attack becomes a linear ramp of ``attack_s``.
     Each output sample averages values that are each <= ``r[n]``, so the ceiling holds exactly. The
     state carried between chunks (the held gain, the boxcar's last ``L - 1`` values) makes the result
-    the same as over the whole signal at once.
+    the same as over the whole signal at once. ``peaks``: the per-sample peak (default: the largest
+    ``|sample|`` over channels; a :class:`TruePeakEnvelope` for a true-peak limiter).
     """
     x = audio if audio.ndim == 2 else audio[:, None]
     n = x.shape[0]
@@ -185,7 +197,8 @@ def _limiter_chunks(audio: np.ndarray, sample_rate: float, ceiling_dbfs: float, 
     history: np.ndarray | None = None  # the boxcar's previous L - 1 held values
     for c0 in range(0, n, chunk):
         c1 = min(n, c0 + chunk)
-        ext = np.abs(x[c0:min(n, c1 + length - 1)]).max(axis=1).astype(np.float64)
+        stop = min(n, c1 + length - 1)
+        ext = peaks(c0, stop) if peaks is not None else np.abs(x[c0:stop]).max(axis=1).astype(np.float64)
         required = np.minimum(1.0, ceiling / np.maximum(ext, 1e-12))
         idle = required.min() >= 1.0 and (held_db_prev is None or held_db_prev >= 0.0) and \
             (history is None or history.min() >= 1.0)
@@ -223,12 +236,117 @@ def limiter_gain(
 
 
 def limit_in_place(audio: np.ndarray, sample_rate: float, ceiling_dbfs: float = -1.0, attack_s: float = 0.005,
-                   release_db_per_s: float = 40.0, chunk: int = CHUNK) -> float:
+                   release_db_per_s: float = 40.0, chunk: int = CHUNK, peaks: Peaks | None = None) -> float:
     """Apply :func:`limiter_gain` to ``(n, channels)`` ``audio`` in place, a chunk at a time; returns the
     largest gain reduction in dB (>= 0)."""
     lowest = 1.0
-    for c0, g in _limiter_chunks(audio, sample_rate, ceiling_dbfs, attack_s, release_db_per_s, chunk):
+    for c0, g in _limiter_chunks(audio, sample_rate, ceiling_dbfs, attack_s, release_db_per_s, chunk, peaks):
         if g is not None:
             audio[c0:c0 + g.size] *= g[:, None].astype(audio.dtype)
             lowest = min(lowest, float(g.min()))
     return max(0.0, -20.0 * math.log10(max(lowest, 1e-12)))
+
+
+# --------------------------------------------------------------------------- recorded gains
+
+
+class TruePeakEnvelope:
+    """True-peak limiter input: per-sample peaks of ``audio`` from the 4x-oversampled signal
+    (:func:`engines.loudness.true_peak_envelope`), kept as the maxima of ``block``-sample blocks (a few MB
+    for 15 minutes; the limiter then sees each sample as loud as the loudest in its block, which only
+    errs towards more reduction). Computed once; any gain or ceiling can then be tried on it."""
+
+    def __init__(self, audio: np.ndarray, block: int = 16, chunk: int = CHUNK) -> None:
+        self.n = int(audio.shape[0])
+        self.block = block
+        maxima = []
+        for c0 in range(0, self.n, chunk):
+            env = true_peak_envelope(audio, c0, min(self.n, c0 + chunk))
+            pad = (-env.size) % block
+            maxima.append(np.pad(env, (0, pad)).reshape(-1, block).max(axis=1).astype(np.float32))
+        self.maxima = np.concatenate(maxima) if maxima else np.zeros(0, np.float32)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        b0, b1 = start // self.block, -(-stop // self.block)
+        return np.repeat(self.maxima[b0:b1].astype(np.float64), self.block)[start - b0 * self.block:
+                                                                            stop - b0 * self.block]
+
+
+@dataclass
+class SparseGain:
+    """A per-sample gain stored only where it is not 1: ``{chunk start: float32 gain}`` over chunks of
+    ``chunk`` samples."""
+
+    n: int
+    chunk: int = CHUNK
+    parts: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def gain(self, start: int, stop: int) -> np.ndarray:
+        out = np.ones(stop - start, np.float32)
+        for c0 in range(start - start % self.chunk, stop, self.chunk):
+            g = self.parts.get(c0)
+            if g is not None:
+                a, b = max(start, c0), min(stop, c0 + g.size)
+                if b > a:
+                    out[a - start:b - start] = g[a - c0:b - c0]
+        return out
+
+    def reduction_db(self) -> float:
+        lowest = min((float(g.min()) for g in self.parts.values()), default=1.0)
+        return max(0.0, -20.0 * math.log10(max(lowest, 1e-12)))
+
+    def apply(self, audio: np.ndarray, scale: float = 1.0) -> None:
+        """``audio *= scale * gain`` in place, a chunk at a time."""
+        for c0 in range(0, self.n, self.chunk):
+            g = self.parts.get(c0)
+            if g is not None:
+                audio[c0:c0 + g.size] *= (g * np.float32(scale))[:, None]
+            elif scale != 1.0:
+                audio[c0:c0 + self.chunk] *= np.float32(scale)
+
+    def remove(self, audio: np.ndarray, scale: float = 1.0) -> None:
+        """Undo :meth:`apply` (``audio /= scale * gain``), a chunk at a time."""
+        for c0 in range(0, self.n, self.chunk):
+            audio[c0:c0 + self.chunk] /= (self.gain(c0, min(self.n, c0 + self.chunk)) * np.float32(scale))[:, None]
+
+
+def limiter_gains(audio: np.ndarray, sample_rate: float, ceiling_dbfs: float = -1.0, attack_s: float = 0.005,
+                  release_db_per_s: float = 40.0, peaks: Peaks | None = None, chunk: int = CHUNK) -> SparseGain:
+    """The gain :func:`limit_in_place` would apply, not applied (see :class:`SparseGain`)."""
+    out = SparseGain(int(audio.shape[0]), chunk)
+    for c0, g in _limiter_chunks(audio, sample_rate, ceiling_dbfs, attack_s, release_db_per_s, chunk, peaks):
+        if g is not None and float(g.min()) < 1.0:
+            out.parts[c0] = g.astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class GainCurve:
+    """Everything the mixer did to the BGM, as one per-sample gain (see the module doc)."""
+
+    n: int
+    sample_rate: float
+    fade_in_s: float
+    fade_out_s: float
+    #: Linear gain: to the loudness target (and the loudness preset's gain, if any).
+    scale: float
+    duck: DuckCurve | None = None
+    limiter: SparseGain | None = None
+
+    def gain(self, start: int, stop: int) -> np.ndarray:
+        """Linear gain (float32) of samples ``start..stop-1``."""
+        stop = min(stop, self.n)
+        idx = np.arange(start, stop)
+        g = np.full(idx.size, self.scale)
+        n_in, n_out = _fade_lengths(self.n, self.sample_rate, self.fade_in_s, self.fade_out_s)
+        head = idx < n_in
+        if n_in > 0 and head.any():
+            g[head] *= np.sin(0.5 * np.pi * (idx[head] + 0.5) / n_in) ** 2
+        tail = idx >= self.n - n_out
+        if n_out > 0 and tail.any():
+            g[tail] *= np.cos(0.5 * np.pi * (idx[tail] - (self.n - n_out) + 0.5) / n_out) ** 2
+        if self.duck is not None:
+            g *= self.duck.gain(start, stop)
+        if self.limiter is not None:
+            g *= self.limiter.gain(start, stop)
+        return g.astype(np.float32)

@@ -110,11 +110,46 @@ def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool 
         engine=options.engine,
         weights=options.weights,
         analysis=_service_analysis(),
+        loudness=options.loudness,
     )
     result = score(request)
     data = dict(result.timeline)
     data["input"] = {**data.get("input", {}), "path": None}
     return data
+
+
+#: What ``score_export_file`` writes for each kind of export: file name and media type.
+EXPORTS = {"midi": ("score.mid", "audio/midi"), "stems": ("stems.zip", "application/zip")}
+
+
+def score_export_file(path: str, work: str, options: JobOptions, kind: str) -> str:
+    """The score as MIDI (``kind="midi"``) or the BGM's stems (``"stems"``: a zip of the stem WAVs and the
+    timeline JSON), written in the job's private folder ``work``; returns the file's path."""
+    import json
+    import os
+    import zipfile
+
+    from pipelines.offline.score import ScoreRequest, score
+
+    name, _ = EXPORTS[kind]
+    out = os.path.join(work, name)
+    stems = os.path.join(work, "stems") if kind == "stems" else None
+    request = ScoreRequest(input_path=path, output_path=None, style=options.style, seed=options.seed,
+                           faces=options.faces, engine=options.engine, weights=options.weights,
+                           analysis=_service_analysis(), loudness=options.loudness,
+                           midi_path=out if kind == "midi" else None, stems_dir=stems)
+    result = score(request)
+    if stems is not None:
+        data = dict(result.timeline)
+        data["input"] = {**data.get("input", {}), "path": None}
+        entry = data.get("exports", {}).get("stems", {})
+        files = entry.get("files", {})
+        data["exports"] = {"stems": {**entry, "dir": None}}
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
+            for file in files.values():
+                zf.write(os.path.join(stems, file), arcname=file)
+            zf.writestr("timeline.json", json.dumps(data, indent=1) + "\n")
+    return out
 
 
 def wav_header(sample_rate: int = AUDIO_RATE, channels: int = 2) -> bytes:
@@ -143,23 +178,55 @@ class BgmChunk:
         return len(self.pcm) / (4 * AUDIO_RATE)
 
 
+def _leveled_bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
+    """With a loudness preset: the whole score job first (the preset is measured on the whole mix), its BGM
+    alone written next to ``path`` (the request's private folder), then sent a bar at a time."""
+    import os
+    import wave
+
+    from pipelines.offline.score import ScoreRequest, score
+
+    out = os.path.join(os.path.dirname(os.path.abspath(path)), "bgm.leveled.wav")
+    result = score(ScoreRequest(input_path=path, output_path=None, bgm_path=out, style=options.style,
+                                seed=options.seed, faces=options.faces, engine=options.engine, weights=options.weights,
+                                analysis=_service_analysis(), loudness=options.loudness))
+    with wave.open(out) as w:
+        total = w.getnframes()
+        bars = [b for b in result.music.bars if round(b.start_s * AUDIO_RATE) < total]
+        starts = [int(round(b.start_s * AUDIO_RATE)) for b in bars] or [0]
+        for i, start in enumerate(starts):
+            stop = starts[i + 1] if i + 1 < len(starts) else total
+            w.setpos(start)
+            yield BgmChunk(i, start / AUDIO_RATE, w.readframes(stop - start), (bars[i],) if bars else ())
+
+
 def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
-    """Analyse ``path`` then yield its BGM chunk by chunk, as the music stream generates it.
+    """Analyse ``path`` then yield its BGM chunk by chunk, as the music stream generates it (with a loudness
+    preset: once the whole mix is made, :func:`_leveled_bgm_chunks`).
 
     The analysis must see the whole video first (mood segments); the music then streams
-    (:func:`~pipelines.offline.compose.compose_chunks`, the loop the offline job uses): the first
-    chunk is ready after one bar of composition, not after the whole piece.
+    (:func:`~pipelines.offline.compose.compose_chunks`, the loop the offline job uses, on the same beat
+    plan from the cuts timed to the frame): the first chunk is ready after one bar of composition and the
+    plan, not after the whole piece.
     """
     from pipelines.analysis.analyze import analyze
     from pipelines.analysis.engines import default_engines
     from pipelines.offline.compose import compose_chunks
     from pipelines.offline.score import music_engine_for, pace_function
 
+    if options.loudness:
+        yield from _leveled_bgm_chunks(path, options)
+        return
+    from pipelines.offline.cut_times import refine_cuts
+
     engine = music_engine_for(options.engine, options.weights)
-    analysis = analyze(path, default_engines(faces=options.faces), _service_analysis())
+    analysis_options = _service_analysis()
+    analysis = analyze(path, default_engines(faces=options.faces), analysis_options)
     duration = analysis.duration_s
+    # the cuts to the frame, for the beat plan (as the score job does)
+    cuts = refine_cuts(path, analysis.cuts, 1.0 / analysis_options.decode.analysis_fps)
     chunks = compose_chunks(engine, analysis.segments, duration, style=options.style, seed=options.seed,
-                            sample_rate=AUDIO_RATE, pace_at=pace_function(analysis))
+                            sample_rate=AUDIO_RATE, pace_at=pace_function(analysis), cuts=cuts)
     with contextlib.closing(chunks):
         for i, chunk in enumerate(chunks):
             audio = chunk.audio[: max(0, int(round((duration - chunk.start_s) * AUDIO_RATE)))]

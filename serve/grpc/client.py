@@ -99,9 +99,11 @@ class BackscoreClient:
         reply: pb.RecommendReply = self.stub.Recommend(request, metadata=self.metadata, timeout=self.timeout_s)
         return reply
 
-    def score(self, path: str, *, style: str | None = None, seed: int = 0, faces: bool = True) -> Iterator[pb.BgmChunk]:
-        """BGM chunks as the server composes them (cancel by closing the iterator)."""
-        call = self.stub.Score(pb.ScoreRequest(media=media_request(path, style, seed, faces)),
+    def score(self, path: str, *, style: str | None = None, seed: int = 0, faces: bool = True,
+              loudness: str = "") -> Iterator[pb.BgmChunk]:
+        """BGM chunks as the server composes them (cancel by closing the iterator); with a ``loudness`` preset
+        the BGM as it sits in the preset's mix, sent once mixed."""
+        call = self.stub.Score(pb.ScoreRequest(media=media_request(path, style, seed, faces), loudness=loudness),
                                metadata=self.metadata, timeout=self.timeout_s)
         try:
             yield from call
@@ -253,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--library", default="")
     p.add_argument("--speed", type=float, default=1.0, help="stream: playback speed (1 = real time)")
     p.add_argument("--wav", default=None, help="score/stream: write the music here")
+    p.add_argument("--loudness", default="", help="score: a loudness preset (youtube, tiktok, broadcast, podcast)")
     args = p.parse_args(argv)
     if args.command != "health" and not args.video:
         p.error(f"{args.command} needs a video")
@@ -271,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         library=args.library)))
             elif args.command == "score":
                 chunks: list[bytes] = []
-                for ch in c.score(args.video, style=args.style, seed=args.seed):
+                for ch in c.score(args.video, style=args.style, seed=args.seed, loudness=args.loudness):
                     print(f"chunk {ch.index}: {ch.start_s:.2f}s +{ch.duration_s:.2f}s "
                           f"{ch.bars[0].emotion if ch.bars else ''}", flush=True)
                     chunks.append(ch.pcm)

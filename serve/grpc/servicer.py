@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -283,7 +284,8 @@ class GrpcMethods:
         async with _Call("Score", grpc_context) as call:
             who = self.access.admit_grpc(grpc_context)
             with self.access.job(who):
-                options = self.job_options(**job_fields(request.media.options))
+                options = dataclasses.replace(self.job_options(**job_fields(request.media.options)),
+                                              loudness=request.loudness or None)
                 async with self._upload(request.media, call) as path:
                     chunks = self.jobs.iterate(bgm_chunks(path, options))
                     try:

@@ -5,8 +5,10 @@
 * ``GET /metrics`` -- Prometheus exposition of :mod:`serve.metrics` (this process).
 * ``POST /v1/analyze`` / ``/v1/recommend`` / ``/v1/score`` -- a video as the multipart field
   ``file``; options as query parameters. ``/v1/score`` returns the scored MP4
-  (``output=video``) or the BGM as WAV (``output=bgm``); ``output=bgm&stream=true`` streams
-  the WAV as the music is generated (header first, then each chunk).
+  (``output=video``), the BGM as WAV (``output=bgm``), the score as MIDI (``output=midi``) or the
+  BGM's stems (``output=stems``: a zip of WAVs + timeline JSON); ``output=bgm&stream=true`` streams
+  the WAV as the music is generated (header first, then each chunk). ``loudness=youtube|tiktok|
+  broadcast|podcast`` brings the mix to a loudness preset.
 * the WebRTC signalling routes (:func:`serve.webrtc.webrtc_router`) and the demo page at ``/``.
 
 Every route under ``/v1/`` goes through access control first (:mod:`serve.http.access`: browser
@@ -16,6 +18,7 @@ stay open. Errors are JSON ``{"error": {"type", "message"}}`` (:mod:`serve.http.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -66,9 +69,9 @@ def build_app(core: GatewayCore) -> FastAPI:
                                    "streamed as it is generated)", openapi_extra=UPLOAD_BODY,
               response_class=Response, responses=SCORE_RESPONSES)
     async def score(request: Request, style: str | None = None, seed: int = 0, faces: bool = True,
-                    output: ScoreOutput = "video", stream: bool = False) -> Response:
-        options = core.job_options(style=style, seed=seed, faces=faces)
-        check_score_output(output, stream)
+                    output: ScoreOutput = "video", stream: bool = False, loudness: str | None = None) -> Response:
+        options = dataclasses.replace(core.job_options(style=style, seed=seed, faces=faces), loudness=loudness)
+        check_score_output(output, stream, options.loudness)
         return await serving.score(request, options, output, stream)
 
     app.include_router(webrtc_router(core.webrtc, access=core.access))

@@ -72,6 +72,12 @@ class HttpServing:
             upload = await self._receive(request, work)
             if output == "bgm" and stream:
                 return await self._stream_bgm(work, upload, opts, cleanup)
+            if output in jobs.EXPORTS:
+                async with self._client_paths(work, upload):
+                    path = await self.core.jobs.run(jobs.score_export_file, upload.path, work, opts, output)
+                name, media_type = jobs.EXPORTS[output]
+                return CleanupFileResponse(path, cleanup, media_type=media_type,
+                                           filename=f"{Path(upload.filename).stem or 'video'}.{name}")
             bgm_only = output == "bgm"
             out = os.path.join(work, "bgm.wav" if bgm_only else "scored.mp4")
             async with self._client_paths(work, upload):

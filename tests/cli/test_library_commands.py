@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.library.catalog import CATALOG_VERSION
 from pipelines.media.decode import load_audio, probe
 
 CALM = {"relaxing", "sad", "neutral"}
@@ -80,7 +81,8 @@ def test_score_with_a_catalog_track(catalog_cache: Path, calm_to_exciting: Path,
     assert timeline["track"]["id"] == 42 and len(timeline["music"]) == 1
     # the BGM is the catalog track itself (trimmed, levelled, faded): it correlates with the original
     catalog = {t["id"]: t for t in json.loads(cli("catalog", "list", "--json").stdout)}
-    track = load_audio(next(p for p in (catalog_cache / "catalog-v1").glob("042-*")).__fspath__(), 48000)
+    folder = catalog_cache / f"catalog-v{CATALOG_VERSION}"
+    track = load_audio(next(p for p in folder.glob("042-*")).__fspath__(), 48000)
     ours = load_audio(os.fspath(bgm), 48000)
     seg = slice(48000 * 2, 48000 * 6)
     corr = np.corrcoef(track[seg], ours[seg])[0, 1]
@@ -102,7 +104,7 @@ def test_user_library_index_list_recommend(catalog_cache: Path, tmp_path: Path, 
 
     music = tmp_path / "music"
     music.mkdir()
-    for p in sorted((catalog_cache / "catalog-v1").glob("*.ogg"))[:8]:
+    for p in sorted((catalog_cache / f"catalog-v{CATALOG_VERSION}").glob("*.ogg"))[:8]:
         shutil.copy(p, music / p.name)
     (music / "broken.mp3").write_bytes(b"\x00garbage" * 100)
     db = tmp_path / "lib.sqlite"

@@ -123,11 +123,13 @@ async def test_killing_replicas_mid_session_loses_no_session_and_at_most_a_chunk
     async def faults() -> list[str]:
         killed = []
         await asyncio.sleep(5.0)  # music playing
+        changes_at_kills.append(session.player.mood_changes)
         for victim in await asyncio.to_thread(_replicas, "MusicGenerator"):
             await asyncio.to_thread(_kill, victim)
             killed.append(victim)
             await _replaced("MusicGenerator", victim, 2)
             await asyncio.sleep(1.0)
+        changes_at_kills.append(session.player.mood_changes)
         windows_before = session.windows_done
         [affect] = await asyncio.to_thread(_replicas, "AffectFusion")
         await asyncio.to_thread(_kill, affect)
@@ -138,6 +140,7 @@ async def test_killing_replicas_mid_session_loses_no_session_and_at_most_a_chunk
             await asyncio.sleep(0.25)  # the analysis resumes on the new replica
         return killed
 
+    changes_at_kills: list[int] = []
     puller = asyncio.create_task(pull())
     feeder = asyncio.create_task(feed_file(session, os.fspath(long_video), clock, realtime=True, loop=True))
     t0 = time.monotonic()
@@ -158,8 +161,10 @@ async def test_killing_replicas_mid_session_loses_no_session_and_at_most_a_chunk
     pts = np.array([p for p, _ in frames])
     assert np.all(np.diff(pts) == 960) and len(frames) >= 0.9 * seconds * 50
     # the music went on through both music kills: one of them held the stream, so it was restored (from
-    # its context, on the other replica: a request in flight is retried, the next one routed there)
-    assert session.music_restores >= 1
+    # its context, on the other replica: a request in flight is retried, the next one routed there) --
+    # unless a mood change opened a new stream while the replicas were being killed
+    if changes_at_kills[0] == changes_at_kills[1]:
+        assert session.music_restores >= 1
     # at most the chunk in flight was lost: no more than one bar (~2 s) of frames went short
     assert hooks.underruns * 0.02 <= 2.0, hooks.underruns
     audio = np.concatenate([f for _, f in frames])[int(5 * AUDIO_RATE):]

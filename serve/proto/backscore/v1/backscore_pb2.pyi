@@ -132,10 +132,12 @@ class RecommendReply(_message.Message):
     def __init__(self, duration_s: _Optional[float] = ..., mood: _Optional[str] = ..., library_size: _Optional[int] = ..., recommendations: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[SegmentRecommendations, _Mapping]]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("media",)
+    __slots__ = ("media", "loudness")
     MEDIA_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_FIELD_NUMBER: _ClassVar[int]
     media: MediaRequest
-    def __init__(self, media: _Optional[_Union[MediaRequest, _Mapping]] = ...) -> None: ...
+    loudness: str
+    def __init__(self, media: _Optional[_Union[MediaRequest, _Mapping]] = ..., loudness: _Optional[str] = ...) -> None: ...
 
 class Bar(_message.Message):
     __slots__ = ("start_s", "duration_s", "tempo_bpm", "key", "mode", "style", "emotion", "section", "transition", "chord", "instruments")
