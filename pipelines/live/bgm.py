@@ -92,6 +92,8 @@ class BgmPlayer:
         self.latencies: list[float] = []
         self.detections: list[float] = []
         self.audible: list[float] = []
+        #: The last change heard: (latency, detection or None, audible delay or None).
+        self.last_change: tuple[float, float | None, float | None] | None = None
         self.music_restores = 0
         #: The engine that plays, and why it is not the one asked for (None: it is).
         self.engine = ""
@@ -230,10 +232,13 @@ class BgmPlayer:
         if self._pending is not None and self.playout.head >= self._pending.splice_at:
             latency = self.clock.now() - self._pending.confirmed_at
             # detection, latency and audible delay of the same change, then the count the reports carry
-            if self._pending.detect_s is not None:
-                self.detections.append(self._pending.detect_s)
-                self.audible.append(self._pending.detect_s + latency)
+            detect = self._pending.detect_s
+            if detect is not None:
+                self.detections.append(detect)
+                self.audible.append(detect + latency)
             self.latencies.append(latency)
+            # the last change's own figures (its detection may be unknown: then none, not an older one's)
+            self.last_change = (latency, detect, None if detect is None else detect + latency)
             self.mood_changes += 1
             self.urgent_changes += self._pending.urgent
             self.hooks.mood_change(latency)

@@ -196,6 +196,7 @@ class LiveSession:
         a, p = self.analyzer, self.player
         est = a.latest
         bar = p.playing_bar()
+        last = p.last_change
         music = None if bar is None else {
             "tempo_bpm": round(bar.tempo_bpm, 1), "key": bar.key, "mode": bar.mode, "style": bar.style,
             "emotion": bar.emotion, "chord": bar.chord, "section": bar.section, "transition": bar.transition,
@@ -214,9 +215,9 @@ class LiveSession:
             buffer_s=round(p.playout.buffered_s, 3),
             windows=a.windows_done,
             mood_changes=p.mood_changes,
-            last_change_latency_s=round(p.latencies[-1], 3) if p.latencies else None,
-            last_change_detect_s=round(p.detections[-1], 3) if p.detections else None,
-            last_change_audible_s=round(p.audible[-1], 3) if p.audible else None,
+            last_change_latency_s=_rounded(last[0]) if last else None,
+            last_change_detect_s=_rounded(last[1]) if last else None,
+            last_change_audible_s=_rounded(last[2]) if last else None,
             urgent_changes=p.urgent_changes,
         )
 
@@ -225,3 +226,7 @@ class LiveSession:
             await self.clock.sleep(self.options.report_interval_s)
             if self.on_report is not None:
                 self.on_report(self.report())
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)

@@ -106,7 +106,7 @@ def mood_message(r: MoodReport) -> pb.MoodReport:
     m = pb.MoodReport(
         session_id=r.session_id, media_s=r.media_s, valence=r.valence, arousal=r.arousal, emotion=r.emotion,
         confidence=r.confidence, probs=r.probs, underruns=r.underruns, buffer_s=r.buffer_s, windows=r.windows,
-        mood_changes=r.mood_changes,
+        mood_changes=r.mood_changes, urgent_changes=r.urgent_changes,
     )
     if r.music is not None:
         mu = r.music
@@ -117,6 +117,10 @@ def mood_message(r: MoodReport) -> pb.MoodReport:
         ))
     if r.last_change_latency_s is not None:
         m.last_change_latency_s = r.last_change_latency_s
+    if r.last_change_detect_s is not None:
+        m.last_change_detect_s = r.last_change_detect_s
+    if r.last_change_audible_s is not None:
+        m.last_change_audible_s = r.last_change_audible_s
     return m
 
 

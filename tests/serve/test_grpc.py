@@ -380,6 +380,13 @@ async def test_live_stream_follows_the_mood(target: str, calm_to_exciting: Path)
     assert early and late
     assert np.mean([r.arousal for r in late]) > np.mean([r.arousal for r in early])
     assert reports[-1].mood_changes >= 1
+    assert reports[-1].urgent_changes <= reports[-1].mood_changes
+    # a change heard carries its delays: detection (media s), latency (clock s), audible = their sum
+    heard = [r for r in reports if r.HasField("last_change_audible_s")]
+    assert heard, "no report says when the new mood was heard"
+    for r in heard:
+        assert r.HasField("last_change_detect_s") and r.HasField("last_change_latency_s")
+        assert r.last_change_audible_s == pytest.approx(r.last_change_detect_s + r.last_change_latency_s, abs=2e-3)
     assert reports[-1].music.tempo_bpm > 0 and reports[-1].music.style == "cinematic"
     await _wait_sessions_closed()
 

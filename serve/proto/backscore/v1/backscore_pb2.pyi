@@ -260,7 +260,7 @@ class MusicInfo(_message.Message):
     def __init__(self, tempo_bpm: _Optional[float] = ..., key: _Optional[str] = ..., mode: _Optional[str] = ..., style: _Optional[str] = ..., emotion: _Optional[str] = ..., chord: _Optional[str] = ..., section: _Optional[int] = ..., transition: _Optional[bool] = ...) -> None: ...
 
 class MoodReport(_message.Message):
-    __slots__ = ("session_id", "media_s", "valence", "arousal", "emotion", "confidence", "probs", "music", "underruns", "buffer_s", "windows", "mood_changes", "last_change_latency_s")
+    __slots__ = ("session_id", "media_s", "valence", "arousal", "emotion", "confidence", "probs", "music", "underruns", "buffer_s", "windows", "mood_changes", "last_change_latency_s", "last_change_detect_s", "last_change_audible_s", "urgent_changes")
     class ProbsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +281,9 @@ class MoodReport(_message.Message):
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     MOOD_CHANGES_FIELD_NUMBER: _ClassVar[int]
     LAST_CHANGE_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_DETECT_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_AUDIBLE_S_FIELD_NUMBER: _ClassVar[int]
+    URGENT_CHANGES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     media_s: float
     valence: float
@@ -294,7 +297,10 @@ class MoodReport(_message.Message):
     windows: int
     mood_changes: int
     last_change_latency_s: float
-    def __init__(self, session_id: _Optional[str] = ..., media_s: _Optional[float] = ..., valence: _Optional[float] = ..., arousal: _Optional[float] = ..., emotion: _Optional[str] = ..., confidence: _Optional[float] = ..., probs: _Optional[_Mapping[str, float]] = ..., music: _Optional[_Union[MusicInfo, _Mapping]] = ..., underruns: _Optional[int] = ..., buffer_s: _Optional[float] = ..., windows: _Optional[int] = ..., mood_changes: _Optional[int] = ..., last_change_latency_s: _Optional[float] = ...) -> None: ...
+    last_change_detect_s: float
+    last_change_audible_s: float
+    urgent_changes: int
+    def __init__(self, session_id: _Optional[str] = ..., media_s: _Optional[float] = ..., valence: _Optional[float] = ..., arousal: _Optional[float] = ..., emotion: _Optional[str] = ..., confidence: _Optional[float] = ..., probs: _Optional[_Mapping[str, float]] = ..., music: _Optional[_Union[MusicInfo, _Mapping]] = ..., underruns: _Optional[int] = ..., buffer_s: _Optional[float] = ..., windows: _Optional[int] = ..., mood_changes: _Optional[int] = ..., last_change_latency_s: _Optional[float] = ..., last_change_detect_s: _Optional[float] = ..., last_change_audible_s: _Optional[float] = ..., urgent_changes: _Optional[int] = ...) -> None: ...
 
 class LiveOutput(_message.Message):
     __slots__ = ("music", "mood")
