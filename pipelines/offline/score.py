@@ -264,7 +264,8 @@ def score(
         mux_result, timeline = _write_outputs(request, analysis, music, mixed, measured, timings, style, prog,
                                               recording)
     prog.close()
-    return ScoreResult(analysis, music, measured.result().report(), mux_result, timings, timeline)
+    return ScoreResult(analysis, music, timeline.get("mix") or measured.result().report(), mux_result, timings,
+                       timeline)
 
 
 def _recording_engine(given: MusicEngine | None) -> MusicEngine:
@@ -353,6 +354,7 @@ def _write_outputs(
     # failure anywhere leaves none of them behind.
     with contextlib.ExitStack() as outputs:
         loudness: dict[str, Any] | None = None
+        first_mix = mixed
         if request.output_path:
             tmp = outputs.enter_context(atomic_output(request.output_path))
             mux_result = mux(request.input_path, tmp, mixed.mix, AUDIO_RATE, analysis.duration_s)
@@ -364,7 +366,11 @@ def _write_outputs(
             from pipelines.offline.loudness_presets import PRESETS, measure_array, report
 
             loudness = report(PRESETS[request.loudness], measure_array(mixed.mix, AUDIO_RATE), "mix")
-        extra: dict[str, Any] = {"mix": measured.result().report(), "style": style or "auto", "seed": request.seed,
+        from pipelines.offline.mix import with_mix_loudness
+
+        # the mix's own report: of the mix as written (made again when the encoder pushed a preset off target)
+        mix_report = (measured.result() if mixed is first_mix else with_mix_loudness(mixed, AUDIO_RATE)).report()
+        extra: dict[str, Any] = {"mix": mix_report, "style": style or "auto", "seed": request.seed,
                                  "timings_s": timings}
         if loudness is not None:
             extra["loudness"] = loudness
