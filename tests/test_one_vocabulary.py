@@ -22,43 +22,26 @@ import engines.base
 import pipelines.errors as errors
 from pipelines.errors import ERROR_TABLE, INTERNAL, error_kind, error_status
 from pipelines.live.models import InProcessModels
-from serve.core import GatewayCore
-from serve.grpc.servicer import GrpcError, GrpcMethods
+from serve.grpc.servicer import GrpcError
 from serve.http.router import build_app
 from serve.proto.backscore.v1 import backscore_pb2 as pb
+from tests.serve.inprocess import InProcessGateway, RecordingContext
 
 ROOT = Path(__file__).resolve().parent.parent
 SDP_WITH_AUDIO = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 
 
-class Gateway(GatewayCore, GrpcMethods):
-    """The product's gateway core with the gRPC methods mixed in, as the Ray replica has them."""
-
-
-class RecordingContext:
-    """Stands where Ray's gRPC context would: keeps the code and details the servicer sets."""
-
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        self.details = details
-
-
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(InProcessModels.default(faces=False, inline=True), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")),
-                 engine="musicgen", weights=None)  # MusicGen without weights: EngineUnavailable on score
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
+    gw = InProcessGateway(InProcessModels.default(faces=False, inline=True),
+                          tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")),
+                          engine="musicgen", weights=None)  # MusicGen without weights: EngineUnavailable on score
     yield gw
     asyncio.run(gw.shutdown())
 
 
 @pytest.fixture(scope="module")
-def http(gateway: Gateway) -> Iterator[TestClient]:
+def http(gateway: InProcessGateway) -> Iterator[TestClient]:
     with TestClient(build_app(gateway)) as c:
         yield c
 
@@ -100,7 +83,7 @@ def test_every_user_error_has_a_row_and_statuses_agree() -> None:
     assert error_kind(errors.BusyError("x")) == "Busy" and error_kind(errors.OptionError("x")) == "OptionError"
 
 
-def test_a_bad_seed_is_the_same_error_everywhere(http: TestClient, gateway: Gateway, tmp_path: Path) -> None:
+def test_a_bad_seed_is_the_same_error_everywhere(http: TestClient, gateway: InProcessGateway, tmp_path: Path) -> None:
     message = "seed must be between 0 and 2147483647 (got -1)"
     res = _cli("score", os.fspath(tmp_path / "in.mp4"), "-o", os.fspath(tmp_path / "out.mp4"), "--seed", "-1")
     assert res.returncode == 2 and res.stderr.strip() == f"backscore: error: {message}"
@@ -114,7 +97,7 @@ def test_a_bad_seed_is_the_same_error_everywhere(http: TestClient, gateway: Gate
     assert not list(Path(gateway.workdirs.root).iterdir())  # nothing left behind
 
 
-def test_missing_engine_weights_are_unavailable_not_internal(http: TestClient, gateway: Gateway,
+def test_missing_engine_weights_are_unavailable_not_internal(http: TestClient, gateway: InProcessGateway,
                                                              calm_to_exciting: Path) -> None:
     video = calm_to_exciting.read_bytes()
     r = http.post("/v1/score?output=bgm", files={"file": ("clip.mp4", video, "video/mp4")})

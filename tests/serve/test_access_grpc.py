@@ -21,22 +21,17 @@ from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.models import InProcessModels
 from serve.access import AccessPolicy, KeyStore
 from serve.access.quotas import DAY_S
-from serve.core import GatewayCore
 from serve.grpc.server import start_server
-from serve.grpc.servicer import GrpcMethods
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import make_video
+from tests.serve.inprocess import InProcessGateway
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
 
 T0 = 20_000 * DAY_S + 3600.0
 QUOTAS = {"main": KeyQuotas(rpm=10_000), "rpm2": KeyQuotas(rpm=2), "live1": KeyQuotas(rpm=10_000, live_minutes=1)}
 KEYS = {name: new_key() for name in QUOTAS}
-
-
-class Gateway(GatewayCore, GrpcMethods):
-    """The gateway replica's gRPC host without Ray: the core plus the methods."""
 
 
 class Clock:
@@ -57,17 +52,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[Gateway]:
+def gateway(tmp_path_factory: pytest.TempPathFactory, clock: Clock) -> Iterator[InProcessGateway]:
     entries = [KeyEntry(n, hash_key(KEYS[n]), q) for n, q in QUOTAS.items()]
     policy = AccessPolicy(KeyStore(entries), clock=clock, live_check_s=0.05)
-    gw = Gateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")),
-                 access=policy)
+    gw = InProcessGateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")),
+                          access=policy)
     yield gw
     asyncio.run(gw.shutdown())
 
 
 @pytest.fixture()
-async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+async def channel(gateway: InProcessGateway) -> AsyncIterator[grpc.aio.Channel]:
     server, port = await start_server(gateway, health=True)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -138,7 +133,7 @@ async def test_requests_a_minute(channel: grpc.aio.Channel, clock: Clock) -> Non
 
 
 async def test_a_stream_ends_when_its_keys_live_minutes_run_out(channel: grpc.aio.Channel, clock: Clock,
-                                                                gateway: Gateway) -> None:
+                                                                gateway: InProcessGateway) -> None:
     stub = pb_grpc.BackscoreStub(channel)
     hold = asyncio.Event()
 

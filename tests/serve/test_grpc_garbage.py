@@ -25,11 +25,11 @@ from google.protobuf.message import DecodeError
 from pipelines.devtools.synth_video import CALM_DARK
 from pipelines.errors import InputError
 from pipelines.live.models import InProcessModels
-from serve.core import GatewayCore
 from serve.grpc.server import Undecodable, start_server
-from serve.grpc.servicer import GrpcError, GrpcMethods
+from serve.grpc.servicer import GrpcError
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.conftest import make_video
+from tests.serve.inprocess import InProcessGateway, RecordingContext
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
 
@@ -43,33 +43,15 @@ METHODS = {  # method -> (request message, response streaming)
 }
 
 
-class Gateway(GatewayCore, GrpcMethods):
-    """The gateway replica's gRPC host without Ray: the core plus the methods."""
-
-
-class RecordingContext:
-    """Where Ray's gRPC context would be: keeps the code and details the servicer sets."""
-
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        self.details = details
-
-
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")))
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
+    gw = InProcessGateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")))
     yield gw
     asyncio.run(gw.shutdown())
 
 
 @pytest.fixture()
-async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+async def channel(gateway: InProcessGateway) -> AsyncIterator[grpc.aio.Channel]:
     server, port = await start_server(gateway)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -105,7 +87,8 @@ async def test_garbage_is_invalid_argument(channel: grpc.aio.Channel, method: st
     assert_clean(info.value, grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {message_type} message")
 
 
-async def test_garbage_in_a_live_stream_is_invalid_argument(channel: grpc.aio.Channel, gateway: Gateway) -> None:
+async def test_garbage_in_a_live_stream_is_invalid_argument(channel: grpc.aio.Channel,
+                                                            gateway: InProcessGateway) -> None:
     call = channel.stream_stream("/backscore.v1.Backscore/Stream")(iter([GARBAGE]), timeout=30)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         async for _ in call:
@@ -141,7 +124,7 @@ async def test_good_messages_still_reach_the_servicer(channel: grpc.aio.Channel,
     assert_clean(info.value, grpc.StatusCode.INVALID_ARGUMENT, "no video: MediaRequest.video is empty")
 
 
-async def test_the_undecodable_request_survives_rays_pickling_into_the_method(gateway: Gateway) -> None:
+async def test_the_undecodable_request_survives_rays_pickling_into_the_method(gateway: InProcessGateway) -> None:
     request = pickle.loads(pickle.dumps(Undecodable("backscore.v1.ScoreRequest")))
     assert isinstance(request, Undecodable) and not hasattr(request, "__getnewargs_ex__")
     with pytest.raises(InputError, match=r"not a valid backscore\.v1\.ScoreRequest message"):

@@ -16,16 +16,11 @@ import pytest
 
 from pipelines.aio import finish_even_if_cancelled
 from pipelines.live.models import InProcessModels
-from serve.core import GatewayCore
 from serve.grpc.client import file_inputs
-from serve.grpc.servicer import GrpcMethods
 from serve.metrics import ACTIVE_SESSIONS
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.fakes import FaultyModels
-
-
-class Methods(GatewayCore, GrpcMethods):
-    """The gateway's gRPC host without Ray: GatewayCore around the given models, plus GrpcMethods."""
+from tests.serve.inprocess import InProcessGateway
 
 
 def active() -> float:
@@ -46,7 +41,7 @@ async def test_repeated_cancellation_still_closes_the_session(calm_to_exciting: 
     music = 0
     first_music = asyncio.Event()
 
-    host = Methods(models)
+    host = InProcessGateway(models)
 
     async def consume() -> None:
         nonlocal music

@@ -17,30 +17,14 @@ import pytest
 
 from pipelines.errors import BusyError
 from pipelines.live.models import InProcessModels
-from serve.core import GatewayCore
 from serve.grpc.client import file_inputs
-from serve.grpc.servicer import GrpcError, GrpcMethods
+from serve.grpc.servicer import GrpcError
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.fakes import FaultyModels
+from tests.serve.inprocess import InProcessGateway, RecordingContext
 
 SDP_WITH_AUDIO = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
                   "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n")
-
-
-class Gateway(GatewayCore, GrpcMethods):
-    pass
-
-
-class Context:
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        self.details = details
 
 
 async def still_connected(path: str) -> AsyncIterator[pb.LiveInput]:
@@ -50,8 +34,8 @@ async def still_connected(path: str) -> AsyncIterator[pb.LiveInput]:
 
 
 async def test_webrtc_and_grpc_share_max_live_sessions(calm_to_exciting: Path, tmp_path: Path) -> None:
-    gw = Gateway(FaultyModels(InProcessModels.default(faces=False)), tmp_dir=os.fspath(tmp_path),
-                 max_live_sessions=1)
+    gw = InProcessGateway(FaultyModels(InProcessModels.default(faces=False)), tmp_dir=os.fspath(tmp_path),
+                          max_live_sessions=1)
     music = asyncio.Event()
 
     async def first_stream() -> None:
@@ -66,7 +50,7 @@ async def test_webrtc_and_grpc_share_max_live_sessions(calm_to_exciting: Path, t
         with pytest.raises(BusyError, match="all 1 live sessions are in use"):
             await gw.webrtc.offer({"sdp": SDP_WITH_AUDIO, "type": "offer"})
         assert gw.webrtc.sessions == {}
-        ctx = Context()
+        ctx = RecordingContext()
         with pytest.raises(GrpcError):
             async for _ in gw.Stream(still_connected(os.fspath(calm_to_exciting)), grpc_context=ctx):
                 pass

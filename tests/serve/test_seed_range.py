@@ -23,11 +23,10 @@ from fastapi.testclient import TestClient
 
 from pipelines.live.models import InProcessModels
 from pipelines.options import MAX_SEED
-from serve.core import GatewayCore
 from serve.grpc.server import start_server
-from serve.grpc.servicer import GrpcMethods
 from serve.http.router import build_app
 from serve.proto.backscore.v1 import backscore_pb2 as pb
+from tests.serve.inprocess import InProcessGateway
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
 
@@ -37,25 +36,21 @@ OUT_OF_RANGE = [-1, 2**63]
 RANGE = f"seed must be between 0 and {MAX_SEED}"
 
 
-class Gateway(GatewayCore, GrpcMethods):
-    """The gateway replica's hosts without Ray: the core (HTTP, WebRTC) plus the gRPC methods."""
-
-
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")))
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
+    gw = InProcessGateway(InProcessModels.default(faces=False), tmp_dir=os.fspath(tmp_path_factory.mktemp("gw")))
     yield gw
     asyncio.run(gw.shutdown())
 
 
 @pytest.fixture(scope="module")
-def http(gateway: Gateway) -> Iterator[TestClient]:
+def http(gateway: InProcessGateway) -> Iterator[TestClient]:
     with TestClient(build_app(gateway)) as c:
         yield c
 
 
 @pytest.fixture()
-async def score(gateway: Gateway) -> AsyncIterator[grpc.aio.UnaryStreamMultiCallable]:
+async def score(gateway: InProcessGateway) -> AsyncIterator[grpc.aio.UnaryStreamMultiCallable]:
     server, port = await start_server(gateway)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -84,7 +79,7 @@ def _score_request(seed: int) -> bytes:
 
 
 @pytest.mark.parametrize("seed", [*OUT_OF_RANGE, "abc"])
-def test_http_score(http: TestClient, gateway: Gateway, seed: object) -> None:
+def test_http_score(http: TestClient, gateway: InProcessGateway, seed: object) -> None:
     r = http.post(f"/v1/score?seed={seed}", files={"file": ("a.mp4", b"x", "video/mp4")})
     err = r.json()["error"]
     if seed == "abc":  # not an integer at all: the framework's validation, as for every query parameter
@@ -112,7 +107,7 @@ def test_grpc_cannot_carry_a_text_seed() -> None:
 
 
 @pytest.mark.parametrize("seed", [*OUT_OF_RANGE, "abc"])
-def test_webrtc_offer(http: TestClient, gateway: Gateway, seed: object) -> None:
+def test_webrtc_offer(http: TestClient, gateway: InProcessGateway, seed: object) -> None:
     r = http.post("/v1/webrtc/offer", json={"sdp": SDP_WITH_AUDIO, "type": "offer", "seed": seed})
     assert r.status_code == 400, r.text
     err = r.json()["error"]
