@@ -56,21 +56,22 @@ def peak(audio: np.ndarray, chunk: int = 1 << 20) -> float:
     return max((float(np.max(np.abs(x[i:i + chunk]))) for i in range(0, x.shape[0], chunk)), default=0.0)
 
 
-def to_mono16k(audio48k: np.ndarray, target_rate: int, chunk_s: float = 30.0) -> np.ndarray:
-    """Mono float32 at ``target_rate`` (channels averaged; polyphase resampling, ``chunk_s`` of audio at a
-    time with enough overlap that the result equals resampling it whole)."""
+def to_mono16k(audio48k: np.ndarray, target_rate: int, source_rate: int = AUDIO_RATE,
+               chunk_s: float = 30.0) -> np.ndarray:
+    """Mono float32 at ``target_rate`` from ``source_rate`` (channels averaged; polyphase resampling,
+    ``chunk_s`` of audio at a time with enough overlap that the result equals resampling it whole)."""
     x = np.asarray(audio48k)
-    if target_rate == AUDIO_RATE:
+    if target_rate == source_rate:
         return (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float32)
     from math import gcd
 
     from scipy.signal import resample_poly  # lazily: imported in the sound thread
 
-    g = gcd(AUDIO_RATE, target_rate)
-    up, down = target_rate // g, AUDIO_RATE // g
+    g = gcd(source_rate, target_rate)
+    up, down = target_rate // g, source_rate // g
     n = x.shape[0]
     n_out = -(-n * up // down)
-    step = max(down, int(chunk_s * AUDIO_RATE) // down * down)  # input chunks on output-sample boundaries
+    step = max(down, int(chunk_s * source_rate) // down * down)  # input chunks on output-sample boundaries
     pad = (10 * max(up, down) // up + 2) * down  # more than half of resample_poly's filter, in whole steps
     if n <= step + 2 * pad:
         mono = x.mean(axis=1) if x.ndim == 2 else x

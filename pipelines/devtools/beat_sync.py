@@ -262,11 +262,11 @@ def largest_beat_change(bars: Sequence[BarInfo]) -> float:
 
 def audio_onsets(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Onset times (s) of rendered music: the soundtrack analysis' onset envelope and peak picking."""
-    from engines.audio_features.frames import FRAME_RATE, frame_features
+    from engines.audio_features.frames import FRAME_RATE, SAMPLE_RATE, frame_features
     from engines.audio_features.rhythm import onset_envelope, pick_onsets
-    from pipelines.offline.beat_track import mono_16k
+    from pipelines.analysis.sound import to_mono16k
 
-    y = mono_16k(audio, sample_rate)
+    y = to_mono16k(np.asarray(audio, np.float32), SAMPLE_RATE, sample_rate)
     return np.asarray(pick_onsets(onset_envelope(frame_features(y), y.size)) / FRAME_RATE)
 
 

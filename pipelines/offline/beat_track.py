@@ -10,28 +10,17 @@ tempo may differ. Downbeats are not estimated.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from engines.audio_features.frames import FRAME_RATE, SAMPLE_RATE, frame_features
 from engines.audio_features.rhythm import estimate_tempo, onset_envelope
+from pipelines.analysis.sound import to_mono16k
 
 #: How strongly beats keep to the period (Ellis' alpha, for a unit-variance envelope).
 TIGHTNESS = 100.0
 MIN_SPAN_S = 4.0
-
-
-def mono_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``audio`` ((n,) or (n, channels)) as mono at the soundtrack analysis' rate (16 kHz)."""
-    from scipy.signal import resample_poly  # lazily: keeps start-up fast
-
-    x = np.asarray(audio, np.float32)
-    mono = x.mean(axis=1) if x.ndim == 2 else x
-    g = math.gcd(SAMPLE_RATE, int(sample_rate))
-    up, down = SAMPLE_RATE // g, int(sample_rate) // g
-    return mono if up == down else np.asarray(resample_poly(mono, up, down), np.float32)
 
 
 def track_beats(env: np.ndarray, period: float, tightness: float = TIGHTNESS) -> np.ndarray:
@@ -66,7 +55,7 @@ def track_beats(env: np.ndarray, period: float, tightness: float = TIGHTNESS) ->
 def estimate_beats(audio: np.ndarray, sample_rate: int, spans: Sequence[tuple[float, float]] = ()) -> np.ndarray:
     """Beat times (s) of ``audio`` ((n,) or (n, channels)); each ``(start_s, end_s)`` span is tracked with
     its own tempo (the whole audio when none). Spans without a clear pulse give no beats."""
-    y = mono_16k(audio, sample_rate)
+    y = to_mono16k(np.asarray(audio, np.float32), SAMPLE_RATE, int(sample_rate))
     if y.size < SAMPLE_RATE:
         return np.zeros(0)
     env = onset_envelope(frame_features(y), y.size)

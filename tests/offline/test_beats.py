@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.audio_features.frames import FRAME_RATE, frame_features
+from engines.audio_features.frames import FRAME_RATE, SAMPLE_RATE, frame_features
 from engines.audio_features.rhythm import onset_envelope
 from engines.base import MoodControl, MusicStreamOptions
 from engines.composer import ProceduralMusicEngine
@@ -27,9 +27,9 @@ from engines.composer.styles import STYLE_PRESETS
 from pipelines.analysis.analyze import Analysis, analyze
 from pipelines.analysis.engines import default_engines
 from pipelines.analysis.mood import MoodSegment
+from pipelines.analysis.sound import to_mono16k
 from pipelines.devtools.beat_sync import audio_onsets, inside_bands
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene
-from pipelines.offline.beat_track import mono_16k
 from pipelines.offline.beats import (
     BeatOptions,
     Cut,
@@ -154,7 +154,7 @@ def test_music_still_changes_near_the_mood_change(scored: Scored) -> None:
 
 def onset_strength_at(music: ComposedMusic, times: np.ndarray, half_window_s: float = 0.03) -> float:
     """Mean of the BGM's onset envelope's peak within ``half_window_s`` of each time."""
-    y = mono_16k(music.audio, music.sample_rate)
+    y = to_mono16k(music.audio, SAMPLE_RATE, music.sample_rate)
     env = onset_envelope(frame_features(y), y.size)
     w = int(round(half_window_s * FRAME_RATE))
     idx = np.round(np.asarray(times) * FRAME_RATE).astype(int)
