@@ -24,6 +24,7 @@ the mix by the excess and writes it again. The timeline reports
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,15 +91,11 @@ def measure_file(path: str) -> Measured:
         rate = stream.codec_context.sample_rate or 48000
         resampler = av.AudioResampler(format="flt", layout="stereo", rate=rate)
         loud, peak = LoudnessMeter(rate, 2), TruePeakMeter()
-        for frame in container.decode(stream):
+        for frame in itertools.chain(container.decode(stream), [None]):  # None: flush the resampler
             for out in resampler.resample(frame):
                 block = out.to_ndarray().reshape(-1, 2)
                 loud.add(block)
                 peak.add(block)
-        for out in resampler.resample(None):
-            block = out.to_ndarray().reshape(-1, 2)
-            loud.add(block)
-            peak.add(block)
     return Measured(loud.integrated(), peak.true_peak_dbtp())
 
 
