@@ -59,6 +59,13 @@ class AppArgs(BaseModel):
     #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE
     #: (8 run clean on 2 cores: BENCHMARKS.md).
     max_live_sessions: int = Field(default=8, ge=1)
+    #: WebRTC sessions run in this many worker processes per gateway replica, each with the engines in
+    #: process (0: in the gateway's own process, with the models where ``models`` says). On a 2-core
+    #: machine 2 workers carry 12+ sessions where the gateway alone carried 8 (BENCHMARKS.md "Live serving").
+    live_workers: int = Field(default=0, ge=0, le=64)
+    #: With ``live_workers``: each worker's admission from measured headroom (the fields of
+    #: :class:`pipelines.live.admission.AdmissionOptions`; ``{}``: the defaults).
+    live_admission: dict[str, Any] = Field(default_factory=dict)
     #: HTTP uploads per gateway replica at once (default ``BACKSCORE_MAX_UPLOADS``); more get 503 at once.
     max_uploads: int | None = Field(default=None, ge=1)
     batch: BatchArgs = BatchArgs()
@@ -83,7 +90,8 @@ def build_app(args: dict[str, Any]) -> Application:
         "max_pending_jobs": a.max_pending_jobs, "libraries": a.libraries, "engine": a.engine, "weights": a.weights,
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
         "warm_catalog": a.warm_catalog, "max_live_sessions": a.max_live_sessions,
-        "max_uploads": a.max_uploads,
+        "max_uploads": a.max_uploads, "live_workers": a.live_workers,
+        "live_admission": a.live_admission,
     }
     if a.models == "local":
         return Gateway.bind("local", **gateway_kw)

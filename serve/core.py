@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engines.settings import settings
+from pipelines.clock import Clock
 from pipelines.errors import LibraryError
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
@@ -25,6 +26,8 @@ from serve.access import AccessPolicy
 from serve.jobs import JobRunner, SessionSlots, Workdirs
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
+from serve.webrtc.worker_pool import LiveWorkerPool
+from serve.webrtc.worker_process import WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ class GatewayCore:
         max_uploads: int | None = None,
         session_directory: SessionDirectory | None = None,
         access: AccessPolicy | None = None,
+        live_workers: int = 0,
+        faces: bool = True,
+        live_admission: Callable[[Clock], Any] | None = None,
     ) -> None:
         self.models = models
         #: API keys, quotas and allowed origins (default: the ``BACKSCORE_*`` variables; none: local mode).
@@ -85,9 +91,20 @@ class GatewayCore:
         self.live_slots = SessionSlots(max_live_sessions)
         #: HTTP uploads this replica receives at once (each ends by the idle / min-rate limits at worst).
         self.upload_slots = SessionSlots(max_uploads or env.max_uploads, "upload slots")
-        self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
-                                    max_sessions=max_live_sessions, directory=session_directory,
-                                    slots=self.live_slots, music_engines=self.music_engines)
+        #: WebRTC sessions: in this process, or (``live_workers`` > 0) in that many worker processes with the
+        #: engines in process (:mod:`serve.webrtc.worker_pool`; started by :meth:`start`).
+        self.webrtc: WebRtcManager | LiveWorkerPool
+        if live_workers > 0:
+            o = self.live_options
+            config = WorkerConfig(faces=faces, engine=engine, weights=weights, style=o.style, seed=o.seed,
+                                  mix_original=o.mix_original, max_sessions=max_live_sessions,
+                                  music_engines=self.music_engines)
+            self.webrtc = LiveWorkerPool(config, live_workers, options=o, slots=self.live_slots,
+                                         directory=session_directory, admission=live_admission)
+        else:
+            self.webrtc = WebRtcManager(self.models, self.live_options, hooks=PrometheusHooks(),
+                                        max_sessions=max_live_sessions, directory=session_directory,
+                                        slots=self.live_slots, music_engines=self.music_engines)
         #: The built-in catalog is built on first use (~2 min on 2 cores): start that now, in the
         #: background, so the first recommend does not wait for it (``warm_catalog=False``: on demand).
         self.catalog_state = "on demand"
@@ -139,6 +156,11 @@ class GatewayCore:
             log.exception("building the catalog failed; /v1/recommend will retry on demand")
 
     # -- lifecycle
+    async def start(self) -> None:
+        """What needs the event loop: the live worker processes, when there are any."""
+        if isinstance(self.webrtc, LiveWorkerPool):
+            await self.webrtc.start()
+
     async def shutdown(self) -> None:
         try:
             await self.webrtc.close_all()

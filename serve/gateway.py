@@ -20,6 +20,8 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve as ray_serve
 
+from pipelines.clock import Clock
+from pipelines.live.admission import AdmissionOptions, AdmissionPolicy
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
 from serve.core import GatewayCore
@@ -59,6 +61,8 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         warm_catalog: bool = True,
         max_live_sessions: int = 8,
         max_uploads: int | None = None,
+        live_workers: int = 0,
+        live_admission: dict[str, Any] | None = None,
     ) -> None:
         live = LiveOptions(style=style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
@@ -94,7 +98,10 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
                              live_options=live, tmp_dir=tmp_dir, readiness=readiness,
                              warm_catalog=warm_catalog, max_live_sessions=max_live_sessions,
                              max_uploads=max_uploads,
-                             session_directory=RayDirectory())  # a hang-up may reach another replica
+                             session_directory=RayDirectory(),  # a hang-up may reach another replica
+                             live_workers=live_workers, faces=faces,
+                             live_admission=admission_factory(live_admission, max_live_sessions))
+        await self.start()  # the live worker processes, if any
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)
         # does not stall the loop that paces every session's audio (gc.freeze, as CPython's docs suggest).
@@ -114,6 +121,14 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
     async def __del__(self) -> None:
         self.loop_monitor.stop()
         await self.shutdown()
+
+
+def admission_factory(fields: dict[str, Any] | None, max_sessions: int) -> Callable[[Clock], AdmissionPolicy]:
+    """Each live worker's :class:`AdmissionPolicy`: ``fields`` over the defaults, at most ``max_sessions``
+    (an :class:`~pipelines.errors.OptionError` for a bad field, at start)."""
+    defaults = {"max_sessions": max_sessions, "fallback_sessions": min(2, max_sessions)}
+    options = AdmissionOptions(**{**defaults, **(fields or {})})
+    return lambda clock: AdmissionPolicy(options, clock)
 
 
 Gateway = ray_serve.deployment(

@@ -67,6 +67,11 @@ MODEL_RETRIES_TOTAL = Counter(
     "Model calls of live sessions retried after a failure (a replica lost or restarted), by call.",
     ["call"], registry=REGISTRY)
 
+ANALYSIS_DEGRADED = Gauge(
+    "backscore_live_analysis_degraded",
+    "Live sessions whose analysis is degraded under load, by level (1: half the frame rate; 2: faces skipped too).",
+    ["level"], registry=REGISTRY)
+
 
 class PrometheusHooks:
     """:class:`pipelines.live.session.LiveHooks` that feed the metrics above."""
@@ -85,6 +90,12 @@ class PrometheusHooks:
 
     def retry(self, call: str) -> None:
         MODEL_RETRIES_TOTAL.labels(call=call).inc()
+
+    def degraded(self, level: int, previous: int) -> None:
+        if previous > 0:
+            ANALYSIS_DEGRADED.labels(level=str(previous)).dec()
+        if level > 0:
+            ANALYSIS_DEGRADED.labels(level=str(level)).inc()
 
 
 def exposition() -> tuple[bytes, str]:

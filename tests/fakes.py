@@ -24,7 +24,7 @@ import numpy as np
 
 from engines.base import BarInfo, MoodControl, MusicChunk, MusicEngine, MusicStream, MusicStreamOptions
 from pipelines.analysis.mood import MoodTracker
-from pipelines.clock import Clock
+from pipelines.clock import Clock, VirtualClock
 from pipelines.live.inference import AffectStep
 from pipelines.live.models import FeatureNames, InProcessModels
 from pipelines.live.music import MusicReply, MusicRequest, StreamTable
@@ -181,6 +181,8 @@ class HooksRecorder:
         self.latencies: list[float] = []
         self.dropped = 0
         self.retries: dict[str, int] = {}
+        #: Each change of the analysis degrade level: (level, previous).
+        self.degrades: list[tuple[int, int]] = []
 
     def stage(self, name: str, seconds: float) -> None:
         self.stages[name] = self.stages.get(name, 0) + 1
@@ -196,6 +198,9 @@ class HooksRecorder:
 
     def retry(self, call: str) -> None:
         self.retries[call] = self.retries.get(call, 0) + 1
+
+    def degraded(self, level: int, previous: int) -> None:
+        self.degrades.append((level, previous))
 
 
 class LimitedMusicEngine(MusicEngine):
@@ -225,3 +230,16 @@ class LimitedMusicEngine(MusicEngine):
                 stream.close()
 
         return _Counted()
+
+
+class ClockedHooks(HooksRecorder):
+    """Also notes the clock time (= media time: the media is pushed in real time from 0) of each change heard."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.heard_at: list[float] = []
+
+    def mood_change(self, latency_s: float) -> None:
+        super().mood_change(latency_s)
+        self.heard_at.append(self.clock.now())

@@ -55,6 +55,9 @@ SPEECH_ONSET = 0.5
 MIN_ONSET_SOUND_S = 0.3
 #: Client audio kept for mixing back under the BGM (``mix_original``), s; the oldest is dropped.
 ORIGINAL_AUDIO_S = 0.5
+#: Degraded (level >= 1), frames closer than this to the last one kept are not analysed: every other
+#: frame at the 6 fps analysis rate, all of them once the transport's sampler halved its rate itself.
+DEGRADED_FRAME_GAP_S = 0.25
 
 
 class LiveAnalyzer:
@@ -88,6 +91,9 @@ class LiveAnalyzer:
         self.speech = 0.0
         self.windows_done = 0
         self.windows_dropped = 0
+        #: Under load (:meth:`set_degrade`): 1 analyses every other frame, 2 also skips faces.
+        self.degrade_level = 0
+        self._kept_t = -math.inf  # pts of the last frame kept for analysis
         # --- the fast path: sound levels (block start media s, mean square), onsets looked at
         self._level_t: deque[float] = deque()
         self._level_p: deque[float] = deque()
@@ -107,10 +113,17 @@ class LiveAnalyzer:
         if frame.pts_s <= self.video_t:
             return  # out of order / duplicate
         self.video_t = frame.pts_s
+        self._wake.set()
+        if self.degrade_level >= 1 and frame.pts_s - self._kept_t < DEGRADED_FRAME_GAP_S - 1e-6:
+            return  # the media time moves on; the frame is not analysed
+        self._kept_t = frame.pts_s
         self._frames.append(frame)
         if len(self._frames) > MAX_PENDING_FRAMES:  # bounded: drop the oldest unencoded frames
             self._frames.popleft()
-        self._wake.set()
+
+    def set_degrade(self, level: int) -> None:
+        """0: full analysis; 1: every other frame; 2: also no faces (their features read as no face found)."""
+        self.degrade_level = level
 
     def push_audio(self, frame: AudioFrame) -> None:
         """Client audio at 48 kHz stereo float32, stamped in session media seconds."""
@@ -212,7 +225,7 @@ class LiveAnalyzer:
             self._table_t.append(f.pts_s)
             self._table_rows.append(r)
         grays = [f for f in batch if f.gray is not None]
-        if grays and self.models.names.faces:
+        if grays and self.models.names.faces and self.degrade_level < 2:
             face_rows = await self.models.analyze_faces(np.stack([f.gray for f in grays if f.gray is not None]))
             for f, r in zip(grays, face_rows, strict=True):
                 self._face_t.append(f.pts_s)

@@ -18,6 +18,8 @@ Per change the player keeps: the *latency* (clock s from the tracker's confirmat
 head reaching the splice point, where the new music is heard), the *detection* (media s from when
 the new mood began to its confirmation) and the *audible delay* (their sum: from the change in the
 video to the new music heard). A change counts in :attr:`BgmPlayer.mood_changes` once it is heard.
+A transport that pulls frames before it sends them (the WebRTC track encodes ahead) says how much
+later each goes out (``heard_in_s``), and the latency counts to then.
 """
 
 from __future__ import annotations
@@ -223,14 +225,16 @@ class BgmPlayer:
                 await self.models.close_music(self._ctx.stream_id)
 
     # ------------------------------------------------------------------ playing
-    def pull(self, n: int) -> np.ndarray:
-        """The BGM of the next ``n`` output samples (silence, counted as an underrun, where none is ready)."""
+    def pull(self, n: int, heard_in_s: float = 0.0) -> np.ndarray:
+        """The BGM of the next ``n`` output samples (silence, counted as an underrun, where none is ready).
+        ``heard_in_s``: they go out that much later (a transport that encodes ahead); a change's latency
+        counts to then."""
         before = self.playout.underruns
         bgm = self.playout.pull(n)
         if self.playout.underruns != before:
             self.hooks.underrun()
         if self._pending is not None and self.playout.head >= self._pending.splice_at:
-            latency = self.clock.now() - self._pending.confirmed_at
+            latency = self.clock.now() + heard_in_s - self._pending.confirmed_at
             # detection, latency and audible delay of the same change, then the count the reports carry
             detect = self._pending.detect_s
             if detect is not None:

@@ -47,6 +47,20 @@ class VideoSampler:
         self._next_face_t = 0.0
         self._step = 1.0 / o.analysis_fps
         self._face_step = 1.0 / o.face_fps if o.face_fps > 0 else float("inf")
+        #: Make the grey pictures for faces (a session degraded to level 2 wants none).
+        self.faces = True
+
+    def set_rate_scale(self, scale: float) -> None:
+        """Sample at ``scale`` x the analysis rate from now on (0.5: a degraded session's
+        :attr:`LiveSession.analysis_fps_scale <pipelines.live.session.LiveSession.analysis_fps_scale>`)."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"rate scale must be in (0, 1], got {scale!r}")
+        self._step = 1.0 / (self.options.analysis_fps * scale)
+
+    def follow(self, session: LiveSession) -> None:
+        """Sample as ``session`` wants now (its degrade level: the rate, whether faces are wanted)."""
+        self.set_rate_scale(session.analysis_fps_scale)
+        self.faces = session.analysis_faces
 
     def wants(self, t: float) -> bool:
         """Whether a frame at media time ``t`` would be sampled (cheap: lets callers skip a thread hop)."""
@@ -62,11 +76,12 @@ class VideoSampler:
         tw, th = _even(o.thumb_width), _even(o.thumb_width * aspect)
         rgb = thumbnail_rgb(frame, tw, th)
         gray: np.ndarray | None = None
-        if t + 1e-6 >= self._next_face_t:
+        if t + 1e-6 >= self._next_face_t:  # the schedule runs on while faces are off (no burst after)
             self._next_face_t = max(self._next_face_t + self._face_step, t + self._face_step / 2)
-            fw = _even(min(o.face_width, frame.width))
-            gray = frame.to_ndarray(width=fw, height=_even(fw * aspect), format="gray",
-                                    interpolation="FAST_BILINEAR")
+            if self.faces:
+                fw = _even(min(o.face_width, frame.width))
+                gray = frame.to_ndarray(width=fw, height=_even(fw * aspect), format="gray",
+                                        interpolation="FAST_BILINEAR")
         return VideoFrame(pts_s=t, rgb=rgb, gray=gray)
 
 
@@ -135,6 +150,7 @@ async def feed_file(session: LiveSession, path: str, clock: Clock, *, realtime: 
                 if session.closed:
                     return fed
                 if isinstance(frame, av.VideoFrame):
+                    sampler.follow(session)  # a degraded session wants fewer frames
                     vf = sampler.offer(frame, offset + t)
                     if vf is not None:
                         session.push_video(vf)

@@ -37,6 +37,10 @@ class LiveOptions:
     urgent_division: int = 2
     urgent_crossfade_s: float = 0.04
     frame_ms: int = 20
+    #: The WebRTC BGM track pulls and Opus-encodes up to this much ahead of what it sends, in batches off
+    #: the event loop (:mod:`serve.webrtc.encode_ahead`): ducking, the mix and mood changes are heard up to
+    #: this much later; 0 encodes each frame on the loop when it is due.
+    encode_ahead_s: float = 0.12
     style: str | None = None
     seed: int = 0
     #: The music engine the session asks for (None: the music worker's default).
@@ -67,6 +71,8 @@ class LiveOptions:
             raise OptionError("window_s and hop_s must be positive")
         if self.urgent_division < 1 or self.urgent_splice_delay_s < 0 or self.urgent_crossfade_s < 0:
             raise OptionError("urgent_division must be >= 1, urgent_splice_delay_s and urgent_crossfade_s >= 0")
+        if not 0.0 <= self.encode_ahead_s <= 1.0:
+            raise OptionError(f"encode_ahead_s must be between 0 and 1 s, got {self.encode_ahead_s}")
 
     @property
     def frame_samples(self) -> int:

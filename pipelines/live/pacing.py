@@ -44,6 +44,13 @@ class FramePacer:
 
     async def next(self) -> int:
         """Wait until the next frame is due; return its index (its pts is ``index * frame_samples``)."""
+        k = await self.wait()
+        self.handed_out()
+        return k
+
+    async def wait(self) -> int:
+        """:meth:`next` without the statistics: a caller with more to do before the frame goes out (an
+        encode) calls :meth:`handed_out` when it hands the frame out, so lateness is measured then."""
         now = self.clock.now()
         if self._start is None:
             self._start = now
@@ -54,14 +61,27 @@ class FramePacer:
             skip = int((now - due) / self.frame_s)
             self._k += skip
             self.skipped += skip
-        late = self.clock.now() - (self._start + self._k * self.frame_s)
+        k = self._k
+        self._k += 1
+        return k
+
+    def handed_out(self) -> None:
+        """The frame :meth:`wait` returned goes out now: count it and how late it is."""
+        late = self.clock.now() - self.due_at(self._k - 1)
         self.lateness.append(late)
         self.max_lateness_s = max(self.max_lateness_s, late)
         self.late_frames += late > self.late_s
-        k = self._k
-        self._k += 1
         self.frames += 1
-        return k
+
+    @property
+    def next_index(self) -> int:
+        """The index :meth:`wait` returns next unless the caller falls ``max_late_s`` behind."""
+        return self._k
+
+    def due_at(self, k: int) -> float:
+        """Clock time frame ``k`` is due (from the first wait; before it, from now)."""
+        start = self.clock.now() if self._start is None else self._start
+        return start + k * self.frame_s
 
 
 async def paced_frames(session: LiveSession) -> AsyncIterator[tuple[int, np.ndarray]]:

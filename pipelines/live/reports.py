@@ -21,6 +21,10 @@ class LiveHooks(Protocol):
 
     def retry(self, call: str) -> None: ...
 
+    def degraded(self, level: int, previous: int) -> None:
+        """A session's analysis degrade level changed (0 full, 1 half frame rate, 2 no faces either)."""
+        ...
+
 
 class NullHooks:
     def stage(self, name: str, seconds: float) -> None:
@@ -36,6 +40,9 @@ class NullHooks:
         pass
 
     def retry(self, call: str) -> None:
+        pass
+
+    def degraded(self, level: int, previous: int) -> None:
         pass
 
 
@@ -63,6 +70,8 @@ class MoodReport:
     last_change_audible_s: float | None = None
     #: Mood changes heard so far that the fast path confirmed (immediate evidence; the rest: hysteresis).
     urgent_changes: int = 0
+    #: The analysis degrade level under load (0 full; 1 half the analysis frame rate; 2 faces skipped too).
+    degraded: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "mood", **self.__dict__}

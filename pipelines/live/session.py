@@ -103,6 +103,8 @@ class LiveSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.player.close()
+        if self.degrade_level:  # the session no longer counts at its level
+            self.hooks.degraded(0, self.degrade_level)
         self.log.info("live session closed: %d windows (%d dropped), %d mood changes, %d underruns",
                       self.windows_done, self.windows_dropped, self.mood_changes, self.playout.underruns)
 
@@ -119,6 +121,33 @@ class LiveSession:
         """Client audio at 48 kHz stereo float32, stamped in session media seconds."""
         self.analyzer.push_audio(frame)
 
+    # ------------------------------------------------------------------ analysis under load
+    def set_degrade(self, level: int) -> None:
+        """Shed analysis under load (:mod:`pipelines.live.admission`): 0 full; 1 half the analysis frame
+        rate; 2 faces skipped too. The music is never degraded; the mood follows on what is analysed."""
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 2:
+            raise ValueError(f"degrade level must be 0, 1 or 2, got {level!r}")
+        previous = self.analyzer.degrade_level
+        if level != previous and not self._closed:
+            self.analyzer.set_degrade(level)
+            self.hooks.degraded(level, previous)
+            self.log.info("analysis degrade level %d -> %d", previous, level)
+
+    @property
+    def degrade_level(self) -> int:
+        return self.analyzer.degrade_level
+
+    @property
+    def analysis_fps_scale(self) -> float:
+        """The share of the analysis frame rate wanted now: a transport's sampler follows it
+        (:meth:`VideoSampler.set_rate_scale <pipelines.live.ingest.VideoSampler.set_rate_scale>`)."""
+        return 0.5 if self.analyzer.degrade_level >= 1 else 1.0
+
+    @property
+    def analysis_faces(self) -> bool:
+        """Whether grey pictures for faces are wanted now (not at degrade level 2)."""
+        return self.analyzer.degrade_level < 2
+
     def _on_window(self, step: AffectStep, end_s: float) -> None:
         change = step.change
         if change is not None:
@@ -130,11 +159,13 @@ class LiveSession:
         self.player.wake()
 
     # ------------------------------------------------------------------ output
-    def pull_frame(self) -> np.ndarray:
-        """The next output frame: ``float32`` ``(frame_samples, 2)`` (BGM, or BGM under the client's audio)."""
+    def pull_frame(self, heard_in_s: float = 0.0) -> np.ndarray:
+        """The next output frame: ``float32`` ``(frame_samples, 2)`` (BGM, or BGM under the client's audio).
+        ``heard_in_s``: the transport sends it that much later (it encodes ahead); mood-change latency
+        counts to then."""
         o = self.options
         n = o.frame_samples
-        bgm = self.player.pull(n)
+        bgm = self.player.pull(n, heard_in_s)
         gain_db = o.mixed_bgm_gain_db if o.mix_original else o.bgm_gain_db
         if self.analyzer.speech > 0.5:
             gain_db += o.duck_db
@@ -219,6 +250,7 @@ class LiveSession:
             last_change_detect_s=_rounded(last[1]) if last else None,
             last_change_audible_s=_rounded(last[2]) if last else None,
             urgent_changes=p.urgent_changes,
+            degraded=a.degrade_level,
         )
 
     async def _report_loop(self) -> None:

@@ -100,3 +100,17 @@ class RayDirectory:
 
     async def request_end(self, session_id: str) -> bool:
         return bool(await self._call("request_end", session_id))
+
+
+async def end_elsewhere(directory: SessionDirectory | None, session_id: str) -> str | None:
+    """A hang-up for a session this replica does not hold: ``"closing"`` when the directory filed it with
+    its owner, None when no replica holds it (or there is no directory, or it is unavailable)."""
+    if directory is None:
+        return None
+    try:
+        if await directory.request_end(session_id):
+            return "closing"
+    except Exception as exc:
+        log.warning("session directory unavailable: %r", exc)
+    return None
+

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import scipy.signal  # noqa: F401  pipelines.live.session resamples on the loop and would import this lazily (~0.6 s stall)
@@ -32,7 +32,7 @@ from pipelines.live.session import LiveSession
 from pipelines.options import check_music_engine
 from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
-from serve.webrtc.directory import SessionDirectory
+from serve.webrtc.directory import SessionDirectory, end_elsewhere
 from serve.webrtc.protocol import TRANSPORT, OfferError, negotiation_error, parse_offer
 from serve.webrtc.session import SessionLease, WebRtcLimits, WebRtcSession
 
@@ -58,6 +58,7 @@ class WebRtcManager:
         sync_interval_s: float = 0.5,
         slots: SessionSlots | None = None,
         music_engines: Sequence[str] = ("procedural",),
+        on_session_closed: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.models = models
         self.options = options or LiveOptions()
@@ -80,6 +81,8 @@ class WebRtcManager:
         self.owner = uuid.uuid4().hex
         self.sync_interval_s = sync_interval_s
         self._sync_task: asyncio.Task[None] | None = None
+        #: Told ``(session_id, end_reason)`` when a session is gone (a live worker tells its gateway).
+        self.on_session_closed = on_session_closed
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -165,6 +168,8 @@ class WebRtcManager:
             ACTIVE_SESSIONS.labels(transport=TRANSPORT).dec()
             if sess.lease is not None:
                 sess.lease.release()
+            if self.on_session_closed is not None:
+                self.on_session_closed(sess.id, sess.end_reason)
 
     async def hang_up(self, session_id: str, tenant: str | None = None) -> str | None:
         """End a session: ``"closed"`` (it was here), ``"closing"`` (another replica holds it and will end
@@ -177,13 +182,7 @@ class WebRtcManager:
         if sess is not None:
             await sess.end("hang-up")
             return "closed"
-        if self.directory is not None:
-            try:
-                if await self.directory.request_end(session_id):
-                    return "closing"
-            except Exception as exc:
-                log.warning("session directory unavailable: %r", exc)
-        return None
+        return await end_elsewhere(self.directory, session_id)
 
     def list(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """The sessions of this manager (with a ``tenant``: only those that API key opened)."""

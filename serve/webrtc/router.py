@@ -11,6 +11,7 @@ are checked before these routes, by the app's middleware (:mod:`serve.http.acces
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -24,13 +25,16 @@ from serve.http.errors import error_response, exception_response
 from serve.webrtc.manager import WebRtcManager
 from serve.webrtc.protocol import OfferError
 
+if TYPE_CHECKING:  # the worker module must not be imported with the package (it runs as __main__)
+    from serve.webrtc.worker_pool import LiveWorkerPool
+
 #: The demo page and its files (``serve/static``).
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
 
 
-def webrtc_router(manager: WebRtcManager, max_body_bytes: int | None = None,
+def webrtc_router(manager: WebRtcManager | LiveWorkerPool, max_body_bytes: int | None = None,
                   access: AccessPolicy | None = None) -> APIRouter:
     """``POST /v1/webrtc/offer``, ``DELETE /v1/webrtc/{session_id}`` and ``GET /v1/webrtc/sessions``.
 

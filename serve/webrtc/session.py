@@ -177,6 +177,7 @@ class WebRtcSession:
         t = self._media_time("video", frame.pts, frame.time_base)
         if t is None or self.live.closed:
             return
+        self._video.follow(self.live)  # the session's analysis degrade level: frame rate, faces
         if not self._video.wants(t):
             return  # most camera frames are not analysed: no thread hop for them
         vf = await asyncio.to_thread(self._video.offer, frame, t)

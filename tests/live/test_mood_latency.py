@@ -21,7 +21,7 @@ from pipelines.live.models import InProcessModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.pacing import paced_frames
 from pipelines.live.session import LiveSession
-from tests.fakes import HooksRecorder
+from tests.fakes import ClockedHooks
 
 FPS = 6.0  # the live analysis rate
 
@@ -57,19 +57,6 @@ def synth_media(parts: list[Part], audio_delay_s: float = 0.0) -> tuple[list[tup
         t0 += p.duration_s
     items.sort(key=lambda it: (it[0], isinstance(it[1], AudioFrame)))
     return items, t0
-
-
-class ClockedHooks(HooksRecorder):
-    """Also notes the clock time (= media time: the media is pushed in real time from 0) of each change heard."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__()
-        self.clock = clock
-        self.heard_at: list[float] = []
-
-    def mood_change(self, latency_s: float) -> None:
-        super().mood_change(latency_s)
-        self.heard_at.append(self.clock.now())
 
 
 @dataclass

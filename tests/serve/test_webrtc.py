@@ -290,7 +290,7 @@ class _SineSession:
     def __init__(self) -> None:
         self.n = 0
 
-    def pull_frame(self) -> np.ndarray:
+    def pull_frame(self, heard_in_s: float = 0.0) -> np.ndarray:
         k = np.arange(self.n, self.n + 960)
         self.n += 960
         tone = (0.3 * np.sin(2 * np.pi * 440 * k / 48000)).astype(np.float32)
