@@ -41,7 +41,8 @@ bench-encoders: setup
 
 bench-live: setup
 	$(PY) -m pip install --quiet -e '.[load]'
-	$(PY) -m loadtest.bench_live --out BENCHMARKS.md $(BENCH_LIVE_ARGS)
+	$(PY) -m loadtest.bench_live --sessions 12 --duration 120 --repeat 3 --grpc 2 --mix-original 2 \
+		--ramp 8:20 --ramp-step 10 --plot benchmarks/live-ramp.png --out BENCHMARKS.md $(BENCH_LIVE_ARGS)
 
 soak: setup
 	$(PY) -m loadtest.soak --out BENCHMARKS.md --plot benchmarks/soak.png $(SOAK_ARGS)

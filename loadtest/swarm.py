@@ -13,10 +13,16 @@ time, looping), receives the BGM track and the ``mood`` data channel, and record
 * **mood-change latency** -- the server's confirmed-change -> music-change times (reports);
 * how many mood changes were seen, and the received BGM level.
 
+Mixed load: ``--mix-original N`` of the sessions send ``mix_original: true`` in their offer (the server
+mixes their own sound under the BGM), ``--grpc N`` are gRPC ``Stream`` calls instead
+(loadtest/grpc_swarm.py); the figures are also given per kind. ``--server-pid`` (the ``serve run``
+process) adds the CPU cost per session (loadtest/procstat.py). PASS/FAIL (loadtest/results.py): no
+underrun, and under 1 % of the BGM frames sent more than 40 ms late.
+
 Usage (service running, e.g. ``serve run deploy/local.yaml``)::
 
     python -m loadtest.swarm --url http://127.0.0.1:8000 --sessions 8 --duration 120 --video clip.mp4 \\
-        --json out/swarm.json
+        --grpc 2 --mix-original 2 --server-pid "$(pgrep -f 'serve run')" --json out/swarm.json
 
 Exit status 0 when every session ran the whole time with zero underruns.
 """
@@ -29,11 +35,9 @@ import contextlib
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
@@ -43,35 +47,12 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from loadtest.procstat import CostProbe, cost_between, fmt_cost
+from loadtest.results import KINDS, SessionResult, fmt_verdict, plan_kinds, refusal, summarise, swarm_verdict
+
+__all__ = ["KINDS", "SessionResult", "default_video", "main", "run_session", "summarise", "swarm"]
+
 log = logging.getLogger("swarm")
-
-
-@dataclass
-class SessionResult:
-    index: int
-    session_id: str = ""
-    connected: bool = False
-    frames: int = 0
-    glitches: int = 0
-    max_gap_ms: float = 0.0
-    #: The same for BGM RTP packets as they arrive from the network (before the client's jitter
-    #: buffer and its Opus decoder thread): gaps here come from the server or the network.
-    packets: int = 0
-    packet_gaps: int = 0
-    max_packet_gap_ms: float = 0.0
-    pts_jumps: int = 0
-    reports: int = 0
-    underruns: int = 0
-    skipped: int = 0
-    #: BGM frames the server sent more than 40 ms after their due time, and the latest one (server clock).
-    late_frames: int = 0
-    max_late_ms: float = 0.0
-    mood_changes: int = 0
-    emotions: list[str] = field(default_factory=list)
-    latencies_s: list[float] = field(default_factory=list)
-    detect_s: list[float] = field(default_factory=list)
-    rms: float = 0.0
-    error: str | None = None
 
 
 async def _consume_audio(track: MediaStreamTrack, res: SessionResult, glitch_ms: float, stop: asyncio.Event) -> None:
@@ -147,9 +128,45 @@ class _Monotonic(MediaStreamTrack):
         self._source.stop()
 
 
-async def run_session(index: int, url: str, video: str, duration: float, glitch_ms: float,
-                      style: str | None) -> SessionResult:
-    res = SessionResult(index)
+def retry_after_s(header: str | None, default: float = 2.0) -> float:
+    """Seconds to wait from a Retry-After header (seconds form; at least 0.5)."""
+    try:
+        return max(0.5, float(header)) if header is not None else default
+    except ValueError:
+        return default
+
+
+async def _post_offer(url: str, body: dict[str, Any], res: SessionResult, admit_within_s: float) -> dict[str, Any]:
+    """The server's answer to the offer; each 503 is recorded in ``res.refusals`` and retried while allowed."""
+    deadline = time.monotonic() + admit_within_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.post(f"{url}/v1/webrtc/offer", json=body) as r:
+                answer = await r.json(content_type=None)
+                status, header = r.status, r.headers.get("Retry-After")
+            if status == 200:
+                return dict(answer)
+            if status == 503:
+                why = refusal(status, answer, header)
+                res.refusals.append(why)
+                wait = retry_after_s(header)
+                if time.monotonic() + wait <= deadline:
+                    await asyncio.sleep(wait)
+                    continue
+                res.refused = why
+            raise RuntimeError(f"offer rejected: {status} {answer}")
+
+
+async def run_session(index: int, url: str, video: str, duration: float | None, glitch_ms: float,
+                      style: str | None, mix_original: bool = False,
+                      until: asyncio.Event | None = None, res: SessionResult | None = None,
+                      admit_within_s: float = 0.0) -> SessionResult:
+    """One WebRTC client for ``duration`` seconds from its admission (None: until ``until`` is set),
+    recording into ``res`` (a new result when None; the swarm and the ramp pass their own to read the
+    counters while the session runs). A 503 is retried after its Retry-After while that is within
+    ``admit_within_s`` of the first offer, as a browser would."""
+    res = SessionResult(index) if res is None else res
+    res.kind = "webrtc_mix" if mix_original else "webrtc"
     pc = RTCPeerConnection()
     # WebRTC-ready media (VP8/H.264 video, Opus audio) is sent without decoding and re-encoding
     player = MediaPlayer(video, loop=True, decode=not video.endswith(".webm"))
@@ -175,6 +192,8 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
             res.skipped = int(data.get("sender_skipped_frames", 0))
             res.late_frames = int(data.get("sender_late_frames", 0))
             res.max_late_ms = float(data.get("sender_max_late_ms", 0.0))
+            res.degraded = int(data.get("degraded", 0))
+            res.max_degraded = max(res.max_degraded, res.degraded)
             if not res.emotions or res.emotions[-1] != data.get("emotion"):
                 res.emotions.append(str(data.get("emotion")))
             changes = int(data.get("mood_changes", 0))
@@ -197,14 +216,17 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
         body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         if style:
             body["style"] = style
-        async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/webrtc/offer", json=body) as r:
-            answer = await r.json()
-            if r.status != 200:
-                raise RuntimeError(f"offer rejected: {r.status} {answer}")
+        if mix_original:
+            body["mix_original"] = True
+        answer = await _post_offer(url, body, res, admit_within_s)
         res.session_id = answer.get("session_id", "")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-        res.connected = True
-        await asyncio.sleep(duration)
+        res.connected, res.connected_at = True, time.perf_counter()
+        if duration is not None:
+            await asyncio.sleep(duration)
+        else:
+            assert until is not None
+            await until.wait()
     except Exception as exc:  # reported per session; the swarm goes on
         res.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -215,35 +237,6 @@ async def run_session(index: int, url: str, video: str, duration: float, glitch_
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return res
-
-
-def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
-    lat = sorted(x for r in results for x in r.latencies_s)
-    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
-    det = sorted(x for r in results for x in r.detect_s)
-    return {
-        "sessions": len(results),
-        "duration_s": duration,
-        "connected": sum(r.connected for r in results),
-        "errors": [r.error for r in results if r.error],
-        "underruns_total": sum(r.underruns for r in results),
-        "sessions_with_underruns": sum(r.underruns > 0 for r in results),
-        "sender_skipped_frames": sum(r.skipped for r in results),
-        "sender_late_frames": sum(r.late_frames for r in results),
-        "sender_max_late_ms": max((r.max_late_ms for r in results), default=0.0),
-        "glitches_total": sum(r.glitches for r in results),
-        "max_gap_ms": max((r.max_gap_ms for r in results), default=0.0),
-        "packet_gaps_total": sum(r.packet_gaps for r in results),
-        "max_packet_gap_ms": max((r.max_packet_gap_ms for r in results), default=0.0),
-        "frames_per_session_per_s": statistics.mean(r.frames / duration for r in results) if results else 0.0,
-        "mood_changes": sum(r.mood_changes for r in results),
-        "mood_change_latency_p50_s": statistics.median(lat) if lat else None,
-        "mood_change_latency_p95_s": p95,
-        "mood_change_latency_max_s": lat[-1] if lat else None,
-        "mood_detect_p50_s": statistics.median(det) if det else None,
-        "mood_detect_max_s": det[-1] if det else None,
-        "per_session": [asdict(r) for r in results],
-    }
 
 
 def default_video(duration_s: float = 40.0) -> str:
@@ -266,35 +259,117 @@ def default_video(duration_s: float = 40.0) -> str:
     return path
 
 
-async def swarm(url: str, sessions: int, duration: float, video: str, glitch_ms: float = 60.0,
-                stagger_s: float = 0.5, style: str | None = None) -> dict[str, Any]:
-    async def one(i: int) -> SessionResult:
-        await asyncio.sleep(i * stagger_s)
-        return await run_session(i, url, video, duration, glitch_ms, style)
+def measure_window(connected_at: list[float], duration: float, settle_s: float = 10.0) -> tuple[float, float] | None:
+    """The steady part of a swarm for the CPU snapshots, as ``perf_counter`` times: from ``settle_s`` after the
+    last session was admitted (at most halfway to the end) to a second before the first admitted one ends;
+    None when no session was admitted or the sessions hardly overlapped."""
+    if not connected_at:
+        return None
+    last, end = max(connected_at), min(connected_at) + duration - 1.0
+    start = last + min(settle_s, max(0.0, (end - last) / 2))
+    return (start, end) if end - start >= 1.0 else None
 
-    results = await asyncio.gather(*(one(i) for i in range(sessions)))
-    return summarise(list(results), duration)
+
+async def _probe(probe: CostProbe, results: list[SessionResult], duration: float,
+                 admit_within_s: float) -> dict[str, Any] | None:
+    t0 = time.perf_counter()
+    deadline = t0 + admit_within_s + 0.5 * len(results) + 10.0
+    while any(not (r.connected or r.error) for r in results) and time.perf_counter() < deadline:
+        await asyncio.sleep(0.25)
+    admitted = [r.connected_at for r in results if r.connected_at is not None]
+    window = measure_window(admitted, duration)
+    if window is None:
+        return None
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    a = probe.snapshot()
+    await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+    return cost_between(a, probe.snapshot(), len(admitted))
+
+
+async def swarm(url: str, sessions: int, duration: float, video: str, glitch_ms: float = 60.0,
+                stagger_s: float = 0.5, style: str | None = None, *, grpc: int = 0, mix_original: int = 0,
+                grpc_target: str = "127.0.0.1:9000", probe: CostProbe | None = None,
+                admit_within_s: float = 30.0) -> dict[str, Any]:
+    """``sessions`` clients for ``duration`` s each from its admission, offered ``stagger_s`` apart (a refusal
+    is retried after its Retry-After for up to ``admit_within_s``): ``grpc`` of them gRPC ``Stream`` calls,
+    ``mix_original`` WebRTC with ``mix_original: true``, the rest plain WebRTC. The summary of all
+    (:func:`loadtest.results.summarise`), with ``by_kind`` (the same per kind), ``verdict`` and, with a
+    ``probe``, ``cpu`` (cores from all sessions admitted + 10 s to the first one's end)."""
+    kinds = plan_kinds(sessions, grpc, mix_original)
+    messages: list[Any] = []
+    if grpc:
+        from loadtest.grpc_swarm import media_messages, run_grpc_session
+
+        messages = await media_messages(video, max_s=duration + admit_within_s + 5.0)
+    results = [SessionResult(i, kind=k) for i, k in enumerate(kinds)]
+
+    async def one(res: SessionResult) -> SessionResult:
+        await asyncio.sleep(res.index * stagger_s)
+        if res.kind == "grpc":
+            return await run_grpc_session(res.index, grpc_target, messages, duration, glitch_ms, style, res=res,
+                                          admit_within_s=admit_within_s)
+        return await run_session(res.index, url, video, duration, glitch_ms, style,
+                                 mix_original=res.kind == "webrtc_mix", res=res, admit_within_s=admit_within_s)
+
+    cpu = asyncio.ensure_future(_probe(probe, results, duration, admit_within_s)) if probe is not None else None
+    await asyncio.gather(*(one(r) for r in results))
+    out = summarise(results, duration)
+    out["by_kind"] = {k: {key: v for key, v in summarise([r for r in results if r.kind == k], duration).items()
+                          if key != "per_session"} for k in KINDS if k in kinds}
+    out["verdict"] = swarm_verdict(out)
+    out["cpu"] = await cpu if cpu is not None else None
+    return out
+
+
+def report(out: dict[str, Any]) -> str:
+    """A few lines: per kind, the CPU cost, PASS/FAIL."""
+    lines = []
+    for kind, k in out["by_kind"].items():
+        late = ("-" if k["late_share"] is None else
+                f"{k['sender_late_frames']} of {k['frames_sent']} sent ({100 * k['late_share']:.2f} %), "
+                f"max {k['sender_max_late_ms']:.0f} ms")
+        if kind == "grpc":
+            late = (f"{k['grpc_late_arrivals']} of {k['grpc_frames']} received > 40 ms behind schedule, max "
+                    f"{k['grpc_max_late_ms']:.0f} ms (client-side)")
+        lines.append(f"  {kind:10s} {k['connected']}/{k['sessions']} connected, underruns {k['underruns_total']}, "
+                     f"late frames: {late}, gaps > 60 ms {k['glitches_total']} (max {k['max_gap_ms']:.0f} ms), "
+                     f"mood changes {k['mood_changes']}")
+    lines.append("  " + fmt_cost(out.get("cpu")))
+    lines.append("  " + fmt_verdict(out["verdict"]))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.swarm", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--sessions", type=int, default=8)
+    p.add_argument("--sessions", type=int, default=8, help="sessions in all (gRPC and mix_original included)")
+    p.add_argument("--grpc", type=int, default=0, help="how many of them are gRPC Stream calls")
+    p.add_argument("--mix-original", type=int, default=0, help="how many are WebRTC with mix_original: true")
+    p.add_argument("--grpc-target", default="127.0.0.1:9000")
     p.add_argument("--duration", type=float, default=120.0, help="seconds each session streams")
     p.add_argument("--video", help="video to stream (default: a synthetic calm->exciting clip, looped)")
     p.add_argument("--glitch-ms", type=float, default=60.0)
     p.add_argument("--style")
+    p.add_argument("--server-pid", type=int, help="the `serve run` process: measure the CPU of its process tree")
+    p.add_argument("--admit-within", type=float, default=30.0,
+                   help="seconds a refused session (503 / UNAVAILABLE) keeps retrying after its Retry-After")
     p.add_argument("--json", help="write the full result here")
     args = p.parse_args(argv)
     if args.sessions < 1 or args.duration <= 0:
         p.error("--sessions must be >= 1 and --duration > 0")
+    if args.grpc < 0 or args.mix_original < 0 or args.grpc + args.mix_original > args.sessions:
+        p.error("--grpc and --mix-original must be >= 0 and together at most --sessions")
     logging.basicConfig(level=logging.WARNING)
-    video = args.video or default_video(args.duration)
+    video = args.video or default_video(args.duration + args.admit_within + 0.5 * args.sessions)
     if not os.path.exists(video):
         p.error(f"video not found: {video}")
-    out = asyncio.run(swarm(args.url, args.sessions, args.duration, video, args.glitch_ms, style=args.style))
+    probe = CostProbe(args.server_pid) if args.server_pid else None
+    out = asyncio.run(swarm(args.url, args.sessions, args.duration, video, args.glitch_ms, style=args.style,
+                            grpc=args.grpc, mix_original=args.mix_original, grpc_target=args.grpc_target,
+                            probe=probe, admit_within_s=args.admit_within))
     short = {k: v for k, v in out.items() if k != "per_session"}
     print(json.dumps(short, indent=1))
+    print(report(out))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:
