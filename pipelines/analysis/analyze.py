@@ -27,6 +27,7 @@ from pipelines.analysis.windows import FrameTable, window_bounds, window_feature
 from pipelines.cancel import bind
 from pipelines.frames import MediaInfo, VideoFrame
 from pipelines.media.decode import DecodeOptions, decode_audio, decode_video, probe
+from pipelines.media.frame_changes import FrameChangeRecorder, FrameChanges
 from pipelines.media.limits import MediaLimits
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,14 @@ class Analysis:
     soundtrack: str = "present"
     #: Integrated loudness of the original soundtrack (LUFS; -inf when none/silent).
     loudness_lufs: float = -math.inf
+    #: Every decoded frame's change from the frame before, recorded during the one decode, so cuts can be
+    #: timed to the frame without decoding again (:func:`pipelines.offline.cut_times.refine_cuts`).
+    frame_changes: FrameChanges | None = None
 
 
 def _finish(info: MediaInfo, duration: float, table: FrameTable, sound: SoundAnalysis,
-            bounds: list[tuple[float, float]], engines: Engines, o: AnalysisOptions) -> Analysis:
+            bounds: list[tuple[float, float]], engines: Engines, o: AnalysisOptions,
+            changes: FrameChanges | None = None) -> Analysis:
     cuts = detect_cuts(
         table.times,
         table.values[:, table.names.index("hist_change")],
@@ -90,7 +95,7 @@ def _finish(info: MediaInfo, duration: float, table: FrameTable, sound: SoundAna
     windows = [WindowResult(s, e, f, a) for (s, e), f, a in zip(bounds, feats, estimates, strict=True)]
     segments = segment_timeline([w.centre_s for w in windows], estimates, duration, cuts, o.segments)
     return Analysis(info, duration, windows, cuts, segments, sound.audio, sound.speech, sound.soundtrack,
-                    sound.loudness_lufs)
+                    sound.loudness_lufs, changes)
 
 
 def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions | None = None,
@@ -111,6 +116,7 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
     faces = FaceWorker(eng.faces) if eng.faces is not None else None
     pictures = picture_worker(eng.picture) if eng.picture is not None else None
     on_frame = None if faces is None and pictures is None else _fan_out(faces, pictures)
+    changes = FrameChangeRecorder()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sound") as pool:
         sound_future = None
         if info.duration_s > 0:
@@ -118,7 +124,7 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
             sound_future = pool.submit(bind(lambda: analyze_sound(
                 decode_audio(path, info.duration_s, decode_options.limits), eng.audio, guess)))
         try:
-            info, frames, duration = decode_video(path, decode_options, progress, on_frame=on_frame)
+            info, frames, duration = decode_video(path, decode_options, progress, on_frame=on_frame, changes=changes)
         finally:
             try:
                 face_rows = faces.result() if faces is not None else None
@@ -130,7 +136,7 @@ def analyze(path: str, engines: Engines | None = None, options: AnalysisOptions 
         else:
             sound = analyze_sound(decode_audio(path, duration, decode_options.limits), eng.audio, bounds)
     table = encode_frames(frames, eng, faces=face_rows, pictures=picture_rows)
-    return _finish(info, duration, table, sound, bounds, eng, o)
+    return _finish(info, duration, table, sound, bounds, eng, o, changes.result())
 
 
 def _fan_out(*workers: FaceWorker | None) -> Callable[[VideoFrame], None]:

@@ -215,7 +215,7 @@ def measure(video: Video) -> dict[str, Any]:
 
     options = AnalysisOptions()
     analysis = analyze(video.path, default_engines(faces=False), options)
-    cuts = refine_cuts(video.path, analysis.cuts, 1.0 / options.decode.analysis_fps)
+    cuts = refine_cuts(video.path, analysis.cuts, 1.0 / options.decode.analysis_fps, changes=analysis.frame_changes)
     engine = default_music_engine()
     row: dict[str, Any] = {"video": video.name, "duration": analysis.duration_s, "cuts": len(cuts),
                               "moods": "-".join(s.emotion for s in analysis.segments)}

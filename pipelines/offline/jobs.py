@@ -224,7 +224,8 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     analysis = analyze(path, default_engines(faces=options.faces), analysis_options)
     duration = analysis.duration_s
     # the cuts to the frame, for the beat plan (as the score job does)
-    cuts = refine_cuts(path, analysis.cuts, 1.0 / analysis_options.decode.analysis_fps)
+    cuts = refine_cuts(path, analysis.cuts, 1.0 / analysis_options.decode.analysis_fps,
+                       changes=analysis.frame_changes)
     chunks = compose_chunks(engine, analysis.segments, duration, style=options.style, seed=options.seed,
                             sample_rate=AUDIO_RATE, pace_at=pace_function(analysis), cuts=cuts)
     with contextlib.closing(chunks):

@@ -227,7 +227,8 @@ def score(
     from pipelines.offline.timeline import beat_timeline
 
     # the cuts to the frame (the analysis sees 6 frames a second), for the beat plan and its report
-    cuts = refine_cuts(request.input_path, analysis.cuts, 1.0 / request.analysis.decode.analysis_fps)
+    cuts = refine_cuts(request.input_path, analysis.cuts, 1.0 / request.analysis.decode.analysis_fps,
+                       changes=analysis.frame_changes)
     if track is not None:
         music = library_music(track, analysis.duration_s, limits)
     else:

@@ -229,6 +229,10 @@ class WorkerServer:
 
     async def serve(self) -> None:
         self._send({"event": "ready", "pid": os.getpid(), "index": self.config.index})
+        from serve.loop_monitor import LoopMonitor, LoopMonitorOptions
+
+        monitor = LoopMonitor(LoopMonitorOptions(stall_s=0.1))  # a stall is audible: log what the loop was doing
+        monitor.start()
         background = [asyncio.create_task(self.probe.run(), name="headroom-probe"),
                       asyncio.create_task(self._stats_loop(), name="worker-stats")]
         try:
@@ -237,6 +241,7 @@ class WorkerServer:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
+            monitor.stop()
             for t in background:
                 t.cancel()
             await self.manager.close_all()
