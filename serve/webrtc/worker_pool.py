@@ -365,6 +365,11 @@ class LiveWorkerPool:
             for w, policy in zip(self.workers, self.policies, strict=True):
                 level = getattr(policy, "degrade_level", None)
                 if level is not None and w.alive and w.ready.is_set() and level != w.degrade:
+                    h = w.headroom
+                    log.warning("live worker %d: analysis degrade level %d -> %d (loop lag p95 %.0f ms, %.2f %% late "
+                             "frames, machine CPU %.0f %%, %d sessions)", w.index, w.degrade, level,
+                             1000 * h.get("loop_lag_p95_s", 0.0), 100 * h.get("late_ratio", 0.0),
+                             100 * h.get("cpu_busy", 0.0), h.get("sessions", 0))
                     with contextlib.suppress(WorkerError, TimeoutError):
                         await self._call(w, "degrade", level=level)
                         w.degrade = level

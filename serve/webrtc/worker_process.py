@@ -30,6 +30,7 @@ import os
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,18 +138,21 @@ def _machine_cpu() -> tuple[float, float]:
 
 
 class HeadroomProbe:
-    """How much room this process has left, measured over each interval between :meth:`sample` calls:
-    its event loop's lag (a 50 ms timer, p95), the share of BGM frames sent more than 40 ms late, the
-    machine's CPU use (``/proc/stat``) and this process's CPU time per wall second."""
+    """How much room this process has left, over the last ``window_s`` (the intervals between the latest
+    :meth:`sample` calls that fit in it): its event loop's lag (a 50 ms timer, p95), the share of BGM frames
+    sent more than 40 ms late, the machine's CPU use (``/proc/stat``) and this process's CPU time per wall
+    second. A few seconds, not one interval: a single late wake-up in half a second is not a trend."""
 
-    def __init__(self, interval_s: float = 0.05) -> None:
-        self.interval_s = interval_s
+    def __init__(self, interval_s: float = 0.05, window_s: float = 5.0) -> None:
+        self.interval_s, self.window_s = interval_s, window_s
         self._lags: list[float] = []
         self._frames: dict[str, tuple[int, int]] = {}
         t = os.times()
         self._cpu = t.user + t.system
         self._wall = time.monotonic()
         self._machine = _machine_cpu()
+        #: per interval: (wall s, lags, frames sent, late, process CPU s, machine busy, machine total)
+        self._recent: deque[tuple[float, list[float], int, int, float, float, float]] = deque()
 
     async def run(self) -> None:
         while True:
@@ -157,10 +161,7 @@ class HeadroomProbe:
             self._lags.append(max(0.0, time.monotonic() - t0 - self.interval_s))
 
     def sample(self, sessions: dict[str, Any]) -> dict[str, float]:
-        """The measures since the last call; ``sessions``: the manager's (their BGM tracks' counters)."""
-        lags = sorted(self._lags)
-        self._lags = []
-        p95 = lags[min(len(lags) - 1, int(0.95 * len(lags)))] if lags else 0.0
+        """The measures over the last ``window_s``; ``sessions``: the manager's (their BGM tracks' counters)."""
         sent = late = 0
         frames: dict[str, tuple[int, int]] = {}
         for sid, sess in sessions.items():
@@ -172,13 +173,22 @@ class HeadroomProbe:
         self._frames = frames
         t = os.times()
         cpu, wall = t.user + t.system, time.monotonic()
-        cores = (cpu - self._cpu) / max(wall - self._wall, 1e-3)
-        self._cpu, self._wall = cpu, wall
         busy, total = _machine_cpu()
-        machine = (busy - self._machine[0]) / (total - self._machine[1]) if total > self._machine[1] else 0.0
-        self._machine = (busy, total)
+        self._recent.append((wall - self._wall, self._lags, sent, late, cpu - self._cpu,
+                             busy - self._machine[0], total - self._machine[1]))
+        self._lags = []
+        self._cpu, self._wall, self._machine = cpu, wall, (busy, total)
+        while len(self._recent) > 1 and sum(r[0] for r in self._recent) - self._recent[0][0] >= self.window_s:
+            self._recent.popleft()
+        lags = sorted(x for r in self._recent for x in r[1])
+        p95 = lags[min(len(lags) - 1, int(0.95 * len(lags)))] if lags else 0.0
+        sent, late = sum(r[2] for r in self._recent), sum(r[3] for r in self._recent)
+        span = sum(r[0] for r in self._recent)
+        m_busy, m_total = sum(r[5] for r in self._recent), sum(r[6] for r in self._recent)
         return {"sessions": len(sessions), "loop_lag_p95_s": p95, "late_ratio": late / sent if sent else 0.0,
-                "cpu_busy": machine, "process_cores": cores, "frames_sent": sent, "late_frames": late}
+                "cpu_busy": m_busy / m_total if m_total > 0 else 0.0,
+                "process_cores": sum(r[4] for r in self._recent) / max(span, 1e-3),
+                "frames_sent": sent, "late_frames": late}
 
 
 class _RemoteLease:

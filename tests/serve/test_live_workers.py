@@ -201,3 +201,27 @@ async def test_admission_from_the_workers_headroom_refuses_and_degrades(calm_the
         await b.close()
     finally:
         await pool.close_all()
+
+
+def test_headroom_is_measured_over_a_window_of_intervals() -> None:
+    """One late wake-up or a burst of late frames counts over the window, then ages out of it."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from serve.webrtc.worker_process import HeadroomProbe
+
+    probe = HeadroomProbe(window_s=1.0)
+    bgm = SimpleNamespace(frames=0, late_frames=0)
+    sessions = {"s": SimpleNamespace(bgm=bgm)}
+    probe._lags = [0.001] * 9 + [0.08]  # one stalled timer among ten
+    bgm.frames, bgm.late_frames = 25, 5
+    _time.sleep(0.3)
+    first = probe.sample(sessions)
+    assert first["loop_lag_p95_s"] == pytest.approx(0.08) and first["late_ratio"] == pytest.approx(0.2)
+    for _ in range(4):  # quiet intervals: the stall and the late frames age out of the 1 s window
+        probe._lags = [0.001] * 10
+        bgm.frames += 25
+        _time.sleep(0.3)
+        last = probe.sample(sessions)
+    assert last["loop_lag_p95_s"] == pytest.approx(0.001) and last["late_ratio"] == 0.0
+    assert last["sessions"] == 1 and 0.0 <= last["cpu_busy"] <= 1.0 and last["frames_sent"] == 100
