@@ -151,6 +151,8 @@
     $("changes").textContent = m.mood_changes + (m.last_change_latency_s !== null
       ? ` (last reached the music in ${m.last_change_latency_s} s)` : "");
     $("underruns").textContent = m.underruns;
+    $("analysis").textContent = ["full", "half frame rate (server busy)", "half frame rate, no faces (server busy)"][
+      m.degraded || 0] || "–";
     drawPlane();
   }
 
@@ -214,6 +216,9 @@
       });
       const answer = await resp.json();
       if (resp.status === 401) throw new Error(`${answer.error.message} -- paste your key in the API key field`);
+      if (resp.status === 503 && resp.headers.get("Retry-After")) {  // busy: say when to try again
+        throw new Error(`${answer.error.message} (retry in ${resp.headers.get("Retry-After")} s)`);
+      }
       if (!resp.ok) throw new Error(answer.error ? answer.error.message : `HTTP ${resp.status}`);
       state.sessionId = answer.session_id;
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
