@@ -104,6 +104,8 @@ def _on_mood(m: pb.MoodReport, res: SessionResult) -> None:
     res.session_id = m.session_id
     res.underruns = int(m.underruns)
     res.degraded = int(getattr(m, "degraded", 0))  # not in every server's MoodReport
+    res.late_frames = int(getattr(m, "sender_late_frames", 0))  # the server's pacer: frames handed out > 40 ms late
+    res.max_late_ms = float(getattr(m, "sender_max_late_ms", 0.0))
     res.max_degraded = max(res.max_degraded, res.degraded)
     if not res.emotions or res.emotions[-1] != m.emotion:
         res.emotions.append(m.emotion)

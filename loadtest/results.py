@@ -88,14 +88,14 @@ def _p95(xs: list[float]) -> float | None:
 
 
 def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
-    """Totals over ``results`` (any kinds). ``frames_sent`` and ``late_share`` are of the WebRTC sessions:
-    the only ones whose server reports late frames."""
+    """Totals over ``results`` (any kinds). ``frames_sent`` and ``late_share``: every session's, as its server
+    reports them (WebRTC: the RTP packets received; gRPC: the frames received, the server's pacer counting late)."""
     lat = sorted(x for r in results for x in r.latencies_s)
     det = sorted(x for r in results for x in r.detect_s)
     webrtc = [r for r in results if r.kind != "grpc"]
-    sent = sum(r.packets for r in webrtc)
-    late = sum(r.late_frames for r in webrtc)
     grpc = [r for r in results if r.kind == "grpc"]
+    sent = sum(r.packets for r in webrtc) + sum(r.frames for r in grpc)
+    late = sum(r.late_frames for r in results)
     grpc_frames = sum(r.frames for r in grpc)
     return {
         "sessions": len(results),
@@ -110,7 +110,7 @@ def summarise(results: list[SessionResult], duration: float) -> dict[str, Any]:
         "sessions_with_underruns": sum(r.underruns > 0 for r in results),
         "sender_skipped_frames": sum(r.skipped for r in results),
         "sender_late_frames": late,
-        "sender_max_late_ms": max((r.max_late_ms for r in webrtc), default=0.0),
+        "sender_max_late_ms": max((r.max_late_ms for r in results), default=0.0),
         "frames_sent": sent,
         "late_share": late / sent if sent else None,
         "grpc_frames": grpc_frames,

@@ -56,12 +56,12 @@ class AppArgs(BaseModel):
     #: Live streams one MusicGenerator replica of the streaming MusicGen engine holds (GPU memory is
     #: allocated for them up front; beyond them sessions get the procedural composer).
     music_streams: int = Field(default=64, ge=1)
-    #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE
-    #: (8 run clean on 2 cores: BENCHMARKS.md).
+    #: Live sessions per gateway replica, WebRTC and gRPC Stream together; more get 503 / UNAVAILABLE (a hard
+    #: cap: with ``live_workers`` the workers' measured headroom usually refuses first; BENCHMARKS.md "Live serving").
     max_live_sessions: int = Field(default=8, ge=1)
     #: WebRTC sessions run in this many worker processes per gateway replica, each with the engines in
     #: process (0: in the gateway's own process, with the models where ``models`` says). On a 2-core
-    #: machine 2 workers carry 12+ sessions where the gateway alone carried 8 (BENCHMARKS.md "Live serving").
+    #: machine 3 workers carry 12-15 sessions where the gateway alone carried 8 (BENCHMARKS.md "Live serving").
     live_workers: int = Field(default=0, ge=0, le=64)
     #: With ``live_workers``: each worker's admission from measured headroom (the fields of
     #: :class:`pipelines.live.admission.AdmissionOptions`; ``{}``: the defaults).

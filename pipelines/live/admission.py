@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipelines.clock import Clock
 from pipelines.errors import OptionError
@@ -67,6 +67,10 @@ class AdmissionOptions:
     #: Shares of the bounds at which the degrade level reaches 1 and 2; a level falls after the worst
     #: measure stayed ``recover_margin`` below its threshold for ``recover_s``.
     degrade_at: tuple[float, float] = (0.7, 0.85)
+    #: Whether the machine's CPU share drives the degrade level too (False: only the audio path's own
+    #: measures, event-loop lag and late frames, do; CPU then only bounds admission). A busy machine whose
+    #: audio is on time loses mood-following speed to degrading for nothing (BENCHMARKS.md "Live serving").
+    degrade_on_cpu: bool = True
     recover_margin: float = 0.15
     recover_s: float = 10.0
     #: Retry-After of a refusal by the measures or the session cap (s).
@@ -139,7 +143,7 @@ class AdmissionPolicy:
 
     def _update_level(self, h: Headroom) -> None:
         o = self.options
-        p = self.pressure(h)
+        p = self.pressure(h) if o.degrade_on_cpu else self.pressure(replace(h, cpu_busy=0.0))
         target = sum(p >= t for t in o.degrade_at)
         if target >= self._level:
             self._level, self._calm_since = target, None

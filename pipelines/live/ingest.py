@@ -22,7 +22,8 @@ from pipelines.clock import Clock
 from pipelines.errors import InputError
 from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from pipelines.live.session import LiveSession
-from pipelines.media.decode import DecodeOptions, _even, thumbnail_rgb
+from pipelines.media.decode import DecodeOptions
+from pipelines.media.pictures import _even, thumbnail_rgb
 
 
 class TrackClock:

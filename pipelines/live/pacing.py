@@ -84,12 +84,13 @@ class FramePacer:
         return start + k * self.frame_s
 
 
-async def paced_frames(session: LiveSession) -> AsyncIterator[tuple[int, np.ndarray]]:
+async def paced_frames(session: LiveSession, pacer: FramePacer | None = None) -> AsyncIterator[tuple[int, np.ndarray]]:
     """Yield ``(pts_samples, frame)`` from :meth:`LiveSession.pull_frame` every ``frame_ms`` of the
     session's clock, pts in 48 kHz samples; a late reader is not made to wait until it has caught up,
-    and the pts always advance by one frame (no skipping: the gRPC reader buffers on its side)."""
+    and the pts always advance by one frame (no skipping: the gRPC reader buffers on its side). ``pacer``:
+    one to use (its lateness statistics then tell the caller how late frames went out)."""
     n = session.options.frame_samples
-    pacer = FramePacer(session.clock, n)
+    pacer = pacer or FramePacer(session.clock, n)
     while not session.closed:
         k = await pacer.next()
         yield k * n, session.pull_frame()

@@ -24,6 +24,7 @@ from pipelines.cancel import check_cancelled
 from pipelines.errors import InputError
 from pipelines.frames import AUDIO_RATE, AudioFrame, MediaInfo, VideoFrame
 from pipelines.media.limits import MediaLimits
+from pipelines.media.pictures import _even, _upright, picture_dims, thumbnail_rgb
 
 if TYPE_CHECKING:
     from pipelines.media.frame_changes import FrameChangeRecorder
@@ -54,10 +55,6 @@ class DecodeOptions:
     #: What the file may ask for (duration, picture size, frame rate); checked before and while
     #: decoding. The defaults suit the command line; the service passes ``MediaLimits.for_service()``.
     limits: MediaLimits = field(default_factory=MediaLimits)
-
-
-def _even(x: float) -> int:
-    return max(2, int(round(x / 2)) * 2)
 
 
 def _open(path: str, kind: str = "video") -> av.container.InputContainer:
@@ -246,62 +243,10 @@ def iter_media(
             raise InputError(f"corrupt or truncated video data in {path} ({exc.strerror or exc})") from exc
 
 
-def picture_dims(width: int, height: int, size: int) -> tuple[int, int]:
-    """``(w, h)`` of a picture whose shorter side is ``size`` px, keeping the aspect ratio (even sizes)."""
-    w, h = max(1, width), max(1, height)
-    scale = size / min(w, h)
-    return _even(w * scale), _even(h * scale)
-
-
-def _upright(frame: av.VideoFrame, picture: np.ndarray) -> np.ndarray:
-    """Phone videos are often stored sideways with a display rotation: faces and image models
-    want the picture upright."""
-    rotation = int(getattr(frame, "rotation", 0) or 0)
-    if rotation % 90 == 0 and rotation % 360:
-        return np.ascontiguousarray(np.rot90(picture, k=rotation // 90))
-    return picture
-
-
 def _stream_start(stream: av.video.stream.VideoStream) -> float:
     if stream.start_time is not None and stream.time_base is not None:
         return float(stream.start_time * stream.time_base)
     return 0.0
-
-
-def thumbnail_rgb(frame: av.VideoFrame, width: int, height: int,
-                  reformatter: av.video.reformatter.VideoReformatter | None = None) -> np.ndarray:
-    """Small RGB picture of a decoded frame.
-
-    For 8-bit 4:2:0 frames (nearly all phone and web video) the planes are point-sampled
-    on a regular grid and converted with BT.601 coefficients in numpy: ~0.2 ms instead of
-    ~1.3 ms for a swscale pass over the full-size frame. Colour statistics, motion and cut
-    scores are insensitive to the difference (a few grey levels against a bilinear scale).
-    Other pixel formats go through swscale; give a ``reformatter`` kept from frame to frame to reuse its
-    scaler (~30 us a frame instead of ~0.5 ms for a new one on every frame, the same pictures).
-    """
-    fmt = frame.format.name
-    if fmt not in ("yuv420p", "yuvj420p") or frame.width < 2 * width:
-        if reformatter is not None:
-            return reformatter.reformat(frame, width, height, "rgb24", interpolation="FAST_BILINEAR",
-                                        threads=1).to_ndarray()
-        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="FAST_BILINEAR")
-    sx = frame.width / width
-    sy = frame.height / height
-    rows = (np.arange(height) * sy + sy / 2).astype(np.intp)
-    cols = (np.arange(width) * sx + sx / 2).astype(np.intp)
-    planes = frame.planes
-    y_plane = np.frombuffer(memoryview(planes[0]), np.uint8).reshape(planes[0].height, planes[0].line_size)
-    u_plane = np.frombuffer(memoryview(planes[1]), np.uint8).reshape(planes[1].height, planes[1].line_size)
-    v_plane = np.frombuffer(memoryview(planes[2]), np.uint8).reshape(planes[2].height, planes[2].line_size)
-    y = y_plane[np.ix_(rows, cols)].astype(np.float32)
-    u = u_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0
-    v = v_plane[np.ix_(rows // 2, cols // 2)].astype(np.float32) - 128.0
-    if fmt == "yuvj420p":  # full range
-        r, g, b = y + 1.402 * v, y - 0.344 * u - 0.714 * v, y + 1.772 * u
-    else:  # limited (studio) range
-        y = (y - 16.0) * 1.164
-        r, g, b = y + 1.596 * v, y - 0.392 * u - 0.813 * v, y + 2.017 * u
-    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
 
 
 def _audio_frame(frame: av.AudioFrame, base: float | None, t0: float | None) -> AudioFrame:

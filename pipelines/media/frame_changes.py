@@ -29,7 +29,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from pipelines.media.decode import thumbnail_rgb
+from pipelines.media.pictures import thumbnail_rgb
 
 #: Size of the signature compared between consecutive frames (width, height).
 SIGNATURE = (32, 18)

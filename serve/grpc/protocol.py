@@ -26,6 +26,7 @@ import numpy as np
 from pipelines.errors import InputError, LimitError
 from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
 from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import FramePacer
 from pipelines.live.reports import MoodReport
 from pipelines.offline.jobs import BgmChunk
 from pipelines.options import parse_session_fields
@@ -102,12 +103,16 @@ def bgm_message(chunk: BgmChunk) -> pb.BgmChunk:
     )
 
 
-def mood_message(r: MoodReport) -> pb.MoodReport:
+def mood_message(r: MoodReport, pacer: FramePacer | None = None) -> pb.MoodReport:
+    """The report as a message; with the session's output ``pacer``, its count of frames sent late."""
     m = pb.MoodReport(
         session_id=r.session_id, media_s=r.media_s, valence=r.valence, arousal=r.arousal, emotion=r.emotion,
         confidence=r.confidence, probs=r.probs, underruns=r.underruns, buffer_s=r.buffer_s, windows=r.windows,
-        mood_changes=r.mood_changes, urgent_changes=r.urgent_changes,
+        mood_changes=r.mood_changes, urgent_changes=r.urgent_changes, degraded=r.degraded,
     )
+    if pacer is not None:
+        m.sender_late_frames = pacer.late_frames
+        m.sender_max_late_ms = round(1000 * pacer.max_lateness_s, 1)
     if r.music is not None:
         mu = r.music
         m.music.CopyFrom(pb.MusicInfo(

@@ -66,7 +66,7 @@ from pipelines.aio import finish_even_if_cancelled
 from pipelines.errors import InputError, LimitError, QuotaError, error_kind, error_status, is_reported
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
-from pipelines.live.pacing import paced_frames
+from pipelines.live.pacing import FramePacer, paced_frames
 from pipelines.live.session import LiveSession
 from pipelines.offline.jobs import analyze_file, bgm_chunks, pcm16, recommend_file
 from pipelines.options import JobOptions
@@ -316,13 +316,17 @@ class GrpcMethods:
                     lease.release()
                 raise
             out = _Outbox()
+            paced: list[FramePacer] = []  # the output pacer, once the session exists (its late-frame count)
             session = LiveSession(self.models, options, hooks=PrometheusHooks(),
-                                  on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(r))))
+                                  on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(
+                                      r, paced[0] if paced else None))))
+            paced.append(FramePacer(session.clock, options.frame_samples))
             ACTIVE_SESSIONS.labels(transport="grpc").inc()
             SESSIONS_TOTAL.labels(transport="grpc").inc()
             session.start()
             reader = asyncio.create_task(self._read_live(requests, session), name=f"grpc-in-{session.session_id}")
-            pacer = asyncio.create_task(self._pace_live(session, out), name=f"grpc-out-{session.session_id}")
+            pacer = asyncio.create_task(self._pace_live(session, out, paced[0]),
+                                        name=f"grpc-out-{session.session_id}")
             # a session open when its key's live minutes run out ends there, RESOURCE_EXHAUSTED
             watch = asyncio.create_task(self._watch_lease(lease), name=f"grpc-quota-{session.session_id}") \
                 if lease is not None else None
@@ -391,10 +395,10 @@ class GrpcMethods:
                 raise InputError("empty LiveInput message: set one of config, video, audio")
 
     @staticmethod
-    async def _pace_live(session: LiveSession, out: _Outbox) -> None:
+    async def _pace_live(session: LiveSession, out: _Outbox, pacer: FramePacer) -> None:
         frames: list[np.ndarray] = []
         first = 0
-        async for pts, frame in paced_frames(session):
+        async for pts, frame in paced_frames(session, pacer):
             if not frames:
                 first = pts
             frames.append(frame)

@@ -213,3 +213,16 @@ def test_bad_options_are_option_errors() -> None:
                       ({"cores": 0}, "cores")]:
         with pytest.raises(OptionError, match=match):
             AdmissionOptions(**kw)  # type: ignore[arg-type]
+
+
+def test_cpu_alone_can_be_kept_from_degrading_the_analysis() -> None:
+    """With ``degrade_on_cpu=False`` a busy machine whose audio is on time keeps full analysis (CPU still
+    bounds admission); late frames still degrade it."""
+    clock = VirtualClock()
+    policy = AdmissionPolicy(AdmissionOptions(max_cpu_busy=0.8, degrade_at=(0.85, 0.95), degrade_on_cpu=False), clock)
+    busy = Headroom(at_s=0.0, sessions=12, loop_lag_p95_s=0.005, late_ratio=0.001, cpu_busy=0.79, process_cores=1.2)
+    policy.observe(busy)
+    assert policy.degrade_level == 0
+    assert not policy.decide().admit  # the next session would not fit under 80 %
+    policy.observe(replace(busy, at_s=1.0, late_ratio=0.0049))
+    assert policy.degrade_level == 2

@@ -388,6 +388,10 @@ async def test_live_stream_follows_the_mood(target: str, calm_to_exciting: Path)
         assert r.HasField("last_change_detect_s") and r.HasField("last_change_latency_s")
         assert r.last_change_audible_s == pytest.approx(r.last_change_detect_s + r.last_change_latency_s, abs=2e-3)
     assert reports[-1].music.tempo_bpm > 0 and reports[-1].music.style == "cinematic"
+    # the server's pacer counts frames it handed out late: a running count, never more than it sent
+    late = [r.sender_late_frames for r in reports]
+    assert late == sorted(late) and late[-1] <= len(music) * 5
+    assert all(r.degraded == 0 for r in reports)  # one session: nothing shed
     await _wait_sessions_closed()
 
 

@@ -260,7 +260,7 @@ class MusicInfo(_message.Message):
     def __init__(self, tempo_bpm: _Optional[float] = ..., key: _Optional[str] = ..., mode: _Optional[str] = ..., style: _Optional[str] = ..., emotion: _Optional[str] = ..., chord: _Optional[str] = ..., section: _Optional[int] = ..., transition: _Optional[bool] = ...) -> None: ...
 
 class MoodReport(_message.Message):
-    __slots__ = ("session_id", "media_s", "valence", "arousal", "emotion", "confidence", "probs", "music", "underruns", "buffer_s", "windows", "mood_changes", "last_change_latency_s", "last_change_detect_s", "last_change_audible_s", "urgent_changes")
+    __slots__ = ("session_id", "media_s", "valence", "arousal", "emotion", "confidence", "probs", "music", "underruns", "buffer_s", "windows", "mood_changes", "last_change_latency_s", "last_change_detect_s", "last_change_audible_s", "urgent_changes", "degraded", "sender_late_frames", "sender_max_late_ms")
     class ProbsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -284,6 +284,9 @@ class MoodReport(_message.Message):
     LAST_CHANGE_DETECT_S_FIELD_NUMBER: _ClassVar[int]
     LAST_CHANGE_AUDIBLE_S_FIELD_NUMBER: _ClassVar[int]
     URGENT_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    SENDER_LATE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SENDER_MAX_LATE_MS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     media_s: float
     valence: float
@@ -300,7 +303,10 @@ class MoodReport(_message.Message):
     last_change_detect_s: float
     last_change_audible_s: float
     urgent_changes: int
-    def __init__(self, session_id: _Optional[str] = ..., media_s: _Optional[float] = ..., valence: _Optional[float] = ..., arousal: _Optional[float] = ..., emotion: _Optional[str] = ..., confidence: _Optional[float] = ..., probs: _Optional[_Mapping[str, float]] = ..., music: _Optional[_Union[MusicInfo, _Mapping]] = ..., underruns: _Optional[int] = ..., buffer_s: _Optional[float] = ..., windows: _Optional[int] = ..., mood_changes: _Optional[int] = ..., last_change_latency_s: _Optional[float] = ..., last_change_detect_s: _Optional[float] = ..., last_change_audible_s: _Optional[float] = ..., urgent_changes: _Optional[int] = ...) -> None: ...
+    degraded: int
+    sender_late_frames: int
+    sender_max_late_ms: float
+    def __init__(self, session_id: _Optional[str] = ..., media_s: _Optional[float] = ..., valence: _Optional[float] = ..., arousal: _Optional[float] = ..., emotion: _Optional[str] = ..., confidence: _Optional[float] = ..., probs: _Optional[_Mapping[str, float]] = ..., music: _Optional[_Union[MusicInfo, _Mapping]] = ..., underruns: _Optional[int] = ..., buffer_s: _Optional[float] = ..., windows: _Optional[int] = ..., mood_changes: _Optional[int] = ..., last_change_latency_s: _Optional[float] = ..., last_change_detect_s: _Optional[float] = ..., last_change_audible_s: _Optional[float] = ..., urgent_changes: _Optional[int] = ..., degraded: _Optional[int] = ..., sender_late_frames: _Optional[int] = ..., sender_max_late_ms: _Optional[float] = ...) -> None: ...
 
 class LiveOutput(_message.Message):
     __slots__ = ("music", "mood")
