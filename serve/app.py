@@ -63,9 +63,10 @@ class AppArgs(BaseModel):
     #: process (0: in the gateway's own process, with the models where ``models`` says). On a 2-core
     #: machine 3 workers carry 12-15 sessions where the gateway alone carried 8 (BENCHMARKS.md "Live serving").
     live_workers: int = Field(default=0, ge=0, le=64)
-    #: With ``live_workers``: each worker's admission from measured headroom (the fields of
-    #: :class:`pipelines.live.admission.AdmissionOptions`; ``{}``: the defaults).
-    live_admission: dict[str, Any] = Field(default_factory=dict)
+    #: Admission of live sessions from measured headroom: each live worker's, and the gateway's own for its gRPC
+    #: ``Stream`` calls (the fields of :class:`pipelines.live.admission.AdmissionOptions`; ``{}``: the defaults;
+    #: unset: the defaults for live workers, the slot count alone for a gateway without them).
+    live_admission: dict[str, Any] | None = None
     #: HTTP uploads per gateway replica at once (default ``BACKSCORE_MAX_UPLOADS``); more get 503 at once.
     max_uploads: int | None = Field(default=None, ge=1)
     batch: BatchArgs = BatchArgs()

@@ -11,23 +11,27 @@ origins), health, and the built-in catalog warmed in the background. The Ray rep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 from engines.settings import settings
-from pipelines.clock import Clock
+from pipelines.clock import Clock, SystemClock
 from pipelines.errors import LibraryError
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
+from pipelines.live.pacing import FramePacer
+from pipelines.live.session import LiveSession
 from pipelines.options import JobOptions, check_music_engine
 from serve.access import AccessPolicy
 from serve.jobs import JobRunner, SessionSlots, Workdirs
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
 from serve.webrtc.worker_pool import LiveWorkerPool
-from serve.webrtc.worker_process import WorkerConfig
+from serve.webrtc.worker_process import HeadroomProbe, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,12 @@ class GatewayCore:
         self._readiness = readiness
         #: Live sessions of this replica, WebRTC and gRPC together: at most ``max_live_sessions``.
         self.live_slots = SessionSlots(max_live_sessions)
+        #: The admission policy of the live sessions this process runs itself (gRPC ``Stream`` calls), fed this
+        #: process's headroom by :meth:`start` (None: the slot count alone); the live workers have their own.
+        self.live_policy: Any = live_admission(SystemClock()) if live_admission is not None else None
+        #: gRPC live sessions of this process and their output pacers (their late frames count in the headroom).
+        self.grpc_live: dict[str, tuple[LiveSession, FramePacer]] = {}
+        self._headroom_tasks: list[asyncio.Task[None]] = []
         #: HTTP uploads this replica receives at once (each ends by the idle / min-rate limits at worst).
         self.upload_slots = SessionSlots(max_uploads or env.max_uploads, "upload slots")
         #: WebRTC sessions: in this process, or (``live_workers`` > 0) in that many worker processes with the
@@ -157,11 +167,31 @@ class GatewayCore:
 
     # -- lifecycle
     async def start(self) -> None:
-        """What needs the event loop: the live worker processes, when there are any."""
+        """What needs the event loop: the live worker processes, when there are any, and the measuring of this
+        process's headroom for its own live sessions' admission."""
         if isinstance(self.webrtc, LiveWorkerPool):
             await self.webrtc.start()
+        if self.live_policy is not None:
+            probe = HeadroomProbe()
+            self._headroom_tasks = [asyncio.create_task(probe.run(), name="gateway-headroom-probe"),
+                                    asyncio.create_task(self._feed_live_policy(probe), name="gateway-headroom")]
+
+    async def _feed_live_policy(self, probe: HeadroomProbe, interval_s: float = 0.5) -> None:
+        """Every ``interval_s``: this process's headroom to :attr:`live_policy`, its degrade level to the sessions."""
+        from pipelines.live.admission import Headroom
+
+        while True:
+            await asyncio.sleep(interval_s)
+            h = probe.sample({sid: SimpleNamespace(bgm=pacer) for sid, (_, pacer) in self.grpc_live.items()})
+            self.live_policy.observe(Headroom(
+                at_s=self.live_policy.clock.now(), sessions=int(h["sessions"]), loop_lag_p95_s=h["loop_lag_p95_s"],
+                late_ratio=h["late_ratio"], cpu_busy=h["cpu_busy"], process_cores=h["process_cores"]))
+            for session, _ in self.grpc_live.values():
+                session.set_degrade(self.live_policy.degrade_level)
 
     async def shutdown(self) -> None:
+        for t in self._headroom_tasks:
+            t.cancel()
         try:
             await self.webrtc.close_all()
         except Exception:

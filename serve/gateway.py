@@ -100,7 +100,9 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
                              max_uploads=max_uploads,
                              session_directory=RayDirectory(),  # a hang-up may reach another replica
                              live_workers=live_workers, faces=faces,
-                             live_admission=admission_factory(live_admission, max_live_sessions))
+                             # admission from measured headroom when asked for, and always for live workers
+                             live_admission=admission_factory(live_admission, max_live_sessions)
+                             if live_admission is not None or live_workers > 0 else None)
         await self.start()  # the live worker processes, if any
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)

@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from pipelines.clock import Clock
-from pipelines.errors import OptionError
+from pipelines.errors import BusyError, OptionError
 
 #: Degrade levels: full analysis; half the analysis frame rate; faces skipped too.
 MAX_DEGRADE_LEVEL = 2
@@ -231,3 +231,16 @@ class AdmissionPolicy:
 def _fmt(x: float) -> str:
     """A measure for a reason: whole numbers when large, one decimal when small."""
     return f"{x:.0f}" if abs(x) >= 10 else f"{x:.1f}"
+
+
+def admit(policy: AdmissionPolicy | None) -> None:
+    """Raise :class:`BusyError` (503 / UNAVAILABLE; the reason and when to retry in its message, the seconds in
+    ``retry_after_s``) when ``policy`` refuses one more session now; nothing without a policy."""
+    if policy is None:
+        return
+    decision = policy.decide()
+    if not decision.admit:
+        retry = max(1, math.ceil(decision.retry_after_s))
+        err = BusyError(f"no room for another live session now ({decision.reason}); retry in {retry} s")
+        err.retry_after_s = retry  # type: ignore[attr-defined]
+        raise err

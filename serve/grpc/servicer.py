@@ -54,16 +54,15 @@ import dataclasses
 import logging
 import os
 import re
-import time
-from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 
 from pipelines.aio import finish_even_if_cancelled
-from pipelines.errors import InputError, LimitError, QuotaError, error_kind, error_status, is_reported
+from pipelines.errors import InputError, LimitError, QuotaError
+from pipelines.live.admission import admit
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.pacing import FramePacer, paced_frames
@@ -71,6 +70,7 @@ from pipelines.live.session import LiveSession
 from pipelines.offline.jobs import analyze_file, bgm_chunks, pcm16, recommend_file
 from pipelines.options import JobOptions
 from serve.access import AccessPolicy, LiveLease
+from serve.grpc.calls import GrpcError, _Call
 from serve.grpc.protocol import (
     analyze_reply,
     audio_frame,
@@ -81,8 +81,8 @@ from serve.grpc.protocol import (
     recommend_reply,
     video_frame,
 )
-from serve.jobs import JobRunner, SessionSlots, Workdirs, scrub
-from serve.metrics import ACTIVE_SESSIONS, REQUEST_SECONDS, REQUESTS_TOTAL, SESSIONS_TOTAL, PrometheusHooks
+from serve.jobs import JobRunner, SessionSlots, Workdirs
+from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 
 if TYPE_CHECKING:
@@ -105,83 +105,6 @@ MiB = 1024 * 1024
 FRAMES_PER_MESSAGE = 5
 #: Output messages kept for a slow reader before the oldest are dropped (~10 s of music).
 OUT_QUEUE = 128
-
-
-class GrpcError(Exception):
-    """Ends an RPC with ``code``; the code and details are also set on the Serve gRPC context.
-
-    It must survive pickling: Ray carries it from the replica to the proxy (inside Serve's
-    ``gRPCStatusError``), and an exception that cannot be rebuilt there turns into INTERNAL
-    "Failed to deserialize exception".
-    """
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(code, details)
-        self.code = code
-        self.details = details
-
-    def __str__(self) -> str:
-        return self.details
-
-
-class _Context(Protocol):
-    def set_code(self, code: grpc.StatusCode) -> None: ...
-
-    def set_details(self, details: str) -> None: ...
-
-
-class _Call:
-    """One RPC: maps exceptions to status codes on the context (see the module doc), records the request metrics."""
-
-    def __init__(self, endpoint: str, context: _Context | None, replace: Mapping[str, str] | None = None) -> None:
-        self.endpoint = endpoint
-        self.context = context
-        #: Substrings (server paths) to hide from error details, and what the client sees instead.
-        self.replace: dict[str, str] = dict(replace or {})
-        self._t0 = 0.0
-
-    async def __aenter__(self) -> _Call:
-        self._t0 = time.perf_counter()
-        return self
-
-    def _record(self, code: grpc.StatusCode) -> None:
-        labels = {"endpoint": f"grpc.{self.endpoint}", "code": code.name}
-        REQUESTS_TOTAL.labels(**labels).inc()
-        REQUEST_SECONDS.labels(**labels).observe(time.perf_counter() - self._t0)
-
-    def _set(self, code: grpc.StatusCode, details: str) -> None:
-        if self.context is not None:
-            self.context.set_code(code)
-            self.context.set_details(details)
-
-    def error(self, exc: BaseException) -> GrpcError:
-        """The status ``exc`` ends this call with (by the error table of :mod:`pipelines.errors`)."""
-        if isinstance(exc, GrpcError):
-            return GrpcError(exc.code, scrub(exc.details, self.replace))
-        if is_reported(exc):
-            status = error_status(exc)
-            if not status.user_error:
-                log.warning("gRPC %s: %s: %s", self.endpoint, error_kind(exc), exc)
-            return GrpcError(grpc.StatusCode[status.grpc_code], scrub(str(exc), self.replace))
-        log.error("gRPC %s failed", self.endpoint, exc_info=exc)
-        return GrpcError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        """Never swallows: re-raises ``exc`` or the :class:`GrpcError` it maps to."""
-        if exc is None:
-            self._record(grpc.StatusCode.OK)
-            return
-        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-            self._record(grpc.StatusCode.CANCELLED)
-            self._set(grpc.StatusCode.CANCELLED, "client cancelled")
-            return
-        err = self.error(exc)
-        self._record(err.code)
-        self._set(err.code, err.details)
-        if err is exc:
-            return
-        raise err from exc
 
 
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
@@ -225,6 +148,8 @@ class GrpcMethods:
     live_slots: SessionSlots
     max_upload_bytes: int
     access: AccessPolicy
+    live_policy: Any  # pipelines.live.admission.AdmissionPolicy, or None
+    grpc_live: dict[str, tuple[LiveSession, FramePacer]]
 
     if TYPE_CHECKING:
         def library_spec(self, name: str) -> str: ...
@@ -310,6 +235,7 @@ class GrpcMethods:
             self.check_music_engine(options.engine)
             lease = self.access.live_lease(who)  # RESOURCE_EXHAUSTED when the key's live minutes are used up
             try:
+                admit(self.live_policy)  # UNAVAILABLE when this process's measured headroom has no room for one more
                 self.live_slots.acquire()  # UNAVAILABLE when the replica runs all the live sessions it may
             except BaseException:
                 if lease is not None:
@@ -321,6 +247,9 @@ class GrpcMethods:
                                   on_report=lambda r: out.put(pb.LiveOutput(mood=mood_message(
                                       r, paced[0] if paced else None))))
             paced.append(FramePacer(session.clock, options.frame_samples))
+            self.grpc_live[session.session_id] = (session, paced[0])
+            if self.live_policy is not None:
+                self.live_policy.admitted()
             ACTIVE_SESSIONS.labels(transport="grpc").inc()
             SESSIONS_TOTAL.labels(transport="grpc").inc()
             session.start()
@@ -376,6 +305,8 @@ class GrpcMethods:
         finally:
             ACTIVE_SESSIONS.labels(transport="grpc").dec()
             self.live_slots.release()
+            if self.grpc_live.pop(session.session_id, None) is not None and self.live_policy is not None:
+                self.live_policy.released()
             if lease is not None:
                 lease.release()
         if out.dropped:

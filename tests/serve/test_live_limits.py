@@ -60,3 +60,50 @@ async def test_webrtc_and_grpc_share_max_live_sessions(calm_to_exciting: Path, t
         await asyncio.gather(task, return_exceptions=True)
     assert gw.live_slots.in_use == 0  # the ended Stream gave its slot back
     await gw.shutdown()
+
+
+async def test_grpc_streams_are_admitted_by_the_gateways_measured_headroom(calm_to_exciting: Path,
+                                                                          tmp_path: Path) -> None:
+    """With an admission policy the gateway measures its own headroom for its gRPC sessions: here one session
+    per process at most and any measured pressure past the degrade thresholds, while the slots allow four."""
+    from pipelines.live.admission import AdmissionOptions, AdmissionPolicy
+
+    options = AdmissionOptions(max_sessions=1, fallback_sessions=1, degrade_at=(1e-6, 2e-6), recover_s=60.0)
+    gw = InProcessGateway(FaultyModels(InProcessModels.default(faces=False)), tmp_dir=os.fspath(tmp_path),
+                          max_live_sessions=4, live_admission=lambda clock: AdmissionPolicy(options, clock))
+    await gw.start()
+    reports: list[pb.MoodReport] = []
+    music = asyncio.Event()
+
+    async def first_stream() -> None:
+        async for out in gw.Stream(still_connected(os.fspath(calm_to_exciting))):
+            if out.WhichOneof("kind") == "music":
+                music.set()
+            else:
+                reports.append(out.mood)
+
+    task = asyncio.create_task(first_stream())
+    try:
+        await asyncio.wait_for(music.wait(), 60)
+        ctx = RecordingContext()
+        with pytest.raises(GrpcError):
+            async for _ in gw.Stream(still_connected(os.fspath(calm_to_exciting)), grpc_context=ctx):
+                pass
+        assert ctx.code == grpc.StatusCode.UNAVAILABLE and "1 sessions open (max 1)" in ctx.details
+        assert "retry in" in ctx.details and gw.live_slots.in_use == 1
+        # the policy's degrade level reaches the gateway's own sessions: their reports say so
+        for _ in range(100):
+            if any(r.degraded == 2 for r in reports):
+                break
+            await asyncio.sleep(0.1)
+        assert any(r.degraded == 2 for r in reports), [r.degraded for r in reports]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert gw.live_slots.in_use == 0 and gw.grpc_live == {}
+    for _ in range(30):  # the next measurement shows the session gone: no longer refused for the count
+        if gw.live_policy.sessions == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert gw.live_policy.sessions == 0 and "sessions open" not in gw.live_policy.decide().reason
+    await gw.shutdown()
