@@ -28,6 +28,7 @@ from pipelines.live.session import LiveSession
 from pipelines.options import JobOptions, check_music_engine
 from serve.access import AccessPolicy
 from serve.jobs import JobRunner, SessionSlots, Workdirs
+from serve.loop_monitor import LoopMonitor
 from serve.metrics import ACTIVE_SESSIONS, PrometheusHooks
 from serve.webrtc import SessionDirectory, WebRtcManager
 from serve.webrtc.worker_pool import LiveWorkerPool
@@ -99,6 +100,7 @@ class GatewayCore:
         #: gRPC live sessions of this process and their output pacers (their late frames count in the headroom).
         self.grpc_live: dict[str, tuple[LiveSession, FramePacer]] = {}
         self._headroom_tasks: list[asyncio.Task[None]] = []
+        self.loop_monitor: LoopMonitor | None = None
         #: HTTP uploads this replica receives at once (each ends by the idle / min-rate limits at worst).
         self.upload_slots = SessionSlots(max_uploads or env.max_uploads, "upload slots")
         #: WebRTC sessions: in this process, or (``live_workers`` > 0) in that many worker processes with the
@@ -167,14 +169,16 @@ class GatewayCore:
 
     # -- lifecycle
     async def start(self) -> None:
-        """What needs the event loop: the live worker processes, when there are any, and the measuring of this
-        process's headroom for its own live sessions' admission."""
+        """What needs the event loop: the live worker processes, when there are any, the event loop's monitor, and
+        the measuring of this process's headroom for its own live sessions' admission."""
         if isinstance(self.webrtc, LiveWorkerPool):
             await self.webrtc.start()
-        if self.live_policy is not None:
-            probe = HeadroomProbe()
-            self._headroom_tasks = [asyncio.create_task(probe.run(), name="gateway-headroom-probe"),
-                                    asyncio.create_task(self._feed_live_policy(probe), name="gateway-headroom")]
+        probe = HeadroomProbe() if self.live_policy is not None else None
+        #: The event loop's watch: its lag metric, stall log, and (with an admission policy) headroom.
+        self.loop_monitor = LoopMonitor(on_lag=probe.record_lag if probe is not None else None)
+        self.loop_monitor.start()
+        if probe is not None:
+            self._headroom_tasks = [asyncio.create_task(self._feed_live_policy(probe), name="gateway-headroom")]
 
     async def _feed_live_policy(self, probe: HeadroomProbe, interval_s: float = 0.5) -> None:
         """Every ``interval_s``: this process's headroom to :attr:`live_policy`, its degrade level to the sessions."""
@@ -190,6 +194,8 @@ class GatewayCore:
                 session.set_degrade(self.live_policy.degrade_level)
 
     async def shutdown(self) -> None:
+        if self.loop_monitor is not None:
+            self.loop_monitor.stop()
         for t in self._headroom_tasks:
             t.cancel()
         try:

@@ -27,7 +27,6 @@ from pipelines.live.options import LiveOptions
 from serve.core import GatewayCore
 from serve.grpc.servicer import GrpcMethods
 from serve.http.router import build_app
-from serve.loop_monitor import LoopMonitor
 from serve.webrtc import RayDirectory
 
 log = logging.getLogger(__name__)
@@ -103,14 +102,12 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
                              # admission from measured headroom when asked for, and always for live workers
                              live_admission=admission_factory(live_admission, max_live_sessions)
                              if live_admission is not None or live_workers > 0 else None)
-        await self.start()  # the live worker processes, if any
+        await self.start()  # the live worker processes, if any, and the event loop's monitor
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)
         # does not stall the loop that paces every session's audio (gc.freeze, as CPython's docs suggest).
         gc.collect()
         gc.freeze()
-        self.loop_monitor = LoopMonitor()
-        self.loop_monitor.start()
         log.info("gateway ready: models=%s", models)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
@@ -121,7 +118,6 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         return (await self.health())[1]
 
     async def __del__(self) -> None:
-        self.loop_monitor.stop()
         await self.shutdown()
 
 

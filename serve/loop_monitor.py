@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from serve.metrics import LOOP_LAG_SECONDS, LOOP_STALLS_TOTAL
@@ -48,8 +49,11 @@ def _loadavg() -> str:
 class LoopMonitor:
     """Start with :meth:`start` from the loop it watches; :meth:`stop` ends both the task and the thread."""
 
-    def __init__(self, options: LoopMonitorOptions | None = None) -> None:
+    def __init__(self, options: LoopMonitorOptions | None = None,
+                 on_lag: Callable[[float], None] | None = None) -> None:
         self.options = options or LoopMonitorOptions()
+        #: Told every lag measured (a :class:`~serve.webrtc.worker_process.HeadroomProbe`: admission reads it too).
+        self.on_lag = on_lag
         self.stalls = 0
         self.max_lag_s = 0.0
         self._beat = time.monotonic()
@@ -80,6 +84,8 @@ class LoopMonitor:
             lag = max(0.0, now - t0 - interval)
             LOOP_LAG_SECONDS.observe(lag)
             self.max_lag_s = max(self.max_lag_s, lag)
+            if self.on_lag is not None:
+                self.on_lag(lag)
 
     def _watch(self) -> None:
         o = self.options

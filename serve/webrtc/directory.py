@@ -114,3 +114,13 @@ async def end_elsewhere(directory: SessionDirectory | None, session_id: str) -> 
         log.warning("session directory unavailable: %r", exc)
     return None
 
+
+async def hang_ups(directory: SessionDirectory, owner: str, held: list[str]) -> list[str]:
+    """:meth:`SessionDirectory.sync`, or none when the directory is unavailable (logged): it is a convenience,
+    the sessions go on without it."""
+    try:
+        return await directory.sync(owner, held)
+    except Exception as exc:
+        log.warning("session directory unavailable: %r", exc)
+        return []
+

@@ -32,7 +32,7 @@ from pipelines.live.session import LiveSession
 from pipelines.options import check_music_engine
 from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
-from serve.webrtc.directory import SessionDirectory, end_elsewhere
+from serve.webrtc.directory import SessionDirectory, end_elsewhere, hang_ups
 from serve.webrtc.protocol import TRANSPORT, OfferError, negotiation_error, parse_offer
 from serve.webrtc.session import SessionLease, WebRtcLimits, WebRtcSession
 
@@ -144,12 +144,7 @@ class WebRtcManager:
     async def _sync(self) -> None:
         """List this manager's sessions in the directory and end those hung up through another replica."""
         assert self.directory is not None
-        try:
-            ends = await self.directory.sync(self.owner, list(self.sessions))
-        except Exception as exc:  # the directory is a convenience: sessions go on without it
-            log.warning("session directory unavailable: %r", exc)
-            return
-        for sid in ends:
+        for sid in await hang_ups(self.directory, self.owner, list(self.sessions)):
             sess = self.sessions.get(sid)
             if sess is not None:
                 sess.end("hang-up via another gateway replica")

@@ -39,12 +39,13 @@ from typing import Any
 
 from pipelines.clock import Clock, SystemClock
 from pipelines.errors import BackscoreError, BusyError, InputError, LimitError, OptionError
+from pipelines.live.admission import Headroom
 from pipelines.live.options import LiveOptions
 from pipelines.live.reports import LiveHooks
 from pipelines.options import check_music_engine
 from serve.jobs import SessionSlots
 from serve.metrics import ACTIVE_SESSIONS, SESSIONS_TOTAL, PrometheusHooks
-from serve.webrtc.directory import SessionDirectory, end_elsewhere
+from serve.webrtc.directory import SessionDirectory, end_elsewhere, hang_ups
 from serve.webrtc.protocol import TRANSPORT, OfferError, parse_offer
 from serve.webrtc.session import SessionLease, WebRtcLimits
 from serve.webrtc.worker_process import LINE_LIMIT, WorkerConfig, replay_metrics
@@ -179,9 +180,7 @@ class LiveWorkerPool:
             w.ready.set()
             log.info("live worker %d: ready", w.index)
 
-    def _headroom(self, w: _Worker) -> Any:
-        from pipelines.live.admission import Headroom
-
+    def _headroom(self, w: _Worker) -> Headroom:
         h = w.headroom
         return Headroom(at_s=self.clock.now(), sessions=int(h.get("sessions", 0)),
                         loop_lag_p95_s=float(h.get("loop_lag_p95_s", 0.0)), late_ratio=float(h.get("late_ratio", 0.0)),
@@ -378,12 +377,7 @@ class LiveWorkerPool:
 
     async def _sync(self) -> None:
         assert self.directory is not None
-        try:
-            ends = await self.directory.sync(self.owner, list(self.owners))
-        except Exception as exc:  # the directory is a convenience: sessions go on without it
-            log.warning("session directory unavailable: %r", exc)
-            return
-        for sid in ends:
+        for sid in await hang_ups(self.directory, self.owner, list(self.owners)):
             held = self.owners.get(sid)
             if held is not None:
                 with contextlib.suppress(WorkerError, TimeoutError):

@@ -143,8 +143,8 @@ class HeadroomProbe:
     sent more than 40 ms late, the machine's CPU use (``/proc/stat``) and this process's CPU time per wall
     second. A few seconds, not one interval: a single late wake-up in half a second is not a trend."""
 
-    def __init__(self, interval_s: float = 0.05, window_s: float = 5.0) -> None:
-        self.interval_s, self.window_s = interval_s, window_s
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
         self._lags: list[float] = []
         self._frames: dict[str, tuple[int, int]] = {}
         t = os.times()
@@ -154,11 +154,10 @@ class HeadroomProbe:
         #: per interval: (wall s, lags, frames sent, late, process CPU s, machine busy, machine total)
         self._recent: deque[tuple[float, list[float], int, int, float, float, float]] = deque()
 
-    async def run(self) -> None:
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self._lags.append(max(0.0, time.monotonic() - t0 - self.interval_s))
+    def record_lag(self, lag_s: float) -> None:
+        """One late wake-up of the process's event-loop timer (:class:`serve.loop_monitor.LoopMonitor` measures
+        them: one timer for the lag metric, the stall log and admission)."""
+        self._lags.append(lag_s)
 
     def sample(self, sessions: dict[str, Any]) -> dict[str, float]:
         """The measures over the last ``window_s``; ``sessions``: the manager's (their BGM tracks' counters)."""
@@ -241,10 +240,10 @@ class WorkerServer:
         self._send({"event": "ready", "pid": os.getpid(), "index": self.config.index})
         from serve.loop_monitor import LoopMonitor, LoopMonitorOptions
 
-        monitor = LoopMonitor(LoopMonitorOptions(stall_s=0.1))  # a stall is audible: log what the loop was doing
+        # a stall is audible: log what the loop was doing; every lag also feeds the headroom
+        monitor = LoopMonitor(LoopMonitorOptions(stall_s=0.1), on_lag=self.probe.record_lag)
         monitor.start()
-        background = [asyncio.create_task(self.probe.run(), name="headroom-probe"),
-                      asyncio.create_task(self._stats_loop(), name="worker-stats")]
+        background = [asyncio.create_task(self._stats_loop(), name="worker-stats")]
         try:
             while line := await self.reader.readline():
                 task = asyncio.create_task(self._handle(json.loads(line)))
