@@ -37,6 +37,17 @@ from engines.base import EngineError, FrameEncoder
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def frame_motion(previous: np.ndarray, frame: np.ndarray) -> float:
+    """The ``motion`` feature of ``frame`` (uint8 RGB) against ``previous``: mean absolute luma difference / 255.
+
+    For a frame whose encoded predecessor is not the frame just before it (a live session under load
+    analyses every other frame), measured against the frame that was: motion is a per-interval measure.
+    """
+    a = previous.astype(np.float32) / 255.0 @ _LUMA
+    b = frame.astype(np.float32) / 255.0 @ _LUMA
+    return float(np.abs(b - a).mean())
+
+
 def _hsv(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RGB uint8 frames -> H in [0, 1), S and V in [0, 1] (float32), via OpenCV's converter."""
     import cv2
@@ -92,7 +103,7 @@ class FeatureFrameEncoder(FrameEncoder):
         motion = np.zeros(seq.shape[0], dtype=np.float32)
         change = np.zeros(seq.shape[0], dtype=np.float32)
         if seq.shape[0] > 1:
-            motion[1:] = np.abs(np.diff(luma, axis=0)).mean(axis=axes)
+            motion[1:] = np.abs(np.diff(luma, axis=0)).mean(axis=axes)  # = frame_motion, frame by frame
             # hue is circular: take the shorter way round
             dh = np.abs(np.diff(h, axis=0))
             dh = np.minimum(dh, 1.0 - dh)

@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 
 from engines.base import AffectEstimate, MoodControl
-from pipelines.analysis.cuts import Evidence, block_power, detect_cuts, loud_passages, onset_evidence, sound_step
+from engines.frame_features import frame_motion
+from pipelines.analysis.cuts import (
+    CutOptions,
+    Evidence,
+    block_power,
+    detect_cuts,
+    loud_passages,
+    onset_evidence,
+    sound_step,
+)
 from pipelines.analysis.mood import MoodTracker
 from pipelines.analysis.sound import SILENT_TRACK_PEAK, to_mono16k
 from pipelines.analysis.windows import FrameTable, frame_window_features, onset_window_features
@@ -56,7 +65,9 @@ MIN_ONSET_SOUND_S = 0.3
 #: Client audio kept for mixing back under the BGM (``mix_original``), s; the oldest is dropped.
 ORIGINAL_AUDIO_S = 0.5
 #: Degraded (level >= 1), frames closer than this to the last one kept are not analysed: every other
-#: frame at the 6 fps analysis rate, all of them once the transport's sampler halved its rate itself.
+#: frame at the 6 fps analysis rate. The motion of a kept frame is measured against the frame just before
+#: it (not analysed), and the cut detector's neighbourhood is half as many frames: the window features
+#: read the same as at full rate, so the mood (and the fast path) does not move with the level.
 DEGRADED_FRAME_GAP_S = 0.25
 
 
@@ -94,6 +105,10 @@ class LiveAnalyzer:
         #: Under load (:meth:`set_degrade`): 1 analyses every other frame, 2 also skips faces.
         self.degrade_level = 0
         self._kept_t = -math.inf  # pts of the last frame kept for analysis
+        self._skipped: VideoFrame | None = None  # degraded: the last frame received and not analysed
+        #: Degraded: a kept frame's pts -> the frame received just before it (its motion is measured
+        #: against that one: the feature is per analysis-frame interval, not per frame kept).
+        self._motion_ref: dict[float, np.ndarray] = {}
         # --- the fast path: sound levels (block start media s, mean square), onsets looked at
         self._level_t: deque[float] = deque()
         self._level_p: deque[float] = deque()
@@ -115,11 +130,15 @@ class LiveAnalyzer:
         self.video_t = frame.pts_s
         self._wake.set()
         if self.degrade_level >= 1 and frame.pts_s - self._kept_t < DEGRADED_FRAME_GAP_S - 1e-6:
-            return  # the media time moves on; the frame is not analysed
+            self._skipped = frame  # the media time moves on; the frame is not analysed
+            return
+        if self._skipped is not None and frame.pts_s - self._skipped.pts_s < DEGRADED_FRAME_GAP_S - 1e-6:
+            self._motion_ref[frame.pts_s] = self._skipped.rgb
+        self._skipped = None
         self._kept_t = frame.pts_s
         self._frames.append(frame)
         if len(self._frames) > MAX_PENDING_FRAMES:  # bounded: drop the oldest unencoded frames
-            self._frames.popleft()
+            self._motion_ref.pop(self._frames.popleft().pts_s, None)
 
     def set_degrade(self, level: int) -> None:
         """0: full analysis; 1: every other frame; 2: also no faces (their features read as no face found)."""
@@ -221,6 +240,13 @@ class LiveAnalyzer:
         rgb = np.stack([f.rgb for f in batch])
         rows = await self.models.encode_frames(rgb, self._prev_rgb)
         self._prev_rgb = rgb[-1]
+        refs = [self._motion_ref.pop(f.pts_s, None) for f in batch]
+        if "motion" in self.models.names.frame and any(r is not None for r in refs):
+            rows = np.array(rows, np.float32)  # degraded: motion against the frame just before, not the kept one
+            col = self.models.names.frame.index("motion")
+            for i, (f, ref) in enumerate(zip(batch, refs, strict=True)):
+                if ref is not None and ref.shape == f.rgb.shape:
+                    rows[i, col] = frame_motion(ref, f.rgb)
         for f, r in zip(batch, rows, strict=True):
             self._table_t.append(f.pts_s)
             self._table_rows.append(r)
@@ -238,6 +264,12 @@ class LiveAnalyzer:
         while self._face_t and self._face_t[0] < horizon:
             self._face_t.popleft()
             self._face_rows.popleft()
+
+    def _cut_options(self) -> CutOptions:
+        """The cut detector's options for the frames analysed now: degraded, a frame's neighbours are half as
+        many frames for the same time on each side (cuts 0.75 s apart stay apart at 3 analysed frames a s)."""
+        o = self.options.cuts
+        return replace(o, neighbours=max(1, o.neighbours // 2)) if self.degrade_level >= 1 else o
 
     def _table(self) -> FrameTable:
         names = self.models.names
@@ -273,7 +305,7 @@ class LiveAnalyzer:
         if len(table.times):
             names = table.names
             cuts = detect_cuts(table.times, table.values[:, names.index("hist_change")],
-                               table.values[:, names.index("content_change")], o.cuts) \
+                               table.values[:, names.index("content_change")], self._cut_options()) \
                 if "hist_change" in names and "content_change" in names else []
             features = frame_window_features(table, s, e, np.asarray(cuts), e, o.cut_rate_span_s)
         if o.fast_path:
@@ -328,7 +360,7 @@ class LiveAnalyzer:
         names = table.names
         all_cuts = detect_cuts(table.times, table.values[:, names.index("hist_change")],
                                table.values[:, names.index("content_change")],
-                               replace(self.options.cuts, min_gap_s=0.0)) \
+                               replace(self._cut_options(), min_gap_s=0.0)) \
             if "hist_change" in names and "content_change" in names else []
         found = [(c, True) for c in all_cuts if self._onset_seen < c <= due]
         if self._audio_active():  # earlier blocks were judged at the last look (a passage starts within window_s)

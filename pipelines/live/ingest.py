@@ -51,16 +51,11 @@ class VideoSampler:
         #: Make the grey pictures for faces (a session degraded to level 2 wants none).
         self.faces = True
 
-    def set_rate_scale(self, scale: float) -> None:
-        """Sample at ``scale`` x the analysis rate from now on (0.5: a degraded session's
-        :attr:`LiveSession.analysis_fps_scale <pipelines.live.session.LiveSession.analysis_fps_scale>`)."""
-        if not 0 < scale <= 1:
-            raise ValueError(f"rate scale must be in (0, 1], got {scale!r}")
-        self._step = 1.0 / (self.options.analysis_fps * scale)
-
     def follow(self, session: LiveSession) -> None:
-        """Sample as ``session`` wants now (its degrade level: the rate, whether faces are wanted)."""
-        self.set_rate_scale(session.analysis_fps_scale)
+        """Sample as ``session`` wants now: whether faces are wanted (not at degrade level 2). The rate stays:
+        a degraded session analyses every other thumbnail and measures the motion of each one it analyses
+        against the thumbnail just before (:class:`~pipelines.live.analyzer.LiveAnalyzer`); a thumbnail is
+        cheap next to its analysis."""
         self.faces = session.analysis_faces
 
     def wants(self, t: float) -> bool:

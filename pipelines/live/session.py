@@ -138,12 +138,6 @@ class LiveSession:
         return self.analyzer.degrade_level
 
     @property
-    def analysis_fps_scale(self) -> float:
-        """The share of the analysis frame rate wanted now: a transport's sampler follows it
-        (:meth:`VideoSampler.set_rate_scale <pipelines.live.ingest.VideoSampler.set_rate_scale>`)."""
-        return 0.5 if self.analyzer.degrade_level >= 1 else 1.0
-
-    @property
     def analysis_faces(self) -> bool:
         """Whether grey pictures for faces are wanted now (not at degrade level 2)."""
         return self.analyzer.degrade_level < 2

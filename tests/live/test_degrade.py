@@ -159,25 +159,23 @@ async def test_a_client_that_keeps_sending_every_frame_is_thinned_by_the_session
     assert windows_half == windows_full  # the windows still come every 0.5 s
 
 
-def test_video_sampler_follows_the_rate_scale_and_the_face_switch() -> None:
-    """30 fps in: 6 analysis frames a second, 3 at scale 0.5; grey pictures for faces once a second unless off."""
+def test_video_sampler_keeps_the_rate_and_follows_the_face_switch() -> None:
+    """30 fps in: 6 analysis frames a second whatever the level (a degraded session thins them itself and
+    measures motion against the ones it skips); grey pictures for faces once a second unless off."""
     sampler = VideoSampler()
     picture = av.VideoFrame.from_ndarray(np.zeros((72, 128, 3), np.uint8), format="rgb24")
-    kept: dict[str, list[VideoFrame]] = {"full": [], "half": [], "full again": []}
+    kept: dict[str, list[VideoFrame]] = {"faces": [], "no faces": [], "faces again": []}
     for k in range(3 * 30):
         t = k / 30
-        part = "full" if t < 1.0 else "half" if t < 2.0 else "full again"
-        sampler.set_rate_scale(0.5 if part == "half" else 1.0)
-        sampler.faces = part != "half"
+        part = "faces" if t < 1.0 else "no faces" if t < 2.0 else "faces again"
+        sampler.faces = part != "no faces"
         vf = sampler.offer(picture, t)
         if vf is not None:
             kept[part].append(vf)
-    assert len(kept["full"]) == 6 and len(kept["half"]) == 3 and 5 <= len(kept["full again"]) <= 6
-    assert sum(f.gray is not None for f in kept["full"]) == 1
-    assert all(f.gray is None for f in kept["half"])
-    assert sum(f.gray is not None for f in kept["full again"]) == 1
-    with pytest.raises(ValueError, match="rate scale"):
-        sampler.set_rate_scale(0.0)
+    assert [len(v) for v in kept.values()] == [6, 6, 6]
+    assert sum(f.gray is not None for f in kept["faces"]) == 1
+    assert all(f.gray is None for f in kept["no faces"])
+    assert sum(f.gray is not None for f in kept["faces again"]) == 1
 
 
 async def test_set_degrade_rejects_unknown_levels_and_reports_to_prometheus() -> None:
@@ -192,7 +190,7 @@ async def test_set_degrade_rejects_unknown_levels_and_reports_to_prometheus() ->
     with pytest.raises(ValueError, match="0, 1 or 2"):
         session.set_degrade(3)
     session.set_degrade(1)
-    assert session.analysis_fps_scale == 0.5 and session.analysis_faces
+    assert session.degrade_level == 1 and session.analysis_faces
     assert (gauge(1), gauge(2)) == (before[0] + 1, before[1])
     session.set_degrade(2)
     assert not session.analysis_faces
