@@ -9,28 +9,32 @@ code, so the CLI, HTTP, gRPC and WebRTC front ends agree; anything else is an in
 ``Retry-After`` (seconds; :func:`retry_after_s`): the table's, or the exception's own when it knows
 better (a :class:`QuotaError` knows when its quota refills).
 
-=====================  =========  ====  ==================  ==========================================
-exception              exit code  HTTP  gRPC                meaning
-=====================  =========  ====  ==================  ==========================================
-InputError             2          400   INVALID_ARGUMENT    the input is missing, unreadable, not a video
-OptionError            2          400   INVALID_ARGUMENT    an option has an invalid value
-LibraryError           2          400   INVALID_ARGUMENT    no such library or track
-DataError              2          400   INVALID_ARGUMENT    a data file (training, evaluation, API keys)
-                                                            is malformed
-LimitError             2          413   RESOURCE_EXHAUSTED  an input is over a documented limit
-AuthError              77         401   UNAUTHENTICATED     no API key, or not one this server knows
-ForbiddenError         77         403   PERMISSION_DENIED   not allowed from here (a browser origin)
-QuotaError             75         429   RESOURCE_EXHAUSTED  an API key's quota is used up: retry later
-BusyError              75         503   UNAVAILABLE         the server is at capacity: retry later
-DeadlineError          124        504   DEADLINE_EXCEEDED   a job ran past its wall-time limit
-JobCancelled           130        499   CANCELLED           the client went away (no answer is sent)
-OutputError            3          500   INTERNAL            an output cannot be written (CLI: the
-                                                            user's path; a server: its own temp dir)
-EngineUnavailable      4          503   UNAVAILABLE         an engine cannot run here (weights, backend)
-EngineBusy             75         503   UNAVAILABLE         an engine has no free stream slot: retry
-EngineError            4          500   INTERNAL            an engine failed
-(anything else)        70         500   INTERNAL            a bug
-=====================  =========  ====  ==================  ==========================================
+=====================  =========  ====  ===================  ==========================================
+exception              exit code  HTTP  gRPC                 meaning
+=====================  =========  ====  ===================  ==========================================
+InputError             2          400   INVALID_ARGUMENT     the input is missing, unreadable, not a video
+OptionError            2          400   INVALID_ARGUMENT     an option has an invalid value
+LibraryError           2          400   INVALID_ARGUMENT     no such library or track
+DataError              2          400   INVALID_ARGUMENT     a data file (training, evaluation, API keys)
+                                                             is malformed
+LimitError             2          413   RESOURCE_EXHAUSTED   an input is over a documented limit
+AuthError              77         401   UNAUTHENTICATED      no API key, or not one this server knows
+ForbiddenError         77         403   PERMISSION_DENIED    not allowed from here (a browser origin)
+QuotaError             75         429   RESOURCE_EXHAUSTED   an API key's quota is used up: retry later
+BusyError              75         503   UNAVAILABLE          the server is at capacity: retry later
+DeadlineError          124        504   DEADLINE_EXCEEDED    a job ran past its wall-time limit
+JobCancelled           130        499   CANCELLED            the client went away (no answer is sent)
+NotFoundError          2          404   NOT_FOUND            no such job (or not the caller's)
+GoneError              2          410   NOT_FOUND            the job's results expired and were removed
+ConflictError          2          409   FAILED_PRECONDITION  the job is not in a state for this (e.g. its
+                                                             analysis is not ready to be reused yet)
+OutputError            3          500   INTERNAL             an output cannot be written (CLI: the
+                                                             user's path; a server: its own temp dir)
+EngineUnavailable      4          503   UNAVAILABLE          an engine cannot run here (weights, backend)
+EngineBusy             75         503   UNAVAILABLE          an engine has no free stream slot: retry
+EngineError            4          500   INTERNAL             an engine failed
+(anything else)        70         500   INTERNAL             a bug
+=====================  =========  ====  ===================  ==========================================
 """
 
 from __future__ import annotations
@@ -117,6 +121,24 @@ class BusyError(BackscoreError):
     kind = "Busy"
 
 
+class NotFoundError(BackscoreError):
+    """No such thing here: an unknown async job id, or a job another API key made."""
+
+    kind = "NotFound"
+
+
+class GoneError(NotFoundError):
+    """It was here but is no longer: an async job whose results expired and were removed."""
+
+    kind = "Gone"
+
+
+class ConflictError(BackscoreError):
+    """The request does not fit the current state of what it names (a job not ready for it yet)."""
+
+    kind = "Conflict"
+
+
 @dataclass(frozen=True)
 class ErrorStatus:
     """How one kind of error is reported: CLI exit code, HTTP status, gRPC status code name."""
@@ -149,6 +171,9 @@ ERROR_TABLE: dict[type[BaseException], ErrorStatus] = {
     BusyError: ErrorStatus(75, 503, "UNAVAILABLE", retry_after_s=5),
     DeadlineError: ErrorStatus(124, 504, "DEADLINE_EXCEEDED"),
     JobCancelled: ErrorStatus(130, 499, "CANCELLED"),
+    NotFoundError: ErrorStatus(2, 404, "NOT_FOUND"),
+    GoneError: ErrorStatus(2, 410, "NOT_FOUND"),
+    ConflictError: ErrorStatus(2, 409, "FAILED_PRECONDITION"),
     OutputError: ErrorStatus(3, 500, "INTERNAL"),
     BackscoreError: ErrorStatus(1, 400, "INVALID_ARGUMENT"),
     EngineUnavailable: ErrorStatus(4, 503, "UNAVAILABLE", retry_after_s=60),

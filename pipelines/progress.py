@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 log = logging.getLogger(__name__)
 
 
 class Progress:
-    """Weighted stages -> one overall fraction. ``stage(name)`` then ``update(fraction)``."""
+    """Weighted stages -> one overall fraction. ``stage(name)`` then ``update(fraction)``.
 
-    def __init__(self, stages: dict[str, float], stream: TextIO | None = None, enabled: bool | None = None):
+    ``listener(stage, overall)``, when given, is told every change (from the thread that reports it; the
+    async job store, :mod:`pipelines.jobs`, turns it into job progress events).
+    """
+
+    def __init__(self, stages: dict[str, float], stream: TextIO | None = None, enabled: bool | None = None,
+                 listener: Callable[[str | None, float], None] | None = None):
         total = sum(stages.values())
         self._weights = {k: v / total for k, v in stages.items()}
         self._order = list(stages)
@@ -23,6 +29,7 @@ class Progress:
         self._frac = 0.0
         self._last_draw = 0.0
         self._t0 = time.monotonic()
+        self._listener = listener
 
     def stage(self, name: str) -> None:
         if self._stage is not None:
@@ -31,10 +38,16 @@ class Progress:
         self._frac = 0.0
         log.info("stage %s", name)
         self._draw(force=True)
+        self._notify()
 
     def update(self, fraction: float) -> None:
         self._frac = max(0.0, min(1.0, fraction))
         self._draw()
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._listener is not None:
+            self._listener(self._stage, self.overall)
 
     @property
     def current(self) -> str | None:

@@ -11,6 +11,8 @@ Arguments (``serve run serve.app:build_app models=local`` or the config's ``args
 * ``faces`` -- run the face-expression model (default true).
 * ``max_upload_mb``, ``max_uploads``, ``job_threads``, ``max_pending_jobs``, ``libraries`` (name -> SQLite
   path, besides ``catalog``), ``style``, ``seed``, ``mix_original``, ``tmp_dir`` -- gateway options.
+* ``max_active_jobs``, ``max_stored_jobs``, ``job_ttl_s`` -- the async jobs (``/v1/jobs``): queued or
+  running at once, kept (running or finished), and how long a finished job's results are kept (seconds).
 * ``batch`` -- ``{"max_batch_size": n, "batch_wait_timeout_s": s}`` for the batched deployments.
 
 Per-deployment resources and autoscaling come from the config's ``deployments:`` section
@@ -69,6 +71,11 @@ class AppArgs(BaseModel):
     live_admission: dict[str, Any] | None = None
     #: HTTP uploads per gateway replica at once (default ``BACKSCORE_MAX_UPLOADS``); more get 503 at once.
     max_uploads: int | None = Field(default=None, ge=1)
+    #: Async jobs (``/v1/jobs``) per gateway replica: queued or running (more: 503), kept with their results (more:
+    #: 503 until one expires or is deleted), and seconds a finished job's results are kept.
+    max_active_jobs: int = Field(default=4, ge=1)
+    max_stored_jobs: int = Field(default=32, ge=1)
+    job_ttl_s: float = Field(default=3600.0, gt=0)
     batch: BatchArgs = BatchArgs()
 
 
@@ -92,7 +99,8 @@ def build_app(args: dict[str, Any]) -> Application:
         "style": a.style, "seed": a.seed, "mix_original": a.mix_original, "tmp_dir": a.tmp_dir,
         "warm_catalog": a.warm_catalog, "max_live_sessions": a.max_live_sessions,
         "max_uploads": a.max_uploads, "live_workers": a.live_workers,
-        "live_admission": a.live_admission,
+        "live_admission": a.live_admission, "max_active_jobs": a.max_active_jobs,
+        "max_stored_jobs": max(a.max_stored_jobs, a.max_active_jobs), "job_ttl_s": a.job_ttl_s,
     }
     if a.models == "local":
         return Gateway.bind("local", **gateway_kw)

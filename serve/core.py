@@ -2,11 +2,11 @@
 
 :class:`GatewayCore` holds the live models (:class:`~pipelines.live.models.LiveModels`: Serve
 deployment handles, or the engines in this process), the job pool and per-request folders
-(:mod:`serve.jobs`), the libraries this server offers, the live-session defaults and limits, the
-WebRTC session manager, access control (:class:`~serve.access.AccessPolicy`: API keys, quotas,
-origins), health, and the built-in catalog warmed in the background. The Ray replica
-(:mod:`serve.gateway`) builds one; tests build one directly and drive the FastAPI app
-:func:`serve.http.router.build_app` makes for it with a test client.
+(:mod:`serve.jobs`), the async job store (:mod:`pipelines.jobs`), the libraries this server offers,
+the live-session defaults and limits, the WebRTC session manager, access control
+(:class:`~serve.access.AccessPolicy`: API keys, quotas, origins), health, and the built-in catalog
+warmed in the background. The Ray replica (:mod:`serve.gateway`) builds one; tests build one
+directly and drive the FastAPI app :func:`serve.http.router.build_app` makes for it with a test client.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from engines.settings import settings
 from pipelines.clock import Clock, SystemClock
 from pipelines.errors import LibraryError
+from pipelines.jobs import JobLimits, JobStore
 from pipelines.live.models import InProcessModels, LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.pacing import FramePacer
@@ -69,6 +71,10 @@ class GatewayCore:
         live_workers: int = 0,
         faces: bool = True,
         live_admission: Callable[[Clock], Any] | None = None,
+        max_active_jobs: int = 4,
+        max_stored_jobs: int = 32,
+        job_ttl_s: float = 3600.0,
+        job_clock: Callable[[], float] | None = None,
     ) -> None:
         self.models = models
         #: API keys, quotas and allowed origins (default: the ``BACKSCORE_*`` variables; none: local mode).
@@ -91,6 +97,12 @@ class GatewayCore:
         self.workdirs = Workdirs(tmp_dir or env.tmpdir, max_age_s=env.request_timeout_s + env.upload_idle_s + 60)
         self.workdirs.start_sweeper()
         self.jobs = JobRunner(job_threads, max_pending_jobs, timeout_s=env.request_timeout_s)
+        #: Async jobs (``/v1/jobs``): at most ``max_active_jobs`` queued or running and ``max_stored_jobs`` kept,
+        #: results removed ``job_ttl_s`` after a job ends; their work runs on :attr:`jobs` with the blocking ones.
+        self.job_store = JobStore(self.workdirs.root, self.jobs.submit,
+                                  JobLimits(max_active_jobs, max_stored_jobs, job_ttl_s, env.request_timeout_s),
+                                  clock=job_clock or time.time)
+        self.job_store.start_sweeper()
         self._readiness = readiness
         #: Live sessions of this replica, WebRTC and gRPC together: at most ``max_live_sessions``.
         self.live_slots = SessionSlots(max_live_sessions)
@@ -204,5 +216,6 @@ class GatewayCore:
             log.exception("closing the WebRTC sessions failed")
         if isinstance(self.models, InProcessModels):
             self.models.shutdown()
+        self.job_store.shutdown()
         self.jobs.shutdown()
         self.workdirs.stop_sweeper()

@@ -62,6 +62,9 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
         max_uploads: int | None = None,
         live_workers: int = 0,
         live_admission: dict[str, Any] | None = None,
+        max_active_jobs: int = 4,
+        max_stored_jobs: int = 32,
+        job_ttl_s: float = 3600.0,
     ) -> None:
         live = LiveOptions(style=style, seed=seed, mix_original=mix_original)
         readiness: Callable[[], Awaitable[dict[str, bool]]] | None = None
@@ -101,7 +104,8 @@ class _GatewayReplica(GatewayCore, GrpcMethods):
                              live_workers=live_workers, faces=faces,
                              # admission from measured headroom when asked for, and always for live workers
                              live_admission=admission_factory(live_admission, max_live_sessions)
-                             if live_admission is not None or live_workers > 0 else None)
+                             if live_admission is not None or live_workers > 0 else None,
+                             max_active_jobs=max_active_jobs, max_stored_jobs=max_stored_jobs, job_ttl_s=job_ttl_s)
         await self.start()  # the live worker processes, if any, and the event loop's monitor
         # Everything loaded so far (Ray, FastAPI, aiortc, numpy, ...) lives as long as the replica: move it out of
         # the garbage collector's sight, so a full collection (~0.1 s over these ~300k objects on the dev machine)

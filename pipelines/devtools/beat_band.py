@@ -23,15 +23,17 @@ from pipelines.devtools.synth_video import write_video
 
 CONTRAST_BEGIN, CONTRAST_END = "<!-- bench:beats-contrast:begin -->", "<!-- bench:beats-contrast:end -->"
 #: Band definitions compared (:class:`~pipelines.offline.beats.BeatOptions` fields): the whole style band; the
-#: composer's own tempo ± a fraction (inside the style band), symmetric or at most 10 % towards a neighbouring
-#: mood's own tempo (the default); the own tempo alone (no bending: the composer without a plan).
+#: previous default (the composer's own tempo ±15 % inside the style band, at most 10 % towards a neighbouring
+#: mood's own tempo, at most 5 % from beat to beat); the default (±15 %, 25 % away from the neighbours, towards
+#: them 10 % or a third of the way, 15 % tempo steps on cuts); the own tempo alone (no bending: the composer
+#: without a plan).
 STYLE_BAND: dict[str, Any] = {"band_width": None, "toward_width": None}
+PREVIOUS_BAND: dict[str, Any] = {"away_width": None, "toward_share": 0.0, "cut_beat_change": 0.05}
 CONTRAST_BANDS: dict[str, dict[str, Any]] = {
     "style band": STYLE_BAND,
-    "own ±15 %": {"band_width": 0.15, "toward_width": None},
-    "own ±15 %, ≤10 % towards a neighbour": {"band_width": 0.15, "toward_width": 0.10},
-    "own ±10 %": {"band_width": 0.10, "toward_width": None},
-    "own tempo": {"band_width": 0.0, "toward_width": None},
+    "previous (own ±15 %, ≤10 % towards, ≤5 % a beat)": PREVIOUS_BAND,
+    "default": {},
+    "own tempo": {"band_width": 0.0, "away_width": None, "toward_width": None},
 }
 
 

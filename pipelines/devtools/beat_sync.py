@@ -1,8 +1,8 @@
 """Cut-synced beats benchmark: how many shot cuts land on a beat, without and with the beat plan.
 
 ``python -m pipelines.devtools.beat_sync --out BENCHMARKS.md`` (``make bench-beats``) scores synthetic
-fast-cut videos (made here with :mod:`pipelines.devtools.synth_video`, so their true cut frames are
-known), a fast-cut montage of real footage (shots of the real clips, so its cuts are known too) and
+fast-cut videos (:mod:`pipelines.devtools.beat_videos`, made with ``synth_video``, so their true cut
+frames are known), a fast-cut montage of real footage (shots of the real clips, so its cuts are known too) and
 the real clips themselves, found in ``.cache/media`` (``scripts/fetch_media.sh``) or given with
 ``--clip``. Per video: the analysis once, then the composer twice -- at its own tempo, and on the beat
 plan -- and the beat-hit rate (cuts within ±50 ms of a beat) of each, measured three ways:
@@ -15,7 +15,8 @@ plan -- and the beat-hit rate (cuts within ±50 ms of a beat) of each, measured 
   Busy music has onsets between its beats too, so this is higher than the beat rates even without a plan.
 
 Also reported: the beat tempi (slowest, fastest) against the style bands, the largest change from one beat to
-the next, the hit rate of the plan alone with other definitions of the mood's tempo band, and the planning time.
+the next (on a cut, where the plan may step, and elsewhere), the hit rate of the plan alone with other
+definitions of the mood's tempo band (the previous plan's among them), and the planning time.
 
 ``--contrast`` measures the other side of the band's trade-off: per style and band definition, the ``score``
 job on ``make bench-styles``' calm/intense/calm video, the energy contrast of its BGM (from the audio) and
@@ -27,169 +28,39 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import math
-import os
 import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from engines.base import BarInfo
-from pipelines.devtools.beat_band import CONTRAST_BANDS, CONTRAST_BEGIN, CONTRAST_END, contrast_rows, contrast_table
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene, write_video
+from pipelines.devtools.beat_band import (
+    CONTRAST_BANDS,
+    CONTRAST_BEGIN,
+    CONTRAST_END,
+    PREVIOUS_BAND,
+    STYLE_BAND,
+    contrast_rows,
+    contrast_table,
+)
+from pipelines.devtools.beat_videos import Video, real_clips, real_montage, real_videos, synthetic_videos, video_only
 from pipelines.errors import InputError
 
 log = logging.getLogger(__name__)
 
 BEGIN, END = "<!-- bench:beats:begin -->", "<!-- bench:beats:end -->"
-#: The plan alone with other bands, in the main table.
-ALTERNATIVE_BANDS: dict[str, dict[str, Any]] = {k: CONTRAST_BANDS[k] for k in ("style band", "own ±15 %",
-                                                                            "own ±10 %")}
+#: The plan alone with other options, in the main table: the previous plan (own ±15 %, ≤10 % towards a
+#: neighbour, ≤5 % a beat), the default band without tempo steps on cuts, and anywhere in the style band.
+ALTERNATIVE_BANDS: dict[str, dict[str, Any]] = {
+    "previous": PREVIOUS_BAND,
+    "no steps on cuts": {"cut_beat_change": 0.05},
+    "style band": STYLE_BAND,
+}
 TITLE = "Cut-synced beats (`make bench-beats`)"
-MEDIA = Path(__file__).resolve().parents[2] / ".cache" / "media"
-REAL_CLIPS = ("cockatoo.mp4", "realshort.mp4", "Megamind.avi", "vtest.avi")
-FPS = 30
-
-
-@dataclass(frozen=True)
-class Video:
-    name: str
-    path: str
-    true_cuts: tuple[float, ...] | None  # synthetic: the first frame of every new shot
-
-
-def _scenes_cuts(scenes: Sequence[Scene], fps: int) -> tuple[float, ...]:
-    """The first frame of each new shot, as :func:`write_video` draws them."""
-    cuts: list[float] = []
-    start = 0.0
-    for i, sc in enumerate(scenes):
-        if i:
-            cuts.append(round(start * fps) / fps)
-        if sc.cut_every_s:
-            k = 1
-            while k * sc.cut_every_s < sc.duration_s - 1e-9:
-                cuts.append((round(start * fps) + math.ceil(k * sc.cut_every_s * fps - 1e-6)) / fps)
-                k += 1
-        start += sc.duration_s
-    return tuple(cuts)
-
-
-def synthetic_videos(folder: str, seconds: float) -> list[Video]:
-    """Fast-cut videos: the synth-video ``exciting`` scene (a cut every 0.75 s) throughout; the default
-    ``calm-exciting-calm`` pattern; irregular fast cuts (shots of 0.5-1.5 s, changing every 3 s); and
-    irregular medium cuts (1.2-3 s)."""
-    rng = np.random.default_rng(7)
-    third = seconds / 3
-
-    def irregular(lo: float, hi: float, piece: float) -> list[Scene]:
-        out, t = [], 0.0
-        while t < seconds - 1e-6:
-            d = min(piece, seconds - t)
-            out.append(replace(BRIGHT_FAST, duration_s=d, cut_every_s=float(rng.uniform(lo, hi)),
-                               hue=float(rng.uniform(0.0, 1.0))))
-            t += d
-        return out
-
-    table = {
-        "synthetic exciting (cut every 0.75 s)": [replace(BRIGHT_FAST, duration_s=seconds)],
-        f"synthetic calm-exciting-calm ({third:g} s scenes)": [
-            replace(CALM_DARK, duration_s=third), replace(BRIGHT_FAST, duration_s=third),
-            replace(CALM_DARK, duration_s=third)],
-        "synthetic irregular fast cuts (0.5-1.5 s)": irregular(0.5, 1.5, 3.0),
-        "synthetic irregular medium cuts (1.2-3 s)": irregular(1.2, 3.0, 6.0),
-    }
-    videos = []
-    for k, (name, scenes) in enumerate(table.items()):
-        path = os.path.join(folder, f"synth{k}.mp4")
-        write_video(path, scenes, width=320, height=180, fps=FPS)
-        videos.append(Video(name, path, _scenes_cuts(scenes, FPS)))
-    return videos
-
-
-def real_clips(extra: Sequence[str]) -> list[str]:
-    return [str(MEDIA / n) for n in REAL_CLIPS if (MEDIA / n).is_file()] + list(extra)
-
-
-def _small_frames(path: str, width: int, height: int, limit_s: float) -> list[np.ndarray]:
-    """The video's frames at :data:`FPS` (nearest frame), ``width`` x ``height`` RGB, at most ``limit_s``."""
-    import av
-
-    frames: list[np.ndarray] = []
-    with av.open(path) as container:
-        for frame in container.decode(container.streams.video[0]):
-            if frame.pts is None or frame.time_base is None:
-                continue
-            t = float(frame.pts * frame.time_base)
-            while len(frames) <= t * FPS and len(frames) < limit_s * FPS:
-                frames.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
-            if len(frames) >= limit_s * FPS:
-                break
-    return frames
-
-
-def real_montage(clips: Sequence[str], folder: str, seconds: float, seed: int = 3) -> Video | None:
-    """Real footage, cut fast: shots of 0.6-2.5 s taken from random places of the real clips, one after
-    another (no sound). The cuts are where the montage changes shot."""
-    import av
-
-    used = [(c, f) for c, f in ((c, _small_frames(c, 320, 180, 30.0)) for c in clips) if len(f) > 2 * FPS]
-    if not used:
-        return None
-    sources = [f for _c, f in used]
-    rng = np.random.default_rng(seed)
-    path = os.path.join(folder, "montage.mp4")
-    cuts: list[float] = []
-    n_total, n = int(seconds * FPS), 0
-    last = -1
-    with av.open(path, "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = 320, 180, "yuv420p"
-        vs.options = {"preset": "ultrafast", "crf": "23"}
-        while n < n_total:
-            k = int(rng.integers(len(sources))) if len(sources) > 1 else 0
-            if len(sources) > 1 and k == last:
-                k = (k + 1) % len(sources)
-            length = min(n_total - n, int(rng.uniform(0.6, 2.5) * FPS))
-            src = sources[k]
-            start = int(rng.integers(0, max(1, len(src) - length)))
-            if n:
-                cuts.append(n / FPS)
-            for img in src[start:start + length]:
-                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-                frame.pts = n
-                for pkt in vs.encode(frame):
-                    out.mux(pkt)
-                n += 1
-            last = k
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-    names = ", ".join(os.path.basename(c) for c, _f in used)
-    return Video(f"real-footage montage ({names}; shots 0.6-2.5 s)", path, tuple(cuts))
-
-
-def real_videos(clips: Sequence[str]) -> list[Video]:
-    return [Video(os.path.basename(p), p, None) for p in clips]
-
-
-def video_only(path: str, folder: str) -> str:
-    """The video stream of ``path`` alone (packets copied into Matroska), for a clip whose sound this
-    build cannot decode (Megamind.avi's AC3 track)."""
-    import av
-
-    out_path = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + "-video.mkv")
-    with av.open(path) as src, av.open(out_path, "w") as dst:
-        vs = src.streams.video[0]
-        out = dst.add_stream_from_template(vs)
-        for pkt in src.demux(vs):
-            if pkt.dts is not None:
-                pkt.stream = out
-                dst.mux(pkt)
-    return out_path
 
 
 def _rate(cuts: Sequence[float], beats: np.ndarray) -> float | None:
@@ -240,23 +111,30 @@ def measure(video: Video) -> dict[str, Any]:
         row[f"{label}_tempo"] = (min(tempi), max(tempi)) if tempi else None
         if label == "after":
             row["inside_band"] = inside_bands(music.bars)
-            row["max_change"] = largest_beat_change(music.bars)
+            row["max_change"] = largest_beat_change(music.bars, cuts, on_cut=True)
+            row["max_change_elsewhere"] = largest_beat_change(music.bars, cuts, on_cut=False)
     return row
 
 
-def largest_beat_change(bars: Sequence[BarInfo]) -> float:
+def largest_beat_change(bars: Sequence[BarInfo], cuts: Sequence[float] = (), on_cut: bool | None = None) -> float:
     """Largest tempo change (fraction) from one beat to the next within a section (transition bars and
-    the first bar of a section excluded: a mood change may change the tempo at once)."""
-    from pipelines.offline.beats import beat_tempi_of_bars
+    the first bar of a section excluded: a mood change may change the tempo at once); with ``on_cut``
+    True/False only where the later beat starts on a cut (within the plan's tolerance) / elsewhere."""
+    from pipelines.offline.beats import BeatOptions, beat_tempi_of_bars
 
+    tol = BeatOptions().tolerance_s + 1e-3
+    c = np.sort(np.asarray(cuts, np.float64))
     worst = 0.0
     for a, b in itertools.pairwise([None, *bars]):
         if b is None or b.transition:
             continue
-        tempi = beat_tempi_of_bars([b])
+        tempi, starts = beat_tempi_of_bars([b]), list(b.beat_times())
         if a is not None and not a.transition and a.section == b.section:
-            tempi = [beat_tempi_of_bars([a])[-1], *tempi]
-        worst = max([worst, *(abs(y - x) / x for x, y in itertools.pairwise(tempi))])
+            tempi, starts = [beat_tempi_of_bars([a])[-1], *tempi], [a.beat_times()[-1], *starts]
+        for k, (x, y) in enumerate(itertools.pairwise(tempi)):
+            hit = bool(len(c)) and float(np.min(np.abs(c - starts[k + 1]))) <= tol
+            if on_cut is None or hit == on_cut:
+                worst = max(worst, abs(y - x) / x)
     return worst
 
 
@@ -287,8 +165,12 @@ def inside_bands(bars: Sequence[BarInfo]) -> bool:
 def _band_label(o: Any) -> str:
     if o.band_width is None:
         return "the style's band"
-    towards = "" if o.toward_width is None else f", at most {100 * o.toward_width:g} % towards a neighbouring mood's"
-    return f"the composer's own tempo ±{100 * o.band_width:g} %{towards}"
+    away = "" if o.away_width is None else f" ({100 * o.away_width:g} % away from the neighbouring moods' tempi)"
+    share = f" or {o.toward_share:.2g} of the way, whichever is more" if o.toward_share > 0 else ""
+    towards = "" if o.toward_width is None else \
+        f", towards a neighbouring mood's at most {100 * o.toward_width:g} %{share}"
+    return (f"the composer's own tempo ±{100 * o.band_width:g} %{away}{towards}; at most "
+            f"{100 * o.max_beat_change:g} % from beat to beat, {100 * o.cut_beat_change:g} % on a cut")
 
 
 def _pct(x: float | None) -> str:
@@ -306,7 +188,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     alts = " / ".join(ALTERNATIVE_BANDS)
     head = ("| video | s | cuts | moods | hit rate before: bars / true / audio | after: bars / true / audio | "
             f"after, band {alts}: bars | mood-change cuts on a downbeat | "
-            "tempo before | tempo after (bpm, beats) | in band | largest beat-to-beat change | plan (s) |\n"
+            "tempo before | tempo after (bpm, beats) | in band | largest beat-to-beat change: on a cut / elsewhere | "
+            "plan (s) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
@@ -319,9 +202,31 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"**{_pct(r['after_bars'])}** / {_pct(r['after_true'])} / {_pct(r['after_audio'])} | "
             f"{' / '.join(_pct(r[k]) for k in ALTERNATIVE_BANDS)} | {_pct(r['mood_downbeats'])} | "
             f"{_tempo(r['before_tempo'])} | {_tempo(r['after_tempo'])} | {'yes' if r['inside_band'] else 'NO'} | "
-            f"{100 * float(r['max_change']):.1f} % | "
+            f"{100 * float(r['max_change']):.1f} % / {100 * float(r['max_change_elsewhere']):.1f} % | "
             f"{float(r['plan_s']):.2f} |")
     return "\n".join(lines)
+
+
+def _simulate(out: str | None, n_seeds: int) -> int:
+    from pipelines.devtools.beat_sim import SIM_BEGIN, SIM_END, sim_table, simulate
+    from pipelines.devtools.report import cpu_name, replace_section
+    from pipelines.offline.beats import BeatOptions
+
+    options = {"previous": PREVIOUS_BAND, "no steps on cuts": {"cut_beat_change": 0.05}, "default": {}}
+    rows = simulate(options, range(n_seeds))
+    what_if = simulate({"what-if": {"band_width": 0.4, "away_width": 0.4}}, range(n_seeds), ceiling_bpm=160.0)
+    text = (f"Machine: {cpu_name()}. The plan alone (no video, no audio) on random 40 s cut patterns, seeds "
+            f"0-{n_seeds - 1} (mean; `pipelines.devtools.beat_sim`): cut times on 30 fps frames, the moods' own "
+            "tempi and style bands from the composer, each mood change snapped to a cut. previous: "
+            f"{_band_label(replace(BeatOptions(), **PREVIOUS_BAND))}; no steps on cuts: the default with 5 % on "
+            f"cuts too; default: {_band_label(BeatOptions())}.\n\n" + sim_table(rows) + "\n\nWhat-if, not "
+            "playable (the composer clamps every beat to its style's band): the intense moods' band raised to "
+            "160 bpm (double time for cuts 0.75 s apart) and the own tempo ±40 %, plan only:\n\n"
+            + sim_table(what_if))
+    if out:
+        replace_section(out, SIM_BEGIN, SIM_END, "Beat plan on random cut patterns", text)
+    print(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,22 +238,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--contrast", action="store_true",
                     help="instead: the mood's energy contrast per style for each band definition (the score job "
                     "on bench-styles' calm/intense/calm video; the bench:beats-contrast markers)")
-    ap.add_argument("--seeds", type=int, default=2, help="with --contrast: seeds to average (default 2)")
+    ap.add_argument("--simulate", action="store_true",
+                    help="instead: the plan alone on random cut patterns like the bench videos', previous vs "
+                    "default options (the bench:beats-sim markers)")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds to average: with --contrast (default 2), with --simulate (default 24)")
     ap.add_argument("--styles", default="auto,lofi,cheerful,sad,epic,calm,tense,cinematic",
                     help="with --contrast: comma-separated styles")
     args = ap.parse_args(argv)
     from pipelines.devtools.report import cpu_name, replace_section
     from pipelines.offline.beats import BeatOptions
 
+    if args.simulate:
+        return _simulate(args.out, args.seeds or 24)
     if args.contrast:
         bands = CONTRAST_BANDS
-        crow = contrast_rows([s.strip() for s in args.styles.split(",") if s.strip()], range(args.seeds), bands)
+        crow = contrast_rows([s.strip() for s in args.styles.split(",") if s.strip()], range(args.seeds or 2),
+                             bands)
         ctext = (f"Machine: {cpu_name()}. The `score` job on the 36 s synthetic calm/intense/calm video of "
                  "`make bench-styles` (12 s each; a cut every 0.75 s in the intense part, 80 bpm), seeds "
-                 f"0-{args.seeds - 1} (mean), per band definition: the BGM's intense-minus-calm arousal and onset "
-                 "rate (from the audio, `pipelines.devtools.style_mood`), the beat-hit rate of the timeline and "
-                 "the mean tempo of the first calm part and of the intense part. `own tempo`: the band narrowed "
-                 "to the composer's own tempo, "
+                 f"0-{(args.seeds or 2) - 1} (mean), per band definition: the BGM's intense-minus-calm arousal "
+                 "and onset rate (from the audio, `pipelines.devtools.style_mood`), the beat-hit rate of the "
+                 "timeline and the mean tempo of the first calm part and of the intense part. `own tempo`: the "
+                 "band narrowed to the composer's own tempo, "
                  "i.e. no bending (the composer without a plan).\n\n" + contrast_table(crow, list(bands)))
         if args.out:
             replace_section(args.out, CONTRAST_BEGIN, CONTRAST_END, "Beat plan band vs the mood's energy contrast",
@@ -376,9 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "on the beat plan (after), seed 0, default analysis; a cut is on the beat within ±50 ms. bars: the "
             "composed bars' beats vs the cuts timed to the frame; true: vs the real cut frames (synthetic "
             "videos and the montage); audio: cuts with an onset of the rendered BGM within ±50 ms (busy music "
-            "has onsets between beats too). After: the default band (`BeatOptions().band_width`: "
-            f"{_band_label(BeatOptions())}); then the plan alone (its beats, not composed) with the "
-            "other band definitions (style band: anywhere in the style's band).\n\n" + table(rows))
+            "has onsets between beats too). After: the default plan (`BeatOptions()`: "
+            f"{_band_label(BeatOptions())}); then the plan alone (its beats, not composed) with other options: "
+            f"previous: {_band_label(replace(BeatOptions(), **PREVIOUS_BAND))}; no steps on cuts: the default "
+            "with 5 % on cuts too; style band: anywhere in the style's band.\n\n" + table(rows))
     if args.out:
         replace_section(args.out, BEGIN, END, TITLE, text)
     print(text)

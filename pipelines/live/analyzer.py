@@ -35,9 +35,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import AffectEstimate, MoodControl
-from engines.frame_features import frame_motion
 from pipelines.analysis.cuts import (
-    CutOptions,
     Evidence,
     block_power,
     detect_cuts,
@@ -50,11 +48,12 @@ from pipelines.analysis.sound import SILENT_TRACK_PEAK, to_mono16k
 from pipelines.analysis.windows import FrameTable, frame_window_features, onset_window_features
 from pipelines.clock import Clock
 from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
-from pipelines.live.buffers import SampleRing
+from pipelines.live.buffers import OriginalAudio, SampleRing
 from pipelines.live.inference import AffectStep
 from pipelines.live.models import LiveModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.reports import LiveHooks
+from pipelines.live.thinning import FrameThinning
 
 #: Unencoded analysis frames kept when encoding falls behind (the oldest are dropped).
 MAX_PENDING_FRAMES = 256
@@ -64,11 +63,6 @@ SPEECH_ONSET = 0.5
 MIN_ONSET_SOUND_S = 0.3
 #: Client audio kept for mixing back under the BGM (``mix_original``), s; the oldest is dropped.
 ORIGINAL_AUDIO_S = 0.5
-#: Degraded (level >= 1), frames closer than this to the last one kept are not analysed: every other
-#: frame at the 6 fps analysis rate. The motion of a kept frame is measured against the frame just before
-#: it (not analysed), and the cut detector's neighbourhood is half as many frames: the window features
-#: read the same as at full rate, so the mood (and the fast path) does not move with the level.
-DEGRADED_FRAME_GAP_S = 0.25
 
 
 class LiveAnalyzer:
@@ -90,8 +84,7 @@ class LiveAnalyzer:
         self._audio_t0 = 0.0  # media time of the ring's sample 0
         self.audio_end = -math.inf
         self._audio_seen_at: float | None = None  # clock time of the last audio push
-        self._orig: deque[np.ndarray] = deque()  # client audio to mix back, 48 kHz stereo
-        self._orig_n = 0
+        self._original = OriginalAudio(ORIGINAL_AUDIO_S)  # client audio to mix back
         # --- analysis state
         self.next_window = 0
         self.tracker = MoodTracker(options.segments)
@@ -103,12 +96,7 @@ class LiveAnalyzer:
         self.windows_done = 0
         self.windows_dropped = 0
         #: Under load (:meth:`set_degrade`): 1 analyses every other frame, 2 also skips faces.
-        self.degrade_level = 0
-        self._kept_t = -math.inf  # pts of the last frame kept for analysis
-        self._skipped: VideoFrame | None = None  # degraded: the last frame received and not analysed
-        #: Degraded: a kept frame's pts -> the frame received just before it (its motion is measured
-        #: against that one: the feature is per analysis-frame interval, not per frame kept).
-        self._motion_ref: dict[float, np.ndarray] = {}
+        self.thinning = FrameThinning()
         # --- the fast path: sound levels (block start media s, mean square), onsets looked at
         self._level_t: deque[float] = deque()
         self._level_p: deque[float] = deque()
@@ -129,20 +117,19 @@ class LiveAnalyzer:
             return  # out of order / duplicate
         self.video_t = frame.pts_s
         self._wake.set()
-        if self.degrade_level >= 1 and frame.pts_s - self._kept_t < DEGRADED_FRAME_GAP_S - 1e-6:
-            self._skipped = frame  # the media time moves on; the frame is not analysed
-            return
-        if self._skipped is not None and frame.pts_s - self._skipped.pts_s < DEGRADED_FRAME_GAP_S - 1e-6:
-            self._motion_ref[frame.pts_s] = self._skipped.rgb
-        self._skipped = None
-        self._kept_t = frame.pts_s
+        if not self.thinning.keep(frame):
+            return  # the media time moves on; the frame is not analysed
         self._frames.append(frame)
         if len(self._frames) > MAX_PENDING_FRAMES:  # bounded: drop the oldest unencoded frames
-            self._motion_ref.pop(self._frames.popleft().pts_s, None)
+            self.thinning.forget(self._frames.popleft())
 
     def set_degrade(self, level: int) -> None:
         """0: full analysis; 1: every other frame; 2: also no faces (their features read as no face found)."""
-        self.degrade_level = level
+        self.thinning.level = level
+
+    @property
+    def degrade_level(self) -> int:
+        return self.thinning.level
 
     def push_audio(self, frame: AudioFrame) -> None:
         """Client audio at 48 kHz stereo float32, stamped in session media seconds."""
@@ -164,30 +151,12 @@ class LiveAnalyzer:
         self.audio_end = self._audio_t0 + self._audio.end / AUDIO_RATE
         self._audio_seen_at = self.clock.now()
         if self.options.mix_original:
-            self._orig.append(samples)
-            self._orig_n += samples.shape[0]
-            limit = int(ORIGINAL_AUDIO_S * AUDIO_RATE)  # bounded: drop the oldest
-            while self._orig_n > limit and self._orig:
-                self._orig_n -= self._orig.popleft().shape[0]
+            self._original.push(samples)
         self._wake.set()
 
     def take_original(self, n: int) -> np.ndarray:
         """The next ``n`` samples of the client's own audio (zeros where there is none)."""
-        parts: list[np.ndarray] = []
-        need = n
-        while need > 0 and self._orig:
-            head = self._orig[0]
-            if head.shape[0] <= need:
-                parts.append(self._orig.popleft())
-                need -= head.shape[0]
-            else:
-                parts.append(head[:need])
-                self._orig[0] = head[need:]
-                need = 0
-        self._orig_n -= n - need
-        if need:
-            parts.append(np.zeros((need, 2), np.float32))
-        return np.concatenate(parts)
+        return self._original.take(n)
 
     @property
     def media_s(self) -> float:
@@ -240,13 +209,7 @@ class LiveAnalyzer:
         rgb = np.stack([f.rgb for f in batch])
         rows = await self.models.encode_frames(rgb, self._prev_rgb)
         self._prev_rgb = rgb[-1]
-        refs = [self._motion_ref.pop(f.pts_s, None) for f in batch]
-        if "motion" in self.models.names.frame and any(r is not None for r in refs):
-            rows = np.array(rows, np.float32)  # degraded: motion against the frame just before, not the kept one
-            col = self.models.names.frame.index("motion")
-            for i, (f, ref) in enumerate(zip(batch, refs, strict=True)):
-                if ref is not None and ref.shape == f.rgb.shape:
-                    rows[i, col] = frame_motion(ref, f.rgb)
+        rows = self.thinning.motion(batch, rows, self.models.names.frame)
         for f, r in zip(batch, rows, strict=True):
             self._table_t.append(f.pts_s)
             self._table_rows.append(r)
@@ -264,12 +227,6 @@ class LiveAnalyzer:
         while self._face_t and self._face_t[0] < horizon:
             self._face_t.popleft()
             self._face_rows.popleft()
-
-    def _cut_options(self) -> CutOptions:
-        """The cut detector's options for the frames analysed now: degraded, a frame's neighbours are half as
-        many frames for the same time on each side (cuts 0.75 s apart stay apart at 3 analysed frames a s)."""
-        o = self.options.cuts
-        return replace(o, neighbours=max(1, o.neighbours // 2)) if self.degrade_level >= 1 else o
 
     def _table(self) -> FrameTable:
         names = self.models.names
@@ -305,7 +262,7 @@ class LiveAnalyzer:
         if len(table.times):
             names = table.names
             cuts = detect_cuts(table.times, table.values[:, names.index("hist_change")],
-                               table.values[:, names.index("content_change")], self._cut_options()) \
+                               table.values[:, names.index("content_change")], self.thinning.cut_options(o.cuts)) \
                 if "hist_change" in names and "content_change" in names else []
             features = frame_window_features(table, s, e, np.asarray(cuts), e, o.cut_rate_span_s)
         if o.fast_path:
@@ -360,7 +317,7 @@ class LiveAnalyzer:
         names = table.names
         all_cuts = detect_cuts(table.times, table.values[:, names.index("hist_change")],
                                table.values[:, names.index("content_change")],
-                               replace(self._cut_options(), min_gap_s=0.0)) \
+                               replace(self.thinning.cut_options(self.options.cuts), min_gap_s=0.0)) \
             if "hist_change" in names and "content_change" in names else []
         found = [(c, True) for c in all_cuts if self._onset_seen < c <= due]
         if self._audio_active():  # earlier blocks were judged at the last look (a passage starts within window_s)

@@ -9,9 +9,13 @@
   :meth:`PlayoutBuffer.splice` replaces everything after a point with new audio through an
   equal-power crossfade: how a live session switches to the music of a new mood without
   waiting for the old piece's bar to end.
+* :class:`OriginalAudio` -- the client's own audio waiting to be mixed back under the BGM
+  (``mix_original``), bounded: the oldest is dropped.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -118,3 +122,39 @@ class SampleRing:
         if a < b or i1 - i0 == 0:
             return self._buf[a:b].copy()
         return np.concatenate([self._buf[a:], self._buf[:b]])
+
+
+class OriginalAudio:
+    """The client's audio (48 kHz stereo float32) to mix back under the BGM: at most ``max_s`` kept."""
+
+    def __init__(self, max_s: float = 0.5, sample_rate: int = AUDIO_RATE) -> None:
+        self._parts: deque[np.ndarray] = deque()
+        self._n = 0
+        self._limit = int(max_s * sample_rate)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def push(self, samples: np.ndarray) -> None:
+        self._parts.append(samples)
+        self._n += samples.shape[0]
+        while self._n > self._limit and self._parts:  # bounded: drop the oldest
+            self._n -= self._parts.popleft().shape[0]
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` samples (zeros where there are none)."""
+        parts: list[np.ndarray] = []
+        need = n
+        while need > 0 and self._parts:
+            head = self._parts[0]
+            if head.shape[0] <= need:
+                parts.append(self._parts.popleft())
+                need -= head.shape[0]
+            else:
+                parts.append(head[:need])
+                self._parts[0] = head[need:]
+                need = 0
+        self._n -= n - need
+        if need:
+            parts.append(np.zeros((need, 2), np.float32))
+        return np.concatenate(parts)

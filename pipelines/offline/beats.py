@@ -2,8 +2,10 @@
 
 Offline the whole video is known, so the composer's tempo can bend, beat by beat, to meet the picture.
 A *span* is a stretch of music in one mood (one composer section); it has the tempo the composer would
-choose and the mood's tempo band (:func:`span_limits`: the own tempo ± ``band_width`` inside the style's
-band, less towards a neighbouring mood's tempo). :func:`plan_beats` chooses every beat's length (4/4
+choose and the mood's tempo band (:func:`span_limits`: inside the style's band, the own tempo
+± ``band_width``, further away from a neighbouring mood's tempo (``away_width``: a calm mood next to an
+intense one may slow down more, the intense one speed up more) and less towards it (``toward_width`` or
+``toward_share`` of the way, whichever is more)). :func:`plan_beats` chooses every beat's length (4/4
 bars; a beat from ``t_k`` to ``t_{k+1}`` plays at ``60 / (t_{k+1} - t_k)`` bpm) by dynamic programming
 over a fine time grid, the state being (time, length of the beat ending there, its place in the bar):
 
@@ -13,16 +15,19 @@ over a fine time grid, the state being (time, length of the beat ending there, i
 * a beat earns the weight of the cut it hits (``|cut - beat| <= tolerance``), a downbeat a bonus on top --
   large for an *important* cut (one a mood change was snapped to);
 * a beat pays for leaving the span's own tempo (a little within ``±max_deviation``, more beyond) and for
-  differing from the beat before (within a span: at most ``max_beat_change``, a smooth tempo curve), so the
-  tempo stays steady unless bending it puts cuts on beats.
+  differing from the beat before (within a span: at most ``max_beat_change``, a smooth tempo curve; at most
+  ``cut_beat_change`` where the beat starts on a cut -- a tempo change on a hit point, as a film composer
+  writes one into the click track, the cut masking the step), so the tempo stays steady unless bending it
+  puts cuts on beats.
 
 Cuts are at least 0.4 s apart and beats more than 0.44 s, so a beat can only ever hit one cut and the
 score of a beat is a precomputed cut signal sampled at its start; the DP runs block by block (every beat
-ending inside a block starts before it), vectorised over the block, the beat lengths and the changes.
+ending inside a block starts before it), vectorised over the block, the beat lengths and the changes (the
+larger steps at cuts only for the few beats that start on one).
 
-:func:`beats_of_bars` and :func:`cut_report` measure the result from the bars actually composed: each
-cut's signed distance to the nearest beat and the beat-hit rate (cuts within ±50 ms of a beat, the
-measure of the video-to-music literature).
+:mod:`pipelines.offline.beat_measure` (re-exported here: :func:`beats_of_bars`, :func:`cut_report`, ...)
+measures the result from the bars actually composed: each cut's signed distance to the nearest beat and
+the beat-hit rate (cuts within ±50 ms of a beat, the measure of the video-to-music literature).
 """
 
 from __future__ import annotations
@@ -30,23 +35,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from engines.base import BarInfo
+from pipelines.offline.beat_measure import (
+    BEATS_PER_BAR,
+    HIT_TOLERANCE_S,
+    Cut,
+    beat_tempi_of_bars,
+    beats_of_bars,
+    cut_report,
+    hit_rate,
+)
 
-BEATS_PER_BAR = 4
-#: A cut "on the beat": within this distance of one (the usual ±50 ms of the video-to-music papers).
-HIT_TOLERANCE_S = 0.05
-
-
-@dataclass(frozen=True)
-class Cut:
-    time_s: float
-    weight: float = 1.0
-    #: Wants a downbeat (a mood change was snapped to it, or an explicit strong cut).
-    important: bool = False
+__all__ = [  # the measuring names are re-exported from beat_measure
+    "BEATS_PER_BAR", "HIT_TOLERANCE_S", "BeatOptions", "BeatPlan", "Cut", "TempoSpan", "beat_tempi_of_bars",
+    "beats_of_bars", "beats_of_plan", "cut_report", "default_options", "hit_rate", "mood_limits", "plan_beats",
+    "span_limits", "weigh_cuts",
+]
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,16 @@ class BeatOptions:
     #: The mood's tempo band: the own tempo ± this fraction, inside the style's band; ``None``: the whole
     #: style band (see README "Cut-synced beats" for the trade-off with the mood's energy contrast).
     band_width: float | None = 0.15
-    #: ... and at most this fraction towards a neighbouring mood's own tempo (``None``: symmetric), so a
-    #: calm section next to an intense one keeps its distance.
+    #: ... but this fraction away from the neighbouring moods' own tempi when they all lie on one side (a
+    #: calm mood next to intense ones may slow down this far, an intense one speed up; ``None``:
+    #: ``band_width``) ...
+    away_width: float | None = 0.25
+    #: ... and towards a neighbouring mood's own tempo at most this fraction of the own tempo or
+    #: ``toward_share`` of the way to the neighbour's, whichever is more (``toward_width=None``:
+    #: symmetric), so a calm section next to an intense one keeps its distance: moods far apart in tempo
+    #: keep at least a third of it between them, close ones (cheerful's 104 and 128) 10 % each.
     toward_width: float | None = 0.10
+    toward_share: float = 1.0 / 3.0
     #: Beats may move this fraction from their span's own tempo cheaply (quadratic cost up to
     #: ``deviation_cost`` at the edge) ...
     max_deviation: float = 0.08
@@ -87,8 +100,13 @@ class BeatOptions:
     deviation_cost: float = 0.1
     #: Cost of a change of ``max_beat_change`` from one beat to the next (quadratic: gradual bends are cheap).
     change_cost: float = 0.03
-    #: Largest tempo change from one beat to the next within a span (fraction): a smooth tempo curve.
+    #: Largest tempo change from one beat to the next within a span (fraction): a smooth tempo curve ...
     max_beat_change: float = 0.05
+    #: ... except where the beat starts on a cut (within ``tolerance_s``): a tempo change on a hit point,
+    #: costing ``step_cost`` per ``max_beat_change`` beyond ``max_beat_change`` (a 15 % step 0.43: worth
+    #: putting a cut on a beat, not just an ordinary cut on a downbeat or a tempo nearer the own one).
+    cut_beat_change: float = 0.15
+    step_cost: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -136,20 +154,26 @@ def weigh_cuts(cuts: Sequence[float], boundaries: Sequence[float] = (), snap_s: 
 
 def span_limits(span: TempoSpan, o: BeatOptions, neighbours: Sequence[TempoSpan] = ()) -> tuple[float, float]:
     """The tempi (bpm) a beat of ``span`` may take -- the mood's tempo band: the style band, narrowed to the
-    own tempo ± ``band_width``, to at most ``toward_width`` towards the own tempo of a neighbouring span (the
-    mood before or after: a calm section next to an intense one may slow down more than it speeds up), and,
+    own tempo ± ``band_width`` (``away_width`` on the side away from the neighbouring spans' own tempi, the
+    moods before and after, when they all lie on the other side), to at most ``toward_width`` of the own
+    tempo or ``toward_share`` of the way towards a neighbour's own tempo, whichever is more (a calm section
+    next to an intense one may slow down more than it speeds up, the intense one the other way round), and,
     when ``band_cost`` is infinite, to ±``max_deviation``."""
     own = span.target_bpm
     lo, hi = span.lo_bpm, span.hi_bpm
-    for width in (o.band_width, None if np.isfinite(o.band_cost) else o.max_deviation):
-        if width is not None:
-            lo = max(lo, own * (1.0 - width))
-            hi = min(hi, own * (1.0 + width))
+    faster = [n.target_bpm for n in neighbours if n.target_bpm > own]
+    slower = [n.target_bpm for n in neighbours if n.target_bpm < own]
+    if o.band_width is not None:
+        away = o.band_width if o.away_width is None else o.away_width
+        lo = max(lo, own * (1.0 - (away if faster and not slower else o.band_width)))
+        hi = min(hi, own * (1.0 + (away if slower and not faster else o.band_width)))
+    if not np.isfinite(o.band_cost):
+        lo, hi = max(lo, own * (1.0 - o.max_deviation)), min(hi, own * (1.0 + o.max_deviation))
     if o.toward_width is not None:
-        if any(n.target_bpm > own for n in neighbours):
-            hi = min(hi, own * (1.0 + o.toward_width))
-        if any(n.target_bpm < own for n in neighbours):
-            lo = max(lo, own * (1.0 - o.toward_width))
+        for n in faster:
+            hi = min(hi, own + max(o.toward_width * own, o.toward_share * (n - own)))
+        for n in slower:
+            lo = max(lo, own - max(o.toward_width * own, o.toward_share * (own - n)))
     if lo > hi:  # the own tempo lies outside the band: the band's nearest edge
         lo = hi = float(np.clip(own, span.lo_bpm, span.hi_bpm))
     return lo, hi
@@ -185,6 +209,25 @@ def _cut_signals(cuts: Sequence[Cut], n: int, q: float, tol: float, o: BeatOptio
 
 
 _ORIGIN = 255  # predecessor code of the first beat
+
+
+def _changes(lengths: np.ndarray, limit: float, o: BeatOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Beat-to-beat tempo changes of at most ``limit``: for each beat length (grid steps), the index of every
+    previous length within reach and the cost of the change (``change_cost``, quadratic, up to
+    ``max_beat_change``; ``step_cost`` per ``max_beat_change`` beyond), ``inf`` where out of reach. (NM, D)
+    each."""
+    m0, m1 = int(lengths[0]), int(lengths[-1])
+    d_max = int(np.ceil(limit * m1 / (1.0 - limit))) + 1
+    d = np.arange(-d_max, d_max + 1)
+    prev_len = lengths[:, None] + d[None, :]  # previous length = length + d
+    frac = np.abs(60.0 / lengths[:, None] - 60.0 / np.maximum(prev_len, 1)) / (60.0 / np.maximum(prev_len, 1))
+    ok = (prev_len >= m0) & (prev_len <= m1) & (frac <= limit + 1e-9)
+    small = np.minimum(frac, o.max_beat_change) / o.max_beat_change
+    beyond = np.maximum(frac - o.max_beat_change, 0.0) / o.max_beat_change
+    cost = np.where(ok, o.change_cost * small ** 2 + o.step_cost * beyond, np.inf)
+    return np.clip(prev_len - m0, 0, len(lengths) - 1), cost
+
+
 #: What :func:`plan_beats` uses when given no options (:func:`default_options` changes it for a benchmark).
 _DEFAULT: list[BeatOptions] = [BeatOptions()]
 
@@ -229,14 +272,10 @@ def plan_beats(
     allowed = (lengths[None, :] >= b_lo[:, None]) & (lengths[None, :] <= b_hi[:, None])  # (S, NM)
     tempo = 60.0 / (lengths * q)
     dev = np.where(allowed, deviation_cost(tempo[None, :], targets[:, None], o) / BEATS_PER_BAR, np.inf)
-    # beat-to-beat changes: previous length = length + d
-    d_max = int(np.ceil(o.max_beat_change * m1 / (1.0 - o.max_beat_change))) + 1
-    d = np.arange(-d_max, d_max + 1)
-    prev_len = lengths[:, None] + d[None, :]  # (NM, D)
-    frac = np.abs(60.0 / lengths[:, None] - 60.0 / np.maximum(prev_len, 1)) / (60.0 / np.maximum(prev_len, 1))
-    smooth = (prev_len >= m0) & (prev_len <= m1) & (frac <= o.max_beat_change + 1e-9)
-    change = np.where(smooth, o.change_cost * (frac / o.max_beat_change) ** 2, np.inf)  # (NM, D)
-    prev_idx = np.clip(prev_len - m0, 0, nm - 1)
+    # beat-to-beat changes (previous length index, cost): anywhere, and where the beat starts on a cut
+    prev_idx, change = _changes(lengths, o.max_beat_change, o)  # (NM, D)
+    prev_cut, change_cut = _changes(lengths, max(o.max_beat_change, o.cut_beat_change), o)  # (NM, DC)
+    on_cut = (hit > 0) & (o.cut_beat_change > o.max_beat_change)
 
     ring = m1 + m0 + 1  # rows kept: a block of m0 ends reads back at most m1
     K = BEATS_PER_BAR
@@ -262,6 +301,10 @@ def plan_beats(
         prev = prev_idx[cols]  # (NA, D)
         ch = change[cols]
         flat = (rows[:, :, None] * nm + prev[None])  # (B, NA, D) previous states in a (ring, NM) plane
+        # the beats that start on a cut may change more: their previous states, (P, DC)
+        pb, pa = np.nonzero(on_cut[ic] & ok_i)
+        c_prev, c_ch = prev_cut[cols[pa]], change_cut[cols[pa]]
+        c_flat = rows[pb, pa][:, None] * nm + c_prev
         b_rows = np.arange(nb)[:, None]
         new_cost = np.full((K, nb, nm), np.inf)
         new_attr = np.zeros((K, nb, nm), np.int64)
@@ -273,21 +316,41 @@ def plan_beats(
             tot = np.take(cost[k - 1], flat) + ch[None] + np.take(dev_flat, a_prev * nm + cols[None, :, None])
             best = np.argmin(tot, axis=2)
             val = np.take_along_axis(tot, best[:, :, None], 2)[:, :, 0] - gain
+            a_best = np.take_along_axis(a_prev, best[:, :, None], 2)[:, :, 0]
+            p_best = np.take_along_axis(prev[None], best[:, :, None], 2)[:, :, 0]
+            if len(pb):
+                a_c = np.take(attr[k - 1], c_flat)
+                tot_c = np.take(cost[k - 1], c_flat) + c_ch + np.take(dev_flat, a_c * nm + cols[pa][:, None])
+                r_c, b_c = np.arange(len(pb)), np.argmin(tot_c, axis=1)
+                v_c = tot_c[r_c, b_c] - gain[pb, pa]
+                better = v_c < val[pb, pa]
+                sel_b, sel_a = pb[better], pa[better]
+                val[sel_b, sel_a] = v_c[better]
+                a_best[sel_b, sel_a] = a_c[r_c, b_c][better]
+                p_best[sel_b, sel_a] = c_prev[r_c, b_c][better]
             new_cost[k][:, cols] = np.where(ok_i, val, np.inf)
-            new_attr[k][:, cols] = np.take_along_axis(a_prev, best[:, :, None], 2)[:, :, 0]
-            new_pred[:, cols, k] = np.take_along_axis(prev[None], best[:, :, None], 2)[:, :, 0]
+            new_attr[k][:, cols] = a_best
+            new_pred[:, cols, k] = p_best
         # a downbeat: a new bar whose span holds the point two beats on
         s_new = span_of[ic + 2 * lengths[cols][None, :]]  # (B, NA)
         a3 = np.take(attr[K - 1], flat)
         tot_same = np.where(a3 == s_new[:, :, None], np.take(cost[K - 1], flat) + ch[None], np.inf)
         best_same = np.argmin(tot_same, axis=2)
         v_same = np.take_along_axis(tot_same, best_same[:, :, None], 2)[:, :, 0]
+        p_same = np.take_along_axis(prev[None], best_same[:, :, None], 2)[:, :, 0]
+        if len(pb):
+            tot_c = np.where(np.take(attr[K - 1], c_flat) == s_new[pb, pa][:, None],
+                             np.take(cost[K - 1], c_flat) + c_ch, np.inf)
+            r_c, b_c = np.arange(len(pb)), np.argmin(tot_c, axis=1)
+            better = tot_c[r_c, b_c] < v_same[pb, pa]
+            v_same[pb[better], pa[better]] = tot_c[r_c, b_c][better]
+            p_same[pb[better], pa[better]] = c_prev[r_c, b_c][better]
         other1 = best1[rows, 2] != s_new  # another span's bar ended there: a mood change, any tempo jump
         v_other = np.where(other1, best1[rows, 0], best2[rows, 0])
         p_other = np.where(other1, best1[rows, 1], best2[rows, 1])
         use_other = v_other < v_same
         v = np.where(use_other, v_other, v_same)
-        p = np.where(use_other, p_other, np.take_along_axis(prev[None], best_same[:, :, None], 2)[:, :, 0])
+        p = np.where(use_other, p_other, p_same)
         origin = i == 0
         v = np.where(origin, 0.0, v)
         p = np.where(origin | ~np.isfinite(p), _ORIGIN, p)
@@ -335,75 +398,6 @@ def plan_beats(
     return BeatPlan(tuple(o_ * q for o_ in onsets), bar_spans)
 
 
-# --------------------------------------------------------------------------- measuring
-
-
-def beats_of_bars(bars: Sequence[BarInfo], beats_per_bar: int = BEATS_PER_BAR) -> tuple[np.ndarray, np.ndarray]:
-    """``(beats, downbeats)`` (s) of composed bars: each bar's beats as it played them
-    (:meth:`BarInfo.beat_times`: even at its tempo, or the beat plan's), and the end of the last bar."""
-    beats = [t for b in bars for t in b.beat_times(beats_per_bar)]
-    downs = [b.start_s for b in bars]
-    if bars:
-        beats.append(bars[-1].start_s + bars[-1].duration_s)
-        downs.append(bars[-1].start_s + bars[-1].duration_s)
-    return np.asarray(beats, np.float64), np.asarray(downs, np.float64)
-
-
-def beat_tempi_of_bars(bars: Sequence[BarInfo], beats_per_bar: int = BEATS_PER_BAR) -> list[float]:
-    """Every beat's tempo (bpm) as the bars played them."""
-    out: list[float] = []
-    for b in bars:
-        if b.beat_durations_s is None:
-            out.extend([b.tempo_bpm] * beats_per_bar)
-        else:
-            out.extend(60.0 / d for d in b.beat_durations_s)
-    return out
-
-
 def beats_of_plan(plan: BeatPlan) -> np.ndarray:
     """The beats (s) of a plan (four a bar, and the end of the last)."""
     return np.asarray(plan.beats, np.float64)
-
-
-def _nearest(times: np.ndarray, t: float) -> float:
-    k = int(np.searchsorted(times, t))
-    cands = times[max(0, k - 1):k + 1]
-    return float(cands[np.argmin(np.abs(cands - t))])
-
-
-def cut_report(
-    cuts: Sequence[Cut], beats: np.ndarray, downbeats: np.ndarray | None, tolerance_s: float = HIT_TOLERANCE_S
-) -> dict[str, Any]:
-    """Per cut: signed offset from the nearest beat (ms; + = cut after the beat), on a beat, on a downbeat
-    (``None`` when downbeats are unknown); overall beat-hit rate (``None`` without cuts or beats)."""
-    rows: list[dict[str, Any]] = []
-    beats = np.sort(np.asarray(beats, np.float64))
-    downs = None if downbeats is None else np.sort(np.asarray(downbeats, np.float64))
-    for c in cuts:
-        row: dict[str, Any] = {"time_s": round(c.time_s, 3), "important": c.important}
-        if len(beats):
-            off = c.time_s - _nearest(beats, c.time_s)
-            row["beat_offset_ms"] = round(1000.0 * off, 1)
-            row["on_beat"] = bool(abs(off) <= tolerance_s + 1e-9)
-            row["on_downbeat"] = (None if downs is None or not len(downs)
-                                  else bool(abs(c.time_s - _nearest(downs, c.time_s)) <= tolerance_s + 1e-9))
-        else:
-            row.update(beat_offset_ms=None, on_beat=None, on_downbeat=None)
-        rows.append(row)
-    scored = [r for r in rows if r["on_beat"] is not None]
-    important = [r for r in scored if r["important"] and r["on_downbeat"] is not None]
-    return {
-        "cuts": rows,
-        "beat_hit_rate": round(sum(r["on_beat"] for r in scored) / len(scored), 4) if scored else None,
-        "important_downbeat_rate": (round(sum(r["on_downbeat"] for r in important) / len(important), 4)
-                                    if important else None),
-        "tolerance_ms": round(1000 * tolerance_s, 1),
-    }
-
-
-def hit_rate(cut_times: Sequence[float], beats: np.ndarray, tolerance_s: float = HIT_TOLERANCE_S) -> float | None:
-    """Share of ``cut_times`` within ``tolerance_s`` of a beat (``None`` without cuts or beats)."""
-    b = np.sort(np.asarray(beats, np.float64))
-    if not len(cut_times) or not len(b):
-        return None
-    return float(np.mean([abs(c - _nearest(b, c)) <= tolerance_s + 1e-9 for c in cut_times]))

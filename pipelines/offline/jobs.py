@@ -23,7 +23,7 @@ from pipelines.library.tracks import TrackInfo
 from pipelines.options import JobOptions
 
 if TYPE_CHECKING:
-    from pipelines.analysis.analyze import AnalysisOptions
+    from pipelines.analysis.analyze import Analysis, AnalysisOptions
 
 
 @dataclass
@@ -46,6 +46,11 @@ _libraries = _LibraryCache()
 def load_library_cached(spec: str) -> list[TrackInfo]:
     """A library loaded once per process (``"catalog"`` is built on first use)."""
     return _libraries.get(spec)
+
+
+def service_analysis() -> AnalysisOptions:
+    """The analysis options of the service: its media limits (``BACKSCORE_MAX_*``)."""
+    return _service_analysis()
 
 
 def _service_analysis() -> AnalysisOptions:
@@ -71,8 +76,6 @@ def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     """Top-k tracks for the whole video (or per mood segment)."""
     from pipelines.analysis.analyze import analyze
     from pipelines.analysis.engines import default_engines
-    from pipelines.library.profile import profile_from_analysis
-    from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment, trajectory_text
     from pipelines.media.decode import probe
 
     analysis_options = _service_analysis()
@@ -80,6 +83,14 @@ def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     # The video first: what only its decode can refuse (stamps past the limits, corrupt data) is
     # refused before a library's first load (the catalog's takes a minute).
     analysis = analyze(path, default_engines(faces=options.faces), analysis_options)
+    return recommend_from_analysis(analysis, options)
+
+
+def recommend_from_analysis(analysis: Analysis, options: JobOptions) -> dict[str, Any]:
+    """:func:`recommend_file`'s answer for an analysis made before (the async jobs reuse theirs)."""
+    from pipelines.library.profile import profile_from_analysis
+    from pipelines.library.ranking import TrackMatrix, rank, rank_per_segment, trajectory_text
+
     tracks = _libraries.get(options.library)
     profile = profile_from_analysis(analysis)
     matrix = TrackMatrix(tracks)

@@ -166,7 +166,11 @@ def score(
     engines: Engines | None = None,
     music_engine: MusicEngine | None = None,
     progress: Progress | None = None,
+    analysis: Analysis | None = None,
 ) -> ScoreResult:
+    """Run the score job of ``request``. ``analysis``: the input's analysis made before (by an earlier job on
+    the same file, :mod:`pipelines.jobs`): the analyse stage is skipped and only the music, the mix and the
+    outputs are made (``progress`` then needs no ``analyse`` stage)."""
     from pipelines.offline.mix import MixOptions, mix_bgm, with_mix_loudness
 
     style = parse_style(request.style)
@@ -205,7 +209,7 @@ def score(
     track = None
     if music_engine is None and request.track_id is None:  # load weights before the long work
         music_engine = music_engine_for(request.engine, request.weights, request.backend)
-    eng = engines or _affect_engines(request)
+    eng = (engines or _affect_engines(request)) if analysis is None else None
     if request.track_id is not None:  # resolve it before the long work, so a bad id fails fast
         from pipelines.library.sources import find_track, load_library
 
@@ -213,9 +217,10 @@ def score(
 
     t = time.perf_counter()
     check_cancelled()
-    prog.stage("analyse")
-    analysis = analyze(request.input_path, eng, request.analysis, prog.update)
-    timings["analyse"] = time.perf_counter() - t
+    if analysis is None:
+        prog.stage("analyse")
+        analysis = analyze(request.input_path, eng, request.analysis, prog.update)
+        timings["analyse"] = time.perf_counter() - t
     log.info("analysed %s: %.1f s, %d windows, %d cuts, segments: %s", request.input_path, analysis.duration_s,
              len(analysis.windows), len(analysis.cuts),
              ", ".join(f"{s.emotion}@{s.start_s:.1f}" for s in analysis.segments))

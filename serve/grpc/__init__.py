@@ -6,6 +6,8 @@ Modules:
   replies, live frame validation and its limits (no calls, status codes or Ray).
 * :mod:`~serve.grpc.servicer` -- :class:`GrpcMethods`, the methods the gateway replica inherits
   (Analyze, Recommend, Score, Stream, health Check), and the mapping of errors to status codes.
+* :mod:`~serve.grpc.jobs` -- :class:`GrpcJobMethods` (mixed into GrpcMethods): the async jobs' StartJob,
+  WatchJob (server streaming) and CancelJob, on the HTTP job API's store and rules.
 * :mod:`~serve.grpc.client` -- :class:`BackscoreClient`, :func:`stream_file` and the command line
   (``python -m serve.grpc.client``; ``python -m serve.grpc_client`` is the older name).
 

@@ -71,6 +71,7 @@ from pipelines.offline.jobs import analyze_file, bgm_chunks, pcm16, recommend_fi
 from pipelines.options import JobOptions
 from serve.access import AccessPolicy, LiveLease
 from serve.grpc.calls import GrpcError, _Call
+from serve.grpc.jobs import GrpcJobMethods
 from serve.grpc.protocol import (
     analyze_reply,
     audio_frame,
@@ -137,8 +138,9 @@ class _Outbox:
 # ----------------------------------------------------------------------------- the methods
 
 
-class GrpcMethods:
-    """``backscore.v1.Backscore`` for the Ray Serve ingress deployment (see the module doc)."""
+class GrpcMethods(GrpcJobMethods):
+    """``backscore.v1.Backscore`` for the Ray Serve ingress deployment (see the module doc); the async job methods
+    (``StartJob``, ``WatchJob``, ``CancelJob``) come from :class:`serve.grpc.jobs.GrpcJobMethods`."""
 
     # What the host provides (serve.core.GatewayCore).
     models: LiveModels

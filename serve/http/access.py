@@ -39,7 +39,7 @@ JOB_ROUTES = frozenset({"/v1/analyze", "/v1/recommend", "/v1/score"})
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type"
 #: Headers a page on an allowed origin may read from our answers.
-EXPOSE_HEADERS = "Retry-After, WWW-Authenticate, Content-Disposition"
+EXPOSE_HEADERS = "Retry-After, WWW-Authenticate, Content-Disposition, Location"
 PREFLIGHT_MAX_AGE_S = 600
 
 

@@ -9,6 +9,8 @@
   BGM's stems (``output=stems``: a zip of WAVs + timeline JSON); ``output=bgm&stream=true`` streams
   the WAV as the music is generated (header first, then each chunk). ``loudness=youtube|tiktok|
   broadcast|podcast`` brings the mix to a loudness preset.
+* the async job API, ``/v1/jobs`` (:mod:`serve.http.jobs_router`): start a job, watch it (JSON or server-sent
+  events), fetch its files, cancel it.
 * the WebRTC signalling routes (:func:`serve.webrtc.webrtc_router`) and the demo page at ``/``.
 
 Every route under ``/v1/`` goes through access control first (:mod:`serve.http.access`: browser
@@ -28,6 +30,7 @@ from pipelines.offline import jobs
 from serve.core import GatewayCore
 from serve.http.access import AccessControl
 from serve.http.errors import install_error_handlers
+from serve.http.jobs_router import jobs_router
 from serve.http.middleware import RequestMetrics
 from serve.http.protocol import SCORE_RESPONSES, UPLOAD_BODY, ScoreOutput, check_score_output
 from serve.http.serving import HttpServing
@@ -74,6 +77,7 @@ def build_app(core: GatewayCore) -> FastAPI:
         check_score_output(output, stream, options.loudness)
         return await serving.score(request, options, output, stream)
 
+    app.include_router(jobs_router(core))
     app.include_router(webrtc_router(core.webrtc, access=core.access))
     app.include_router(demo_router(), include_in_schema=False)
     return app

@@ -28,7 +28,7 @@ from serve.webrtc.protocol import OfferError
 if TYPE_CHECKING:  # the worker module must not be imported with the package (it runs as __main__)
     from serve.webrtc.worker_pool import LiveWorkerPool
 
-#: The demo page and its files (``serve/static``).
+#: The pages (live demo, studio) and their files (``serve/static``).
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8"}
@@ -84,7 +84,8 @@ def webrtc_router(manager: WebRtcManager | LiveWorkerPool, max_body_bytes: int |
 
 
 def demo_router() -> APIRouter:
-    """The demo page at ``/`` and its files at ``/static/{name}`` (from ``serve/static``)."""
+    """The pages: the live demo at ``/``, the creators' studio at ``/studio`` (on the async job API, which the
+    gateway's app serves), and their files at ``/static/{name}`` (from ``serve/static``)."""
     router = APIRouter()
 
     def _file(name: str) -> Response:
@@ -97,6 +98,10 @@ def demo_router() -> APIRouter:
     @router.get("/")
     async def index() -> Response:
         return _file("index.html")
+
+    @router.get("/studio")
+    async def studio() -> Response:
+        return _file("studio.html")
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:

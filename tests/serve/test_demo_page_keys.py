@@ -18,8 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.access import hash_key, new_key
+from tests.serve.chromium import Cdp, get, wait
 from tests.serve.http_server import free_port
-from tests.serve.test_demo_page import ROOT, Cdp, _get, _wait, browser, fake_capture, pytestmark
+from tests.serve.test_demo_page import ROOT, browser, fake_capture, pytestmark
 
 __all__ = ["browser", "fake_capture", "pytestmark"]  # fixtures and the chromium skip, shared
 
@@ -46,7 +47,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: proc.poll() is not None or _get(base + "/"), 90, "the dev server")
+        wait(lambda: proc.poll() is not None or get(base + "/"), 90, "the dev server")
         assert proc.poll() is None, "the dev server exited"
         yield base
     finally:
@@ -72,4 +73,4 @@ def test_the_page_sends_the_key_from_its_field(dev_server: str, browser: Cdp) ->
     assert isinstance(sid, str) and sid
     assert _sessions(dev_server, KEY) == (200, [sid])
     browser.eval("window.backscore.stop()")
-    _wait(lambda: _sessions(dev_server, KEY) == (200, []), 10, "the hang-up (with the key)")
+    wait(lambda: _sessions(dev_server, KEY) == (200, []), 10, "the hang-up (with the key)")

@@ -183,6 +183,57 @@ class BgmChunk(_message.Message):
     bars: _containers.RepeatedCompositeFieldContainer[Bar]
     def __init__(self, index: _Optional[int] = ..., start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., bars: _Optional[_Iterable[_Union[Bar, _Mapping]]] = ...) -> None: ...
 
+class StartJobRequest(_message.Message):
+    __slots__ = ("video", "filename", "options_json")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    video: bytes
+    filename: str
+    options_json: str
+    def __init__(self, video: _Optional[bytes] = ..., filename: _Optional[str] = ..., options_json: _Optional[str] = ...) -> None: ...
+
+class JobRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("id", "kind", "state", "stage", "fraction", "eta_s", "stages_run", "error_type", "error_message", "results", "seq", "status_json")
+    class ResultsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    STAGES_RUN_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    state: str
+    stage: str
+    fraction: float
+    eta_s: float
+    stages_run: _containers.RepeatedScalarFieldContainer[str]
+    error_type: str
+    error_message: str
+    results: _containers.ScalarMap[str, str]
+    seq: int
+    status_json: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., stage: _Optional[str] = ..., fraction: _Optional[float] = ..., eta_s: _Optional[float] = ..., stages_run: _Optional[_Iterable[str]] = ..., error_type: _Optional[str] = ..., error_message: _Optional[str] = ..., results: _Optional[_Mapping[str, str]] = ..., seq: _Optional[int] = ..., status_json: _Optional[str] = ...) -> None: ...
+
 class StreamConfig(_message.Message):
     __slots__ = ("style", "seed", "mix_original", "engine")
     STYLE_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,21 @@ class BackscoreStub:
                 request_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveInput.SerializeToString,
                 response_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveOutput.FromString,
                 _registered_method=True)
+        self.StartJob = channel.unary_unary(
+                '/backscore.v1.Backscore/StartJob',
+                request_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.StartJobRequest.SerializeToString,
+                response_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/backscore.v1.Backscore/WatchJob',
+                request_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.SerializeToString,
+                response_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/backscore.v1.Backscore/CancelJob',
+                request_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.SerializeToString,
+                response_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
+                _registered_method=True)
 
 
 class BackscoreServicer:
@@ -88,6 +103,27 @@ class BackscoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartJob(self, request, context):
+        """Async jobs (as HTTP POST /v1/jobs; serve.grpc.jobs): start one on an upload or an earlier job's, and get its
+        status at once; then watch it (the status now, then on every change, until it ends) or cancel it. Its files
+        are fetched over HTTP, at the paths in JobStatus.results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackscoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +146,21 @@ def add_BackscoreServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveInput.FromString,
                     response_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveOutput.SerializeToString,
+            ),
+            'StartJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartJob,
+                    request_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.StartJobRequest.FromString,
+                    response_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.FromString,
+                    response_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.FromString,
+                    response_serializer=serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +271,87 @@ class Backscore:
             '/backscore.v1.Backscore/Stream',
             serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveInput.SerializeToString,
             serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.LiveOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backscore.v1.Backscore/StartJob',
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.StartJobRequest.SerializeToString,
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backscore.v1.Backscore/WatchJob',
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.SerializeToString,
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backscore.v1.Backscore/CancelJob',
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobRef.SerializeToString,
+            serve_dot_proto_dot_backscore_dot_v1_dot_backscore__pb2.JobStatus.FromString,
             options,
             channel_credentials,
             insecure,
