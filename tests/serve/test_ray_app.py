@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,6 +270,37 @@ async def test_live_session_over_ray_backend(base_url: str, short_video: Path) -
     assert session.music_restores == 0  # every chunk of a stream reached the replica that holds it
     TIMINGS["live_underruns"] = session.playout.underruns
     TIMINGS["live_mood_changes"] = session.mood_changes
+
+
+def test_async_job_and_studio_through_the_proxy(base_url: str, short_video: Path) -> None:
+    """The studio page and the async job API through Serve's proxy: 202, progress as server-sent events as it
+    happens (not one buffered body), the scored MP4 by URL, a re-render from the job without its analysis."""
+    page = requests.get(f"{base_url}/studio", timeout=10)
+    assert page.status_code == 200 and "studio.js" in page.text
+    r = requests.post(f"{base_url}/v1/jobs?kind=score&seed=2", files=_upload(short_video), timeout=60)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    events: list[dict[str, Any]] = []
+    with requests.get(base_url + job["events_url"], stream=True, timeout=120) as sse:
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        for line in sse.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1]["state"] in ("done", "failed", "cancelled"):
+                    break
+    assert events[-1]["state"] == "done", events[-1]
+    fractions = [e["fraction"] for e in events]
+    assert len(events) >= 3 and fractions == sorted(fractions)
+    mp4 = requests.get(base_url + events[-1]["results"]["video"]["url"], timeout=30)
+    assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"
+    again = requests.post(f"{base_url}/v1/jobs", json={"from_job": job["id"], "style": "calm"}, timeout=30)
+    assert again.status_code == 202, again.text
+    deadline = time.time() + 120
+    while (status := requests.get(base_url + again.json()["url"], timeout=10).json())["state"] not in (
+            "done", "failed", "cancelled") and time.time() < deadline:
+        time.sleep(0.3)
+    assert status["state"] == "done" and "analyse" not in status["stages_run"]
+    assert requests.delete(base_url + job["url"], timeout=30).status_code in (202, 204)
 
 
 def test_grpc_through_the_real_gateway(base_url: str, short_video: Path) -> None:
