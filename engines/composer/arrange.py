@@ -11,8 +11,10 @@ incoming ones fade in on their own channels (CC11 ramp up). Drums are on channel
 What the mood moves inside a style (the table is in :mod:`.styles`): each bar the arranger picks
 the layers that play at the bar's energy (``PartSpec.enter``/``leave``, ``drums_from``, with a small
 hysteresis so a layer does not flicker), the velocity and the CC11 expression (a swell over the
-first half of the bar when it changes), the register shift from energy and valence, and plays
-the chords the engine hands it (one every two bars .. two a bar, :class:`.plan.HarmonicRhythm`).
+first half of the bar when it changes), the register shift from energy and valence, the articulation
+(bass, comping and perc notes shortened above energy .5, :meth:`.styles.StylePreset.note_length`) and
+the kit's level (CC7, :meth:`.styles.StylePreset.kit_cc7`, ramped over half a bar like the swell), and
+plays the chords the engine hands it (one every two bars .. two a bar, :class:`.plan.HarmonicRhythm`).
 
 Humanisation: seeded Gaussian timing jitter (about 4 ms for pitched parts, 2 ms for drums,
 never earlier than the bar start) and velocity jitter (about 4 steps).
@@ -70,6 +72,10 @@ class Arranger:
         self.drums_playing = False
         #: CC11 last sent per channel (absent: not yet set since the channel was set up).
         self.expr: dict[int, int] = {}
+        #: The kit's CC7 last sent (None: the next bar sets it at once).
+        self.kit_level: int | None = None
+        #: Share of their written length pitched notes last this bar (:meth:`StylePreset.note_length`).
+        self._length = 1.0
         self.ev: list[TimedEvent] = []
         self._rng = np.random.default_rng(0)
         self._tempo = 120.0
@@ -107,6 +113,8 @@ class Arranger:
         return int(np.clip(round(v), 1, 127))
 
     def _note(self, t_on: float, t_off: float, chan: int, key: int, vel: int, sd: float = 0.004) -> None:
+        if chan != DRUM_CHANNEL and self._length < 1.0:
+            t_off = t_on + (t_off - t_on) * self._length
         on = self._jit(t_on, sd)
         self.ev.append((on, NOTE_ON, chan, key, vel))
         self.ev.append((max(on + 0.02, t_off), NOTE_OFF, chan, key, 0))
@@ -127,15 +135,17 @@ class Arranger:
 
     def _swell(self, chan: int, target: int, bar_s: float) -> None:
         """CC11 towards ``target``: at once on a fresh channel, else over the first half of the bar."""
-        current = self.expr.get(chan)
-        if current == target:
-            return
+        self.expr[chan] = self._glide(chan, 11, self.expr.get(chan), target, bar_s)
+
+    def _glide(self, chan: int, cc: int, current: int | None, target: int, bar_s: float) -> int:
+        """Controller ``cc`` from ``current`` to ``target`` (at once when ``current`` is None, else over
+        the first half of the bar); returns ``target``."""
         if current is None:
-            self.ev.append((0.0, CC, chan, 11, target))
-        else:
+            self.ev.append((0.0, CC, chan, cc, target))
+        elif current != target:
             for i in range(1, 9):
-                self.ev.append((bar_s * (i - 1) / 16.0, CC, chan, 11, int(round(current + (target - current) * i / 8))))
-        self.expr[chan] = target
+                self.ev.append((bar_s * (i - 1) / 16.0, CC, chan, cc, int(round(current + (target - current) * i / 8))))
+        return target
 
     def _active(self, chan: int, part: PartSpec, energy: float) -> bool:
         """Whether ``part`` on ``chan`` plays this bar (with hysteresis); a part that stops lets go
@@ -164,8 +174,9 @@ class Arranger:
             self._setup(0.0, BANKS[plan.bank][i], plan.style, part, 127)
         for chan in BANKS[1 - plan.bank]:
             self.ev.append((0.0, CC, chan, 11, 0))
-        self._drum_setup(plan.style, 0.0)
+        self._drum_setup(plan.style, 0.0, 0.0)
         self.expr.clear()  # the first bar sets the expression of its energy at once
+        self.kit_level = None  # and the kit's level
         return self.ev
 
     def bar(self, ctx: BarContext, rng: np.random.Generator) -> list[TimedEvent]:
@@ -174,12 +185,15 @@ class Arranger:
         style = ctx.section.style
         self._swing = style.swing
         if ctx.bar_in_section == 0 and ctx.section.number > 0:
-            self._drum_setup(style, 0.0)
+            self._drum_setup(style, 0.0, ctx.energy)
         expression = style.expression(ctx.energy)
         kit = self._kit_on(style, ctx.energy)
         if kit:
             self._swell(DRUM_CHANNEL, expression, bar_s)
             entering = not self.drums_playing
+            if entering:
+                self.kit_level = None  # a kit coming in starts at its level
+            self._kit_level(style, ctx.energy, bar_s)
             crash = ctx.bar_in_section == 0 or entering or (ctx.level == 2 and ctx.bar_in_section % 4 == 0)
             self._drums(style, ctx, 0, 16, crash)
         self.drums_playing = kit
@@ -221,7 +235,7 @@ class Arranger:
             if old_kit:
                 self._drums(old.style, ctx, 0, 8, False)
             else:
-                self._drum_setup(new.style, 0.0)
+                self._drum_setup(new.style, 0.0, ctx.energy)
             self._swell(DRUM_CHANNEL, max(expression, self.expr.get(DRUM_CHANNEL, 0)), bar_s)
             for step, key, v in P.FILL:
                 vel = int(np.clip(base * v * (1.0 + step / 32.0), 1, 127))
@@ -231,10 +245,15 @@ class Arranger:
         return self.ev
 
     # ------------------------------------------------------------------ parts
-    def _drum_setup(self, style: StylePreset, t: float) -> None:
+    def _drum_setup(self, style: StylePreset, t: float, energy: float) -> None:
         if style.drum_kit is not None:
+            self.kit_level = style.kit_cc7(energy)
             self.ev.append((t, PROGRAM, DRUM_CHANNEL, 128, style.drum_kit))
-            self.ev.append((t, CC, DRUM_CHANNEL, 7, style.cc7(style.drum_volume)))
+            self.ev.append((t, CC, DRUM_CHANNEL, 7, self.kit_level))
+
+    def _kit_level(self, style: StylePreset, energy: float, bar_s: float) -> None:
+        """The kit's CC7 towards its level at ``energy`` (:meth:`StylePreset.kit_cc7`), like :meth:`_swell`."""
+        self.kit_level = self._glide(DRUM_CHANNEL, 7, self.kit_level, style.kit_cc7(energy), bar_s)
 
     def _drums(self, style: StylePreset, ctx: BarContext, first: int, stop: int, crash: bool) -> None:
         rows = P.DRUMS.get(style.name, P.DRUMS["cheerful"])[ctx.level]
@@ -269,6 +288,7 @@ class Arranger:
     def _parts(self, ctx: BarContext, base: float, bar_s: float, lead: bool) -> None:
         sec = ctx.section
         shift = self._shift(sec.style, ctx)
+        detached = sec.style.note_length(ctx.energy)
         for i, spec in enumerate(sec.style.parts):
             chan = BANKS[sec.bank][i]
             if not self._active(chan, spec, ctx.energy):
@@ -276,6 +296,7 @@ class Arranger:
                     self.last_melody = None
                 continue
             part = self._moved(spec, shift)
+            self._length = detached if part.role in ("bass", "comp", "perc") else 1.0
             vbase = base * part.velocity * self._tilt(part, ctx.valence)
             for j, (step, chord) in enumerate(ctx.chords):
                 end = ctx.chords[j + 1][0] if j + 1 < len(ctx.chords) else 16
@@ -293,6 +314,7 @@ class Arranger:
                             self._note(self._t(s), self._t(s) + 0.8, chan, key, self._vel(vbase, 1.0, s))
             if part.role == "lead" and lead:
                 self._lead(chan, part, ctx, vbase)
+        self._length = 1.0
 
     def _bass(self, chan: int, part: PartSpec, sec: SectionPlan, chord: Chord, nxt: int,
               first: int, stop: int, vbase: float, level: int) -> None:

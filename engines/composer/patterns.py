@@ -7,19 +7,20 @@ are the most expensive sounds of the soundfont by far (long multi-layer samples 
 note-off), so the patterns keep time with hi-hats and crash only on section/phrase starts.
 Patterns keep the
 quarter-note pulse unambiguous (kick/snare on beats, hats on 8ths at most, 16ths only as
-quiet ghosts) so the beat is clear to listeners and to beat trackers, and never get dense
-enough to turn into machine-gun repeated notes.
+ghosts softer than the 8ths around them: ghost hats and snares, the shaker or cabasa figure
+some styles add at level 2) so the beat is clear to listeners and to beat trackers, and never
+get dense enough to turn into machine-gun repeated notes.
 """
 
 from __future__ import annotations
 
 # GM drum keys
 KICK, RIM, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT = 36, 37, 38, 39, 42, 44, 46
-CRASH, RIDE, TAMB, SHAKER = 49, 51, 54, 70
+CRASH, RIDE, TAMB, CABASA, SHAKER = 49, 51, 54, 69, 70
 TOM_HI, TOM_MID, TOM_LOW, TOM_FLOOR = 50, 47, 45, 41
 
 #: The bright, high-frequency drum sounds, played softer at low valence (darker) and louder at high.
-METAL = frozenset({HAT, PEDAL_HAT, OPEN_HAT, TAMB, SHAKER, RIDE})
+METAL = frozenset({HAT, PEDAL_HAT, OPEN_HAT, TAMB, CABASA, SHAKER, RIDE})
 
 #: (drum key, steps, velocity 0..1) rows
 DrumRow = tuple[int, tuple[int, ...], float]
@@ -27,13 +28,15 @@ DrumRow = tuple[int, tuple[int, ...], float]
 _Q = (0, 4, 8, 12)
 _E = (0, 2, 4, 6, 8, 10, 12, 14)
 _BACK = (4, 12)
+_OFF16 = (1, 3, 5, 7, 9, 11, 13, 15)
 
 DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
     "lofi": (
         ((KICK, (0, 10), 0.8), (RIM, _BACK, 0.55)),
         ((KICK, (0, 7, 10), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.45)),
         ((KICK, (0, 7, 10), 0.95), (SNARE, _BACK, 0.85), (CLAP, _BACK, 0.4), (HAT, _E, 0.55),
-         (HAT, (3, 7, 11, 15), 0.25), (OPEN_HAT, (14,), 0.35), (SHAKER, (2, 6, 10), 0.3)),
+         (HAT, (3, 7, 11, 15), 0.25), (SNARE, (6, 15), 0.35), (OPEN_HAT, (14,), 0.35), (CABASA, _E, 0.7),
+         (CABASA, _OFF16, 0.4)),
     ),
     "cheerful": (
         ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.75), (HAT, _E, 0.5)),
@@ -50,12 +53,13 @@ DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
     "tense": (
         ((KICK, _Q, 0.85), (HAT, (2, 6, 10, 14), 0.35)),
         ((KICK, _Q, 0.9), (RIM, _BACK, 0.6), (HAT, _E, 0.4)),
-        ((KICK, _Q, 0.95), (CLAP, _BACK, 0.7), (HAT, _E, 0.45), (HAT, (3, 7, 11, 15), 0.2)),
+        ((KICK, _Q, 0.95), (CLAP, _BACK, 0.7), (HAT, _E, 0.45), (HAT, (3, 7, 11, 15), 0.2), (CABASA, _E, 0.45),
+         (CABASA, _OFF16, 0.3)),
     ),
     "cinematic": (
         ((KICK, (0, 8), 0.8), (SNARE, _BACK, 0.35)),
         ((KICK, (0, 8), 0.9), (SNARE, _BACK, 0.5), (PEDAL_HAT, _Q, 0.4)),
-        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.7), (HAT, _E, 0.45), (TOM_LOW, (6, 14), 0.7),
+        ((KICK, (0, 8, 10), 1.0), (SNARE, _BACK, 0.7), (SNARE, _OFF16, 0.3), (HAT, _E, 0.45), (TOM_LOW, (6, 14), 0.7),
          (TOM_FLOOR, (15,), 0.6)),
     ),
     # sad: no groove, only an orchestral bass drum and low toms when the energy is high
@@ -68,7 +72,8 @@ DRUMS: dict[str, tuple[tuple[DrumRow, ...], ...]] = {
     "calm": (
         ((KICK, (0, 8), 0.55), (HAT, _Q, 0.3)),
         ((KICK, (0, 8), 0.6), (SNARE, _BACK, 0.4), (HAT, _E, 0.35)),
-        ((KICK, (0, 8, 10), 0.7), (SNARE, _BACK, 0.5), (HAT, _E, 0.4), (SHAKER, (2, 6, 10, 14), 0.35)),
+        ((KICK, (0, 8, 10), 0.7), (SNARE, _BACK, 0.5), (HAT, _E, 0.4), (SHAKER, (2, 6, 10, 14), 0.35),
+         (SHAKER, _OFF16, 0.3)),
     ),
 }
 

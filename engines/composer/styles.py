@@ -23,8 +23,10 @@ What a style fixes and what the mood moves
       while the energy is in ``[enter, leave)``; the kit plays from ``drums_from``), the dynamics
       (note velocity over ``velocity_range`` and CC11 expression over ``expression_range``, a swell
       over the bar when it changes), the register (``register[0]`` semitones up at full energy,
-      down at none) and the harmonic rhythm (a chord every two bars below ``harmony_rates[0]``,
-      one a bar, two a bar from ``harmony_rates[1]``);
+      down at none), the harmonic rhythm (a chord every two bars below ``harmony_rates[0]``,
+      one a bar, two a bar from ``harmony_rates[1]``) and, from energy .5 up, the articulation (bass,
+      comping and perc notes shortened to ``articulation`` of their length at full energy: detached,
+      driving) and the mix (the kit's CC7 up to ``kit_boost_db`` louder: drums forward);
     * **valence** (-1..1) picks the mode family with the emotion (major / lydian / mixolydian vs
       minor / dorian / harmonic minor / phrygian, :mod:`.theory`), colours the chords (bright: minor
       triads soften to minor 7ths; dark: major 7ths, 6ths and 9ths stripped; :func:`.theory.colour_chord`),
@@ -32,14 +34,16 @@ What a style fixes and what the mood moves
       (upper parts louder and bass softer when bright) and the hats and shakers (softer at low
       valence) -- low valence is lower and darker.
 
-    Per style (energy thresholds in brackets; "lvl 2" = density level 2, energy >= 0.7):
+    Per style (energy thresholds in brackets; "lvl 2" = density level 2, energy >= 0.7; "art." = note
+    length at full energy, "kit" = the kit's boost at full energy):
 
-    =========  =====  ========================  ===============================================
+    =========  =====  ========================  ===================================================
     style      bpm    always (calm too)         energy brings in
-    =========  =====  ========================  ===============================================
+    =========  =====  ========================  ===================================================
     lofi       60-94  e-piano, finger bass,     vibraphone lead (.3), clean-guitar arpeggio
-                      warm pad (leaves at .8),  (.55); kick/snare/hats 8ths (lvl 1), clap,
-                      kick + rim                16th ghost hats, shaker, e-piano stabs (lvl 2)
+                      warm pad (leaves at .8),  (.55); kick/snare/hats 8ths (lvl 1), clap, 16th
+                      kick + rim                ghost hats, snare ghosts, cabasa 16ths, e-piano
+                                                stabs (lvl 2); art. .3, kit +6 dB
     cheerful   104-   pick bass, steel-guitar   kit (.2), pizzicato lead (.25), marimba
                136    strum                     arpeggio (.45); clap (lvl 1), tambourine (lvl 2)
     sad        54-88  cello bass, strings,      piano lead (.3), viola ostinato (.5), timpani
@@ -47,20 +51,24 @@ What a style fixes and what the mood moves
     epic       84-    contrabass, choir         viola ostinato (.2), power kit (.3), brass lead
                122                              (.3), timpani (.4); toms (lvl 1, 2)
     calm       54-90  fretless bass, warm pad,  piano lead (.3), pizzicato pulse (.5), brush-kit
-                      harp arpeggio             pulse (.6); shaker (lvl 2)
+                      harp arpeggio             pulse (.6); shaker 8ths + 16ths (lvl 2); art. .5,
+                                                kit +4 dB
     tense      90-    synth-bass pulse,         cello ostinato (.2), room kit (.3), celesta
-               132    tremolo strings           (.35), timpani (.6)
+               132    tremolo strings           (.35), timpani (.6); clap, cabasa 16ths (lvl 2);
+                                                art. .5, kit +3 dB
     cinematic  62-    cello bass, strings,      horn lead (.3), viola ostinato (.45), orchestra
-               110    piano arpeggio            kit (.5), timpani (.55); toms (lvl 2)
-    =========  =====  ========================  ===============================================
+               110    piano arpeggio            kit (.5), timpani (.55); toms, 16th snare
+                                                ostinato (lvl 2); art. .6, kit +3 dB
+    =========  =====  ========================  ===================================================
 
     In every style: tempo ``lo + (hi - lo) * energy ** 1.5`` (:func:`.plan.tempo_for`); velocity over
     ``velocity_range`` and CC11 114..127 by energy; harmonic rhythm one chord per 2 bars (energy < .2),
     one a bar, two a bar (>= .7); arpeggios in 16ths and busier bass, comp and drum rows at level 2;
     register +-3 semitones by energy and +-5 by valence, at most +-4 in all (:data:`MAX_SHIFT`; bass
-    and timpani stay); low valence: minor-family mode, plain (dark) chords, lower register, softer
-    upper parts (-12 % velocity at valence -1, bass +12 %) and softer hats and shakers (-40 %); high
-    valence the other way round.
+    and timpani stay); articulation and kit level linear in energy from .5 (as written) to 1 (the
+    style's ``articulation`` and ``kit_boost_db``; the lead and pads keep their lengths); low valence:
+    minor-family mode, plain (dark) chords, lower register, softer upper parts (-12 % velocity at valence
+    -1, bass +12 %) and softer hats, shakers and cabasa (-40 %); high valence the other way round.
 
 Automatic style from emotion (``style=None`` / ``"auto"``), :data:`AUTO_STYLE`::
 
@@ -147,8 +155,14 @@ class StylePreset:
     harmony_rates: tuple[float, float] = (0.2, 0.7)
     #: Register shift in semitones at full energy (up; down at none) and at valence +-1.
     register: tuple[int, int] = (3, 5)
+    #: Articulation at full energy: the bass, comping and perc notes last this share of their written
+    #: length (1: as written). From energy .5 up they get shorter -- detached and driving when intense,
+    #: as written when calm; pads and the lead keep their lengths.
+    articulation: float = 1.0
+    #: The kit's level (CC7) rises by this many dB from energy .5 to full energy: drums forward when intense.
+    kit_boost_db: float = 0.0
 
-    def cc7(self, volume: int) -> int:
+    def cc7(self, volume: float) -> int:
         """CC7 value for a part volume (linear amplitude scale, 127 = unity) after the style trim.
 
         tinysoundfont's CC7/CC11 response is about cubic in amplitude (CC 64 is -18 dB), so
@@ -169,6 +183,20 @@ class StylePreset:
     def expression(self, energy: float) -> int:
         lo, hi = self.expression_range
         return int(round(lo + (hi - lo) * min(1.0, max(0.0, energy))))
+
+    @staticmethod
+    def drive(energy: float) -> float:
+        """0 up to energy .5, rising to 1 at full energy: how far the intense-only moves (articulation,
+        kit level) have gone."""
+        return min(1.0, max(0.0, (energy - 0.5) / 0.5))
+
+    def note_length(self, energy: float) -> float:
+        """Share of their written length the bass, comping and perc notes last (see :attr:`articulation`)."""
+        return 1.0 - (1.0 - self.articulation) * self.drive(energy)
+
+    def kit_cc7(self, energy: float) -> int:
+        """The kit's CC7 at ``energy`` (:attr:`drum_volume`, raised by up to :attr:`kit_boost_db`)."""
+        return self.cc7(self.drum_volume * 10.0 ** (self.kit_boost_db * self.drive(energy) / 20.0))
 
     def drums_on(self, energy: float) -> bool:
         return self.drum_kit is not None and energy >= self.drums_from
@@ -203,6 +231,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("comp", 27, 60, 79, volume=92, pan=96, velocity=0.8, figure="arp", enter=0.55),  # Clean guitar
         ),
         drum_kit=8, drum_volume=96, swing=0.18, velocity_range=(58, 94), lead_presence=0.7, trim_db=-3.4,
+        articulation=0.3, kit_boost_db=6.0,
     ),
     "cheerful": StylePreset(
         "cheerful", (104.0, 136.0),
@@ -247,6 +276,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("comp", 45, 55, 72, volume=78, pan=24, velocity=0.8, figure="ostinato", enter=0.5),  # Pizzicato
         ),
         drum_kit=40, drum_volume=84, velocity_range=(48, 90), lead_presence=0.55, trim_db=-4.2, drums_from=0.6,
+        articulation=0.5, kit_boost_db=4.0,
     ),
     "tense": StylePreset(
         "tense", (90.0, 132.0),
@@ -258,6 +288,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("perc", 47, 36, 55, volume=96, pan=64, velocity=0.95, enter=0.6, moves=False),  # Timpani
         ),
         drum_kit=8, drum_volume=100, velocity_range=(66, 112), lead_presence=0.45, trim_db=-6.3, drums_from=0.3,
+        articulation=0.5, kit_boost_db=3.0,
     ),
     "cinematic": StylePreset(
         "cinematic", (62.0, 110.0),
@@ -270,6 +301,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("perc", 47, 36, 55, volume=100, pan=64, velocity=1.0, enter=0.55, moves=False),  # Timpani
         ),
         drum_kit=48, drum_volume=100, velocity_range=(72, 112), lead_presence=0.75, trim_db=-3.7, drums_from=0.5,
+        articulation=0.6, kit_boost_db=3.0,
     ),
 }
 

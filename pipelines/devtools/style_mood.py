@@ -21,7 +21,9 @@ audio, through estimators that know nothing of the composer --
 
 Energy rows are *intense minus the mean of the two calm parts*, measured on the middle of each part
 (:data:`WINDOWS`: transitions excluded); valence rows are *high minus low*. Results are averaged over
-``--seeds`` seeds.
+``--seeds`` seeds (``--first-seed`` on: e.g. ``--first-seed 2 --seeds 4`` checks seeds 2-5). ``--cost`` adds
+each style's CPU time to compose and render 60 s, calm - intense - calm and held at the intense mood (the
+busiest arrangement), best of 3.
 Prints the table and, with ``--out FILE``, writes it between ``<!-- bench:style-mood:begin -->`` and
 ``<!-- bench:style-mood:end -->`` (``--label before``: the ``style-mood-before`` markers, for the
 table of the code before a change).
@@ -193,7 +195,33 @@ def compose_seconds_per_minute(style: str | None = "epic", seed: int = 0,
     return best
 
 
-def table(rows: Sequence[StyleRow], seeds: Sequence[int], render_s: float) -> str:
+def held_seconds_per_minute(style: str | None, seed: int = 0,
+                            engine: Callable[[], MusicEngine] = ProceduralMusicEngine) -> float:
+    """CPU seconds to compose and render 60 s held at the intense mood (best of 3)."""
+    control = MoodControl(valence=INTENSE[0], arousal=INTENSE[1], emotion=INTENSE[2])
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        render(style, control, seed, 60.0, engine())
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def cost_line(styles: Sequence[str], engine: Callable[[], MusicEngine] = ProceduralMusicEngine) -> str:
+    """Per style: CPU seconds for 60 s calm - intense - calm / 60 s held intense, and the slowest as a
+    multiple of real time."""
+    cells, worst = [], 0.0
+    for name in styles:
+        style = None if name == "auto" else name
+        cic = compose_seconds_per_minute(style, 0, engine)
+        held = held_seconds_per_minute(style, 0, engine)
+        worst = max(worst, cic, held)
+        cells.append(f"{name} {cic:.2f} / {held:.2f}")
+    return (f"CPU s per 60 s, calm-intense-calm / held intense (best of 3, seed 0): {'; '.join(cells)} "
+            f"(slowest {60.0 / worst:.0f}x real time).")
+
+
+def table(rows: Sequence[StyleRow], seeds: Sequence[int], render_s: float, cost: str = "") -> str:
     with_video = any(r.video is not None for r in rows)
     head = ("| style | Δ arousal | Δ onsets/s | Δ LUFS | Δ centroid Hz | "
             + ("video Δ arousal | video Δ onsets/s | video Δ LUFS | " if with_video else "")
@@ -211,6 +239,8 @@ def table(rows: Sequence[StyleRow], seeds: Sequence[int], render_s: float) -> st
         head,
         "|" + "---|" * (head.count("|") - 1),
     ]
+    if cost:
+        lines[1:1] = ["", cost]
     for r in rows:
         e, v = r.energy, r.valence
         cells = [r.style, f"{e.arousal:+.2f}", f"{e.onset_rate:+.2f}", f"{e.lufs:+.1f}", f"{e.centroid_hz:+.0f}"]
@@ -227,17 +257,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", help="Markdown file to write the table into (between the markers)")
     ap.add_argument("--label", choices=("after", "before"), default="after",
                     help="before: write between the style-mood-before markers (the code before a change)")
-    ap.add_argument("--seeds", type=int, default=2, help="seeds to average (0..N-1; default 2)")
+    ap.add_argument("--seeds", type=int, default=2, help="how many seeds to average (default 2)")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first of those seeds (default 0)")
     ap.add_argument("--styles", default="auto," + ",".join(STYLES), help="comma-separated styles (auto included)")
     ap.add_argument("--no-score", action="store_true", help="skip the runs of the real score job on a video")
+    ap.add_argument("--cost", action="store_true",
+                    help="also time each style: 60 s calm-intense-calm and 60 s held intense (CPU, best of 3)")
     args = ap.parse_args(argv)
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
     bad = [s for s in styles if s != "auto" and s not in STYLES]
-    if bad or args.seeds < 1:
-        ap.error(f"unknown style(s) {bad}" if bad else "--seeds must be at least 1")
-    seeds = list(range(args.seeds))
+    if bad or args.seeds < 1 or args.first_seed < 0:
+        ap.error(f"unknown style(s) {bad}" if bad else "--seeds must be at least 1 and --first-seed at least 0")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     render_s = compose_seconds_per_minute()
-    text = table(style_rows(styles, seeds, not args.no_score), seeds, render_s)
+    cost = cost_line(styles) if args.cost else ""
+    text = table(style_rows(styles, seeds, not args.no_score), seeds, render_s, cost)
     print(text)
     if args.out:
         if args.label == "before":

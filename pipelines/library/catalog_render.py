@@ -4,7 +4,7 @@ master it and encode it (the build worker's side of :mod:`pipelines.library.cata
 Rendering (:func:`render_track`)
     48 kHz stereo, a 50 ms fade-in and a 2 s raised-cosine fade-out, loudness-normalised to
     :data:`TARGET_LUFS` (-16 LUFS integrated, BS.1770; Apple Music's level and the quieter
-    of the streaming norms, for music heard on its own) and kept under -1 dBFS sample peak by
+    of the streaming norms, for music heard on its own) and kept under -1.5 dBFS sample peak by
     the look-ahead limiter of :mod:`pipelines.offline.mix`. Always rendered with the built-in GM
     soundfont (``$BACKSCORE_SOUNDFONT`` is ignored), so track N sounds the same everywhere.
     Encoded as Opus (``libopus``, 112 kb/s) in Ogg through PyAV -- FLAC when the FFmpeg
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 48_000
 #: Integrated loudness of every track (LUFS, BS.1770).
 TARGET_LUFS = -16.0
-#: Sample-peak ceiling of the limiter after normalisation (dBFS).
-PEAK_CEILING_DBFS = -1.0
+#: Sample-peak ceiling of the limiter after normalisation (dBFS): 1.5 dB of room for the Opus codec's overshoot
+#: (up to about 1 dB on busy drums), so a decoded track never clips.
+PEAK_CEILING_DBFS = -1.5
 FADE_IN_S = 0.05
 FADE_OUT_S = 2.0
 OPUS_BIT_RATE = 112_000

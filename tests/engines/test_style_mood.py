@@ -5,7 +5,10 @@ spectral centroid, major-minus-minor key-profile correlation) and BS.1770 loudne
 :func:`pipelines.devtools.style_mood.measure` -- nothing reads the composer's tempo, density or chords.
 The margins are several times what the composer gave before styles followed the mood (then a pinned
 ``sad`` style's intense part measured +0.06 arousal and +0.05 onsets/s over its calm parts, and the
-valence pair's spectral centroids were within a few Hz in most styles; ``BENCHMARKS.md``).
+valence pair's spectral centroids were within a few Hz in most styles; ``BENCHMARKS.md``). The energy
+margins were raised once every style's intense arrangement also got detached notes, a kit brought forward
+and, in lofi, tense, cinematic and calm, a 16th percussion layer (lowest then: +1.16 arousal, +8.8 LU,
++1.77 onsets/s, +274 Hz; before, lofi's intense part measured only +0.57 arousal).
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ def test_intense_control_sounds_more_energetic_than_calm(style: str) -> None:
     for seed in SEEDS:
         calm, intense = _measured(style, CALM, seed), _measured(style, INTENSE, seed)
         d = intense.minus(calm)
-        assert d.arousal >= 0.45, f"{style} seed {seed}: arousal {calm.arousal:+.2f} -> {intense.arousal:+.2f}"
-        assert d.lufs >= 6.0, f"{style} seed {seed}: loudness {calm.lufs:.1f} -> {intense.lufs:.1f} LUFS"
-        assert d.onset_rate >= 0.6, f"{style} seed {seed}: onsets {calm.onset_rate:.2f} -> {intense.onset_rate:.2f}/s"
-        assert d.centroid_hz >= 100.0, (
+        assert d.arousal >= 1.0, f"{style} seed {seed}: arousal {calm.arousal:+.2f} -> {intense.arousal:+.2f}"
+        assert d.lufs >= 7.5, f"{style} seed {seed}: loudness {calm.lufs:.1f} -> {intense.lufs:.1f} LUFS"
+        assert d.onset_rate >= 1.2, f"{style} seed {seed}: onsets {calm.onset_rate:.2f} -> {intense.onset_rate:.2f}/s"
+        assert d.centroid_hz >= 200.0, (
             f"{style} seed {seed}: centroid {calm.centroid_hz:.0f} -> {intense.centroid_hz:.0f} Hz")
 
 
@@ -56,7 +59,7 @@ def test_calm_intense_calm_sequence_follows_the_mood(style: str) -> None:
     more energetic than both calm thirds."""
     deltas = [arousal_delta(calm_intense_calm(style, seed), AUDIO_RATE) for seed in SEEDS]
     for d in deltas:
-        assert d.arousal >= 0.45 and d.lufs >= 6.0 and d.onset_rate >= 0.6, (style, d)
+        assert d.arousal >= 1.0 and d.lufs >= 7.5 and d.onset_rate >= 1.2, (style, d)
 
 
 @pytest.mark.parametrize("style", STYLES)
