@@ -59,7 +59,8 @@ from pipelines.media.outputs import atomic_output
 log = logging.getLogger(__name__)
 
 #: Bump whenever the specs, the composer's output or the encoding change.
-CATALOG_VERSION = 3  # 2: styles carry the mood (issue 11); 3: articulation and kit level move with energy, -1.5 dBFS ceiling
+#: 2: styles carry the mood (issue 11); 3: articulation and kit level move with energy, -1.5 dBFS ceiling.
+CATALOG_VERSION = 3
 MANIFEST = "catalog.json"
 CSV_NAME = "catalog.csv"
 CACHE_ENV = "BACKSCORE_CACHE"

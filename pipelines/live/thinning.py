@@ -2,16 +2,20 @@
 
 At degrade level 1 or more (:meth:`LiveSession.set_degrade <pipelines.live.session.LiveSession.set_degrade>`)
 a session analyses only frames at least :data:`DEGRADED_FRAME_GAP_S` apart: every other frame at the 6 fps
-analysis rate. The features must not move with the level, or the mood would: measured between frames twice
-as far apart, motion reads about twice as high, and the cut detector (a frame's change against its
-neighbours' within two frames) loses cuts 0.75 s apart. So the motion of a kept frame is measured against
-the frame received just before it (:func:`~engines.frame_features.frame_motion`), and the cut detector's
-neighbourhood is half as many frames, the same time span.
+analysis rate. The features must not move with the level, or the mood would:
+
+* **motion** is a per-interval measure: between frames twice as far apart it reads about twice as high. A
+  kept frame stands for itself and the frame skipped before it, so its motion is the mean of the two steps
+  one analysis interval long (the previous kept frame -> the skipped one -> this one;
+  :func:`~engines.frame_features.frame_motion`). A window's mean motion, a shot cut's share of it included,
+  is then what it is at full rate.
+* **cuts**: the cut detector compares a frame's change with its neighbours' within two frames; at half the
+  frames that span would reach the next cut of a fast-cut scene, so its neighbourhood is half as many frames,
+  the same time span.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -31,37 +35,38 @@ class FrameThinning:
     def __init__(self) -> None:
         #: 0: every frame; 1 and 2: every other one (2 also skips faces, which the analyzer handles).
         self.level = 0
-        self._kept_t = -math.inf  # pts of the last frame kept
+        self._kept: VideoFrame | None = None  # the last frame kept
         self._skipped: VideoFrame | None = None  # the last frame received and not kept
-        #: A kept frame's pts -> the frame received just before it (when that one was not kept).
-        self._motion_ref: dict[float, np.ndarray] = {}
+        #: A kept frame's pts -> (the kept frame before it, the frame skipped between them).
+        self._steps: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def keep(self, frame: VideoFrame) -> bool:
         """Whether ``frame`` (the next in time) is analysed."""
-        if self.level >= 1 and frame.pts_s - self._kept_t < DEGRADED_FRAME_GAP_S - 1e-6:
+        kept = self._kept
+        if self.level >= 1 and kept is not None and frame.pts_s - kept.pts_s < DEGRADED_FRAME_GAP_S - 1e-6:
             self._skipped = frame
             return False
-        if self._skipped is not None and frame.pts_s - self._skipped.pts_s < DEGRADED_FRAME_GAP_S - 1e-6:
-            self._motion_ref[frame.pts_s] = self._skipped.rgb
-        self._skipped = None
-        self._kept_t = frame.pts_s
+        skipped = self._skipped
+        if kept is not None and skipped is not None and frame.pts_s - kept.pts_s < 2 * DEGRADED_FRAME_GAP_S:
+            self._steps[frame.pts_s] = (kept.rgb, skipped.rgb)
+        self._skipped, self._kept = None, frame
         return True
 
     def forget(self, frame: VideoFrame) -> None:
         """A kept frame dropped before it was encoded."""
-        self._motion_ref.pop(frame.pts_s, None)
+        self._steps.pop(frame.pts_s, None)
 
     def motion(self, batch: Sequence[VideoFrame], rows: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """The encoder's ``rows`` for ``batch``, with the motion of each frame that had a frame skipped just
-        before it measured against that frame (rows unchanged when none had)."""
-        refs = [self._motion_ref.pop(f.pts_s, None) for f in batch]
-        if "motion" not in names or all(r is None for r in refs):
+        """The encoder's ``rows`` for ``batch``, with the motion of each kept frame that had one skipped
+        before it the mean of the two single steps (rows unchanged when none had)."""
+        steps = [self._steps.pop(f.pts_s, None) for f in batch]
+        if "motion" not in names or all(s is None for s in steps):
             return rows
         out = np.array(rows, np.float32)
         col = list(names).index("motion")
-        for i, (f, ref) in enumerate(zip(batch, refs, strict=True)):
-            if ref is not None and ref.shape == f.rgb.shape:
-                out[i, col] = frame_motion(ref, f.rgb)
+        for i, (f, step) in enumerate(zip(batch, steps, strict=True)):
+            if step is not None and step[0].shape == step[1].shape == f.rgb.shape:
+                out[i, col] = 0.5 * (frame_motion(step[0], step[1]) + frame_motion(step[1], f.rgb))
         return out
 
     def cut_options(self, options: CutOptions) -> CutOptions:
