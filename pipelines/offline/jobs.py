@@ -49,7 +49,8 @@ def load_library_cached(spec: str) -> list[TrackInfo]:
 
 
 def service_analysis() -> AnalysisOptions:
-    """The analysis options of the service: its media limits (the `MAX_MEDIA_S`, `MAX_PIXELS_PER_S`, `MAX_FRAME_PIXELS` settings)."""
+    """The analysis options of the service: its media limits (the `MAX_MEDIA_S`, `MAX_PIXELS_PER_S` and
+    `MAX_FRAME_PIXELS` settings)."""
     return _service_analysis()
 
 
