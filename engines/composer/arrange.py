@@ -15,6 +15,8 @@ first half of the bar when it changes), the register shift from energy and valen
 (bass, comping and perc notes shortened above energy .5, :meth:`.styles.StylePreset.note_length`) and
 the kit's level (CC7, :meth:`.styles.StylePreset.kit_cc7`, ramped over half a bar like the swell), and
 plays the chords the engine hands it (one every two bars .. two a bar, :class:`.plan.HarmonicRhythm`).
+A bar faster than its style's ``tempo_range`` (double time, a beat plan's for fast cuts) plays its drum,
+bass, comping and perc rows without odd 16ths (:func:`.patterns.double_time`).
 
 Humanisation: seeded Gaussian timing jitter (about 4 ms for pitched parts, 2 ms for drums,
 never earlier than the bar start) and velocity jitter (about 4 steps).
@@ -58,6 +60,12 @@ class BarContext:
     def bar_s(self) -> float:
         return 240.0 / self.tempo if self.beats is None else float(sum(self.beats))
 
+    @property
+    def double_time(self) -> bool:
+        """Faster than the style's ``tempo_range`` (a high-arousal mood's double time): 16th rows play as
+        8ths (:func:`.patterns.double_time`)."""
+        return self.tempo > self.section.style.tempo_range[1] + 1e-6
+
 
 class Arranger:
     def __init__(self) -> None:
@@ -82,6 +90,8 @@ class Arranger:
         self._swing = 0.0
         #: Start (s from the bar start) of each beat and the bar's end, when the beats are uneven.
         self._beat_at: tuple[float, ...] | None = None
+        #: This bar is in double time (:attr:`BarContext.double_time`): no odd 16ths.
+        self._double = False
 
     # ------------------------------------------------------------------ helpers
     def _t(self, step: float) -> float:
@@ -100,7 +110,7 @@ class Arranger:
 
     def _begin_bar(self, ctx: BarContext, rng: np.random.Generator) -> float:
         """Per-bar timing state; returns the bar's length (s)."""
-        self.ev, self._rng, self._tempo = [], rng, ctx.tempo
+        self.ev, self._rng, self._tempo, self._double = [], rng, ctx.tempo, ctx.double_time
         self._beat_at = None if ctx.beats is None else tuple(np.concatenate([[0.0], np.cumsum(ctx.beats)]).tolist())
         return ctx.bar_s
 
@@ -257,6 +267,8 @@ class Arranger:
 
     def _drums(self, style: StylePreset, ctx: BarContext, first: int, stop: int, crash: bool) -> None:
         rows = P.DRUMS.get(style.name, P.DRUMS["cheerful"])[ctx.level]
+        if self._double:
+            rows = P.double_time_drums(rows)
         base = style.velocity(ctx.energy)
         bright = 1.0 + 0.4 * max(-1.0, min(1.0, ctx.valence))  # metal (hats, shakers) follows valence
         for key, steps, v in rows:
@@ -309,7 +321,7 @@ class Arranger:
                     self._comp(chan, part, chord, step, end, vbase, ctx.level)
                 elif part.role == "perc":
                     for s in P.PERC_STEPS[ctx.level]:
-                        if step <= s < end:
+                        if step <= s < end and not (self._double and s % 2):
                             key = pitches_in_range((chord.root,), part.lo, part.hi)[0]
                             self._note(self._t(s), self._t(s) + 0.8, chan, key, self._vel(vbase, 1.0, s))
             if part.role == "lead" and lead:
@@ -324,7 +336,7 @@ class Arranger:
         root = roots[0] if self.last_bass is None else min(roots, key=lambda p: abs(p - (self.last_bass or p)))
         rows = P.BASS.get(sec.style.name, P.BASS["lofi"])[level]
         for step, length, what in rows:
-            if not first <= step < stop:
+            if not first <= step < stop or (self._double and step % 2):
                 continue
             if what == "R":
                 key = root
@@ -357,7 +369,8 @@ class Arranger:
               level: int) -> None:
         voicing = voice_chord(chord, self.voicing.get(chan, []), part.lo, part.hi, part.max_notes)
         self.voicing[chan] = voicing
-        rows = [(s, n) for s, n in P.COMP[part.figure or "block"][level] if first <= s < stop]
+        pattern = P.COMP[part.figure or "block"][level]
+        rows = [(s, n) for s, n in (P.double_time_rows(pattern) if self._double else pattern) if first <= s < stop]
         if part.figure == "arp":
             tones = [*voicing, voicing[0] + 12]
             order = (0, 1, 2, 3, 2, 1, 2, 1) if len(tones) > 3 else (0, 1, 2, 1, 0, 1, 2, 1)

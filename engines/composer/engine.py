@@ -11,7 +11,8 @@ A stream composes bar by bar and renders whole bars with one persistent soundfon
   a pivot chord common to both keys then the new key's V7, a drum fill, old parts fading
   out and new parts fading in. The new section starts on the following bar.
 * A bar plays at the section's tempo, or at ``MoodControl.tempo_bpm`` when given (an offline
-  beat plan, :mod:`pipelines.offline.beats`) clamped to the section's style band; with
+  beat plan, :mod:`pipelines.offline.beats`) clamped to the section's band (the style band, up to the
+  style's double-time ``fast_max`` for a high-arousal mood); with
   ``MoodControl.beat_durations_s`` its four beats have those lengths (each clamped to the band), the
   arranger's 16ths mapped through them beat by beat (``BarInfo.beat_durations_s`` reports them).
 
@@ -155,17 +156,17 @@ class ProceduralMusicStream(MusicStream):
 
 
 def _clamp_tempo(bpm: float, section: SectionPlan) -> float:
-    """A requested tempo (``MoodControl.tempo_bpm``) inside the section's style band."""
-    lo, hi = section.style.tempo_range
+    """A requested tempo (``MoodControl.tempo_bpm``) inside the section's band (double time for high arousal)."""
+    lo, hi = section.tempo_band
     return float(np.clip(bpm, lo, hi)) if np.isfinite(bpm) else section.tempo
 
 
 def _clamp_beats(durations: tuple[float, ...], section: SectionPlan) -> tuple[float, ...]:
-    """Requested beat lengths (``MoodControl.beat_durations_s``), each inside the section's style band;
-    anything but :data:`BEATS_PER_BAR` finite positive lengths is an error."""
+    """Requested beat lengths (``MoodControl.beat_durations_s``), each inside the section's band (double time
+    for high arousal); anything but :data:`BEATS_PER_BAR` finite positive lengths is an error."""
     if len(durations) != BEATS_PER_BAR or not all(np.isfinite(d) and d > 0 for d in durations):
         raise ValueError(f"beat_durations_s must be {BEATS_PER_BAR} positive lengths, got {durations!r}")
-    lo, hi = section.style.tempo_range
+    lo, hi = section.tempo_band
     return tuple(float(np.clip(d, 60.0 / hi, 60.0 / lo)) for d in durations)
 
 
@@ -187,4 +188,4 @@ class ProceduralMusicEngine(MusicEngine):
 
     def tempo_band(self, control: MoodControl, options: MusicStreamOptions) -> tuple[float, float, float]:
         style = resolve_style(options.style, control.style, control.emotion)
-        return tempo_for(style, energy_of(control)), *style.tempo_range
+        return tempo_for(style, energy_of(control)), *style.tempo_band(control.arousal)

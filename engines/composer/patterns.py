@@ -10,6 +10,12 @@ quarter-note pulse unambiguous (kick/snare on beats, hats on 8ths at most, 16ths
 ghosts softer than the 8ths around them: ghost hats and snares, the shaker or cabasa figure
 some styles add at level 2) so the beat is clear to listeners and to beat trackers, and never
 get dense enough to turn into machine-gun repeated notes.
+
+Double time (a bar faster than its style's ``tempo_range``: a high-arousal mood's beat plan speeding up for
+fast cuts, :mod:`.styles`): the rows are played through :func:`double_time` -- every note on an odd 16th
+dropped and single 16ths held for an 8th, so 16th hats, shakers, cabasa, arpeggios and ostinati become
+8ths (driving, not frantic: 8ths at 160 bpm are as many notes a second as 16ths at 80); the kick plays
+every beat, the backbeat stays on 2 and 4.
 """
 
 from __future__ import annotations
@@ -153,6 +159,25 @@ COMP: dict[str, tuple[tuple[CompRow, ...], ...]] = {
         tuple((s, 1) for s in range(16)),
     ),
 }
+
+
+def double_time(steps: tuple[int, ...]) -> tuple[int, ...]:
+    """``steps`` without the odd 16ths (see the module doc)."""
+    return tuple(s for s in steps if s % 2 == 0)
+
+
+def double_time_drums(rows: tuple[DrumRow, ...]) -> tuple[DrumRow, ...]:
+    """Drum rows in double time: odd 16ths dropped, rows left empty removed, and the kick on every beat
+    (a driving four-on-the-floor under the backbeat, which stays on 2 and 4)."""
+    out = [(key, double_time(steps), v) for key, steps, v in rows if double_time(steps)]
+    kicks = [(k, (*sorted(set(steps) | set(_Q)),), v) for k, steps, v in out if k == KICK]
+    return tuple(kicks[0] if k == KICK else (k, steps, v) for k, steps, v in out) if kicks else tuple(out)
+
+
+def double_time_rows(rows: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """Comp rows ``(step, length)`` in double time: odd 16ths dropped, the rest at least an 8th long."""
+    return tuple((s, max(n, 2)) for s, n in rows if s % 2 == 0)
+
 
 #: Timpani-style root hits (the "perc" role) per level: steps
 PERC_STEPS: tuple[tuple[int, ...], ...] = ((0,), (0, 8), (0, 8, 12, 14))

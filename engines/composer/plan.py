@@ -42,6 +42,13 @@ class SectionPlan:
     progression: tuple[Chord, ...]
     bank: int  # which of the two channel banks the section's parts play on
     pedal: bool  # bass holds a tonic pedal (tense/fearful colour)
+    #: The tempi (bpm) a requested tempo may take (:meth:`.styles.StylePreset.tempo_band` of the mood that
+    #: started the section: double time for high arousal); ``None``: the style's ``tempo_range``.
+    band: tuple[float, float] | None = None
+
+    @property
+    def tempo_band(self) -> tuple[float, float]:
+        return self.band if self.band is not None else self.style.tempo_range
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -105,6 +112,7 @@ def plan_section(
         progression=progression,
         bank=0 if prev is None else 1 - prev.bank,
         pedal=pedal,
+        band=style.tempo_band(control.arousal),
     )
 
 

@@ -70,6 +70,16 @@ What a style fixes and what the mood moves
     minor-family mode, plain (dark) chords, lower register, softer upper parts (-12 % velocity at valence
     -1, bass +12 %) and softer hats, shakers and cabasa (-40 %); high valence the other way round.
 
+    Double time (the band rule): a mood with arousal >= :data:`FAST_AROUSAL` (.65) in a driving style may be
+    played up to the style's ``fast_max`` -- epic 168, tense 168, cheerful 160 bpm (action, exciting and
+    tense music commonly runs 140-170); lofi, sad, calm and cinematic (whose intense part, slower and
+    orchestral, read as calmer in double time) have none, and calmer moods keep the ``bpm`` column. The own
+    tempo (the formula above) never goes there: only an offline beat plan does, when the cuts pay for it
+    (steady cuts 0.75 s apart on every other beat at 160 bpm, :mod:`pipelines.offline.beats`). Above
+    ``tempo_range`` a bar plays double time idiomatically: its drum, bass, comping and perc rows lose their
+    odd 16ths (16th hats, shakers, cabasa, arpeggios and ostinati become 8ths,
+    :func:`.patterns.double_time`), the kick plays every beat and the backbeat stays on 2 and 4.
+
 Automatic style from emotion (``style=None`` / ``"auto"``), :data:`AUTO_STYLE`::
 
     exciting -> epic        happy -> cheerful     relaxing -> calm     neutral -> lofi
@@ -98,6 +108,11 @@ DRUM_KIT_NAMES: dict[int, str] = {
 
 #: The largest register shift (semitones) the mood makes, up or down.
 MAX_SHIFT = 4
+
+#: Moods this aroused (or more) may play double time, up to the style's ``fast_max`` (action, exciting,
+#: tense music commonly runs 140-170 bpm); calmer moods keep ``tempo_range``. (.65: clearly intense; the
+#: analysis reads a fast-cut exciting scene at about .7.)
+FAST_AROUSAL = 0.65
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,24 @@ class StylePreset:
     articulation: float = 1.0
     #: The kit's level (CC7) rises by this many dB from energy .5 to full energy: drums forward when intense.
     kit_boost_db: float = 0.0
+    #: Double time: a high-arousal mood's band (arousal >= :data:`FAST_AROUSAL`) reaches up to this tempo
+    #: (``None``: no double time, the band is ``tempo_range``). The own tempo stays in ``tempo_range``; only a
+    #: beat plan goes above it, when the cuts call for it (:mod:`pipelines.offline.beats`), and above
+    #: ``tempo_range`` the busy 16th-note rows play as 8ths (:mod:`.patterns`, :func:`.patterns.double_time`).
+    fast_max: float | None = None
+
+    def tempo_band(self, arousal: float) -> tuple[float, float]:
+        """The tempi (bpm) a section in a mood of ``arousal`` may play at: ``tempo_range``, reaching up to
+        :attr:`fast_max` (double time) when the arousal is at least :data:`FAST_AROUSAL`."""
+        lo, hi = self.tempo_range
+        if self.fast_max is not None and arousal >= FAST_AROUSAL:
+            hi = max(hi, self.fast_max)
+        return lo, hi
+
+    @property
+    def widest_range(self) -> tuple[float, float]:
+        """The slowest and fastest tempo of any mood in this style (double time included)."""
+        return self.tempo_range[0], max(self.tempo_range[1], self.fast_max or 0.0)
 
     def cc7(self, volume: float) -> int:
         """CC7 value for a part volume (linear amplitude scale, 127 = unity) after the style trim.
@@ -242,6 +275,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("comp", 12, 72, 88, volume=62, pan=96, velocity=0.55, figure="arp", enter=0.45),  # Marimba
         ),
         drum_kit=0, drum_volume=100, velocity_range=(70, 112), lead_presence=0.85, trim_db=-1.6, drums_from=0.2,
+        fast_max=160.0,
     ),
     "sad": StylePreset(
         "sad", (54.0, 88.0),
@@ -265,6 +299,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("perc", 47, 36, 55, volume=100, pan=64, velocity=1.0, enter=0.4, moves=False),  # Timpani
         ),
         drum_kit=16, drum_volume=104, velocity_range=(76, 122), lead_presence=0.7, trim_db=-6.4, drums_from=0.3,
+        fast_max=168.0,
     ),
     "calm": StylePreset(
         "calm", (54.0, 90.0),
@@ -288,7 +323,7 @@ STYLE_PRESETS: dict[str, StylePreset] = {
             PartSpec("perc", 47, 36, 55, volume=96, pan=64, velocity=0.95, enter=0.6, moves=False),  # Timpani
         ),
         drum_kit=8, drum_volume=100, velocity_range=(66, 112), lead_presence=0.45, trim_db=-6.3, drums_from=0.3,
-        articulation=0.5, kit_boost_db=3.0,
+        articulation=0.5, kit_boost_db=3.0, fast_max=168.0,
     ),
     "cinematic": StylePreset(
         "cinematic", (62.0, 110.0),

@@ -25,15 +25,16 @@ CONTRAST_BEGIN, CONTRAST_END = "<!-- bench:beats-contrast:begin -->", "<!-- benc
 #: Band definitions compared (:class:`~pipelines.offline.beats.BeatOptions` fields): the whole style band; the
 #: previous default (the composer's own tempo ±15 % inside the style band, at most 10 % towards a neighbouring
 #: mood's own tempo, at most 5 % from beat to beat); the default (±15 %, 25 % away from the neighbours, towards
-#: them 10 % or a third of the way, 15 % tempo steps on cuts); the own tempo alone (no bending: the composer
+#: them 10 % or a third of the way, 15 % tempo steps on cuts, a high-arousal mood up to 45 % above its own
+#: tempo: double time); the own tempo alone (no bending: the composer
 #: without a plan).
 STYLE_BAND: dict[str, Any] = {"band_width": None, "toward_width": None}
-PREVIOUS_BAND: dict[str, Any] = {"away_width": None, "toward_share": 0.0, "cut_beat_change": 0.05}
+PREVIOUS_BAND: dict[str, Any] = {"away_width": None, "toward_share": 0.0, "cut_beat_change": 0.05, "fast_width": None}
 CONTRAST_BANDS: dict[str, dict[str, Any]] = {
     "style band": STYLE_BAND,
     "previous (own ±15 %, ≤10 % towards, ≤5 % a beat)": PREVIOUS_BAND,
     "default": {},
-    "own tempo": {"band_width": 0.0, "away_width": None, "toward_width": None},
+    "own tempo": {"band_width": 0.0, "away_width": None, "toward_width": None, "fast_width": None},
 }
 
 

@@ -54,10 +54,12 @@ log = logging.getLogger(__name__)
 
 BEGIN, END = "<!-- bench:beats:begin -->", "<!-- bench:beats:end -->"
 #: The plan alone with other options, in the main table: the previous plan (own ±15 %, ≤10 % towards a
-#: neighbour, ≤5 % a beat), the default band without tempo steps on cuts, and anywhere in the style band.
+#: neighbour, ≤5 % a beat), the default band without tempo steps on cuts, without the high-arousal moods'
+#: double time, and anywhere in the style band.
 ALTERNATIVE_BANDS: dict[str, dict[str, Any]] = {
     "previous": PREVIOUS_BAND,
     "no steps on cuts": {"cut_beat_change": 0.05},
+    "no double time": {"fast_width": None},
     "style band": STYLE_BAND,
 }
 TITLE = "Cut-synced beats (`make bench-beats`)"
@@ -149,13 +151,14 @@ def audio_onsets(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def inside_bands(bars: Sequence[BarInfo]) -> bool:
-    """Every beat's tempo inside its style's band (a transition bar plays at the outgoing section's)."""
+    """Every beat's tempo inside its style's widest band (double time included; a transition bar plays at
+    the outgoing section's)."""
     from engines.composer.styles import STYLE_PRESETS
     from pipelines.offline.beats import beat_tempi_of_bars
 
     style = None
     for b in bars:
-        band = STYLE_PRESETS[style if b.transition and style else b.style].tempo_range
+        band = STYLE_PRESETS[style if b.transition and style else b.style].widest_range
         if not all(band[0] - 1e-6 <= t <= band[1] + 1e-6 for t in beat_tempi_of_bars([b])):
             return False
         style = b.style if not b.transition else style
@@ -170,7 +173,9 @@ def _band_label(o: Any) -> str:
     towards = "" if o.toward_width is None else \
         f", towards a neighbouring mood's at most {100 * o.toward_width:g} %{share}"
     return (f"the composer's own tempo ±{100 * o.band_width:g} %{away}{towards}; at most "
-            f"{100 * o.max_beat_change:g} % from beat to beat, {100 * o.cut_beat_change:g} % on a cut")
+            f"{100 * o.max_beat_change:g} % from beat to beat, {100 * o.cut_beat_change:g} % on a cut"
+            + ("" if o.fast_width is None else f"; a high-arousal mood up to {100 * o.fast_width:g} % above its own "
+               "tempo (double time, to the style's fast_max)"))
 
 
 def _pct(x: float | None) -> str:
@@ -212,17 +217,15 @@ def _simulate(out: str | None, n_seeds: int) -> int:
     from pipelines.devtools.report import cpu_name, replace_section
     from pipelines.offline.beats import BeatOptions
 
-    options = {"previous": PREVIOUS_BAND, "no steps on cuts": {"cut_beat_change": 0.05}, "default": {}}
+    options = {"previous": PREVIOUS_BAND, "no steps on cuts": {"cut_beat_change": 0.05},
+               "no double time": {"fast_width": None}, "default": {}}
     rows = simulate(options, range(n_seeds))
-    what_if = simulate({"what-if": {"band_width": 0.4, "away_width": 0.4}}, range(n_seeds), ceiling_bpm=160.0)
     text = (f"Machine: {cpu_name()}. The plan alone (no video, no audio) on random 40 s cut patterns, seeds "
             f"0-{n_seeds - 1} (mean; `pipelines.devtools.beat_sim`): cut times on 30 fps frames, the moods' own "
             "tempi and style bands from the composer, each mood change snapped to a cut. previous: "
             f"{_band_label(replace(BeatOptions(), **PREVIOUS_BAND))}; no steps on cuts: the default with 5 % on "
-            f"cuts too; default: {_band_label(BeatOptions())}.\n\n" + sim_table(rows) + "\n\nWhat-if, not "
-            "playable (the composer clamps every beat to its style's band): the intense moods' band raised to "
-            "160 bpm (double time for cuts 0.75 s apart) and the own tempo ±40 %, plan only:\n\n"
-            + sim_table(what_if))
+            "cuts too; no double time: the default without the high-arousal moods' double time (`fast_width` "
+            f"None); default: {_band_label(BeatOptions())}.\n\n" + sim_table(rows))
     if out:
         replace_section(out, SIM_BEGIN, SIM_END, "Beat plan on random cut patterns", text)
     print(text)
@@ -291,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "has onsets between beats too). After: the default plan (`BeatOptions()`: "
             f"{_band_label(BeatOptions())}); then the plan alone (its beats, not composed) with other options: "
             f"previous: {_band_label(replace(BeatOptions(), **PREVIOUS_BAND))}; no steps on cuts: the default "
-            "with 5 % on cuts too; style band: anywhere in the style's band.\n\n" + table(rows))
+            "with 5 % on cuts too; no double time: the default without the high-arousal moods' double time "
+            "(`fast_width` None); style band: anywhere in the style's band (double time included).\n\n"
+            + table(rows))
     if args.out:
         replace_section(args.out, BEGIN, END, TITLE, text)
     print(text)

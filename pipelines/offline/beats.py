@@ -5,7 +5,9 @@ A *span* is a stretch of music in one mood (one composer section); it has the te
 choose and the mood's tempo band (:func:`span_limits`: inside the style's band, the own tempo
 ± ``band_width``, further away from a neighbouring mood's tempo (``away_width``: a calm mood next to an
 intense one may slow down more, the intense one speed up more) and less towards it (``toward_width`` or
-``toward_share`` of the way, whichever is more)). :func:`plan_beats` chooses every beat's length (4/4
+``toward_share`` of the way, whichever is more); a high-arousal mood, whose style band reaches double time
+(``StylePreset.fast_max``, 160-168 bpm), up to ``fast_width`` (70 %) above its own tempo, so steady fast cuts can
+fall on every other beat). :func:`plan_beats` chooses every beat's length (4/4
 bars; a beat from ``t_k`` to ``t_{k+1}`` plays at ``60 / (t_{k+1} - t_k)`` bpm) by dynamic programming
 over a fine time grid, the state being (time, length of the beat ending there, its place in the bar):
 
@@ -20,7 +22,7 @@ over a fine time grid, the state being (time, length of the beat ending there, i
   writes one into the click track, the cut masking the step), so the tempo stays steady unless bending it
   puts cuts on beats.
 
-Cuts are at least 0.4 s apart and beats more than 0.44 s, so a beat can only ever hit one cut and the
+Cuts are at least 0.4 s apart and beats at least 0.35 s (168 bpm) long, so a beat can only ever hit one cut and the
 score of a beat is a precomputed cut signal sampled at its start; the DP runs block by block (every beat
 ending inside a block starts before it), vectorised over the block, the beat lengths and the changes (the
 larger steps at cuts only for the few beats that start on one).
@@ -81,6 +83,12 @@ class BeatOptions:
     #: keep at least a third of it between them, close ones (cheerful's 104 and 128) 10 % each.
     toward_width: float | None = 0.10
     toward_share: float = 1.0 / 3.0
+    #: Double time: a span whose band reaches ``fast_from_bpm`` or more (a high-arousal mood, the style's
+    #: ``fast_max``: :meth:`engines.composer.styles.StylePreset.tempo_band`) may speed up this fraction of
+    #: its own tempo (``None``: as any other), so steady fast cuts can fall on every other beat; the
+    #: deviation cost still keeps it at its own tempo unless the cuts pay for more.
+    fast_width: float | None = 0.7
+    fast_from_bpm: float = 140.0
     #: Beats may move this fraction from their span's own tempo cheaply (quadratic cost up to
     #: ``deviation_cost`` at the edge) ...
     max_deviation: float = 0.08
@@ -157,8 +165,9 @@ def span_limits(span: TempoSpan, o: BeatOptions, neighbours: Sequence[TempoSpan]
     own tempo ± ``band_width`` (``away_width`` on the side away from the neighbouring spans' own tempi, the
     moods before and after, when they all lie on the other side), to at most ``toward_width`` of the own
     tempo or ``toward_share`` of the way towards a neighbour's own tempo, whichever is more (a calm section
-    next to an intense one may slow down more than it speeds up, the intense one the other way round), and,
-    when ``band_cost`` is infinite, to ±``max_deviation``."""
+    next to an intense one may slow down more than it speeds up, the intense one the other way round; a
+    high-arousal mood whose band reaches ``fast_from_bpm`` up to ``fast_width`` above its own tempo: double
+    time), and, when ``band_cost`` is infinite, to ±``max_deviation``."""
     own = span.target_bpm
     lo, hi = span.lo_bpm, span.hi_bpm
     faster = [n.target_bpm for n in neighbours if n.target_bpm > own]
@@ -166,7 +175,10 @@ def span_limits(span: TempoSpan, o: BeatOptions, neighbours: Sequence[TempoSpan]
     if o.band_width is not None:
         away = o.band_width if o.away_width is None else o.away_width
         lo = max(lo, own * (1.0 - (away if faster and not slower else o.band_width)))
-        hi = min(hi, own * (1.0 + (away if slower and not faster else o.band_width)))
+        up = away if slower and not faster else o.band_width
+        if o.fast_width is not None and span.hi_bpm >= o.fast_from_bpm:
+            up = max(up, o.fast_width)
+        hi = min(hi, own * (1.0 + up))
     if not np.isfinite(o.band_cost):
         lo, hi = max(lo, own * (1.0 - o.max_deviation)), min(hi, own * (1.0 + o.max_deviation))
     if o.toward_width is not None:

@@ -22,6 +22,12 @@ import pytest
 
 from engines.base import STYLES, MoodControl, MusicStreamOptions
 from engines.composer import ProceduralMusicEngine
+from engines.composer import patterns as P
+from engines.composer.arrange import Arranger, BarContext
+from engines.composer.plan import HarmonicRhythm, SectionPlan, density_level
+from engines.composer.styles import FAST_AROUSAL, STYLE_PRESETS
+from engines.composer.synth import DRUM_CHANNEL, NOTE_ON
+from engines.composer.theory import Chord
 from pipelines.analysis.analyze import Analysis, analyze
 from pipelines.analysis.engines import default_engines
 from pipelines.devtools.beat_sync import audio_onsets, inside_bands
@@ -183,7 +189,11 @@ def test_the_band_keeps_calm_slower_than_intense_in_every_style(style: str) -> N
     assert c_hi < i_lo, (style, (c_lo, c_hi), (i_lo, i_hi))
     assert c_hi <= own_c + max(o.toward_width or 0.0, 0.0) * own_c + o.toward_share * (own_i - own_c) + 1e-9
     assert c_lo == pytest.approx(max(calm[1], own_c * (1 - (o.away_width or 0.0))))  # away: further (or style edge)
-    assert i_hi == pytest.approx(min(intense[2], own_i * (1 + (o.away_width or 0.0))))
+    # the intense mood: double time where its style has it (arousal .8, band reaching fast_max), else away
+    up = max(o.away_width or 0.0, (o.fast_width or 0.0) if intense[2] >= o.fast_from_bpm else 0.0)
+    assert (intense[2] >= o.fast_from_bpm) == (STYLE_PRESETS[style].fast_max is not None)
+    assert i_hi == pytest.approx(min(intense[2], own_i * (1 + up)))
+    assert calm[2] == STYLE_PRESETS[style].tempo_range[1]  # a calm mood keeps its style band
     for span, (s_lo, s_hi) in zip(spans, mood_limits(spans, o), strict=True):
         assert span.lo_bpm <= s_lo <= span.target_bpm <= s_hi <= span.hi_bpm
     alone = span_limits(spans[0], o)
@@ -210,3 +220,86 @@ def test_a_tempo_step_on_a_cut_meets_a_new_cut_rhythm_at_once() -> None:
     assert max(changes) <= BeatOptions().cut_beat_change + 1e-6
     held = plan_beats(cuts, span, end, BeatOptions(cut_beat_change=0.05))
     assert cut_report(cuts, beats_of_plan(held), None)["beat_hit_rate"] <= 0.9
+
+
+# ------------------------------------------------------------------------------------------------ double time
+
+STEADY = [replace(BRIGHT_FAST, duration_s=8.0, cut_every_s=0.75, hue=h) for h in (0.1, 0.6)]
+
+
+@pytest.fixture(scope="module")
+def steady(video_dir: Path) -> tuple[Analysis, list[float], ComposedMusic]:
+    path = os.fspath(make_video(video_dir, "beats_steady_075.mp4", STEADY, width=320, height=180, fps=FPS))
+    an = analyze(path, default_engines(faces=False))
+    cuts = refine_cuts(path, an.cuts, 1.0 / 6.0, changes=an.frame_changes)
+    return an, cuts, compose(ProceduralMusicEngine(), an.segments, an.duration_s, pace_at=pace_function(an),
+                             cuts=cuts)
+
+
+def test_steady_fast_cuts_in_an_exciting_scene_play_double_time_on_the_beats(
+        steady: tuple[Analysis, list[float], ComposedMusic]) -> None:
+    """Cuts every 0.75 s (80 bpm) in an exciting scene: one beat a cut is below epic's band and two (160 bpm)
+    above its ordinary band, so the high-arousal mood's double time meets them -- at least 80 % of all cuts on
+    a beat, every beat inside the mood's (double-time) band, and the rendered audio attacks on the beats."""
+    an, cuts, music = steady
+    assert len(cuts) >= 15
+    assert all(s.arousal >= FAST_AROUSAL for s in an.segments), [(s.emotion, s.arousal) for s in an.segments]
+    beats, _ = beats_of_bars(music.bars)
+    rate = hit_rate(cuts, beats)
+    assert rate is not None and rate >= 0.8, rate
+    plan = music.beat_plan
+    assert plan is not None
+    assert np.allclose(beats, beats_of_plan(plan)[:len(beats)], atol=1.5 / 48000)  # played as planned
+    spans = tempo_spans(ProceduralMusicEngine(), MusicStreamOptions(), an.segments, an.duration_s,
+                        pace_at=pace_function(an))
+    assert spans is not None
+    limits = mood_limits(spans, BeatOptions())
+    tempi = beat_tempi_of_bars(music.bars)
+    for i, span in enumerate(plan.spans[:len(music.bars)]):
+        lo, hi = limits[span]
+        assert all(lo - 1e-3 <= t <= hi + 1e-3 for t in tempi[4 * i:4 * i + 4]), (i, (lo, hi))
+    assert inside_bands(music.bars)
+    fast = [t for b, t in zip([b for b in music.bars for _ in range(4)], tempi, strict=False)
+            if t > STYLE_PRESETS[b.style].tempo_range[1]]
+    assert len(fast) >= len(tempi) // 2, tempi  # double time, not the ordinary band
+    onsets = audio_onsets(music.audio, music.sample_rate)
+    played = beats[beats < an.duration_s - 0.5]
+    assert (hit_rate(list(played), onsets) or 0.0) >= 0.8  # an attack on (nearly) every planned beat
+
+
+@pytest.mark.parametrize("style", ["epic", "tense", "cheerful", "calm"])
+def test_double_time_plays_eighths_not_sixteenths(style: str) -> None:
+    """The intense arrangement (density level 2) above the style's ordinary band: every drum, bass and
+    comping note on an 8th (no 16th hats, shakers, arpeggios or ostinati), the kick on every beat and the
+    backbeat kept; inside the band the same bar still has its 16ths (where the style has any)."""
+    preset = STYLE_PRESETS[style]
+    chords = (Chord(0, "maj"), Chord(5, "maj"), Chord(7, "maj"), Chord(9, "min"))
+    sec = SectionPlan(0, preset, "exciting", preset.tempo_range[1], 0, "major", chords, 0, False)
+    energy = 0.9
+
+    def onsets(tempo: float) -> list[tuple[float, int, int]]:
+        arr, harmony = Arranger(), HarmonicRhythm()
+        arr.begin(sec)
+        out = []
+        for i in range(4):
+            ch, nxt = harmony.bar(sec, energy)
+            ctx = BarContext(sec, i + 1, ch, nxt, density_level(energy), energy, tempo, 0.3)
+            sixteenth = 15.0 / tempo
+            out += [(t / sixteenth, c, k) for t, op, c, k, _ in arr.bar(ctx, np.random.default_rng([0, i]))
+                    if op == NOTE_ON]
+        return out
+
+    lead_chans = {i for i, p in enumerate(preset.parts) if p.role in ("lead", "pad")}
+
+    def odd(notes: list[tuple[float, int, int]]) -> int:
+        return sum(1 for s, c, _ in notes if c not in lead_chans and round(s) % 2 == 1 and abs(s - round(s)) < 0.3)
+
+    fast_tempo = preset.tempo_range[1] * 1.3
+    if style != "cheerful":  # cheerful's busiest rows are 8ths already
+        assert odd(onsets(preset.tempo_range[1])) > 0  # 16ths in the ordinary band
+    fast = onsets(fast_tempo)
+    assert odd(fast) == 0
+    kit = [(round(s) % 16, k) for s, c, k in fast if c == DRUM_CHANNEL]
+    assert {s for s, k in kit if k == P.KICK} >= {0, 4, 8, 12}  # the kick on every beat
+    backbeat = {s for s, k in kit if k in (P.SNARE, P.CLAP)}
+    assert backbeat >= {4, 12} and not backbeat & {0, 8}  # the backbeat on 2 and 4 only
