@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ CONTRAST_BEGIN, CONTRAST_END = "<!-- bench:beats-contrast:begin -->", "<!-- benc
 #: Band definitions compared (:class:`~pipelines.offline.beats.BeatOptions` fields): the whole style band; the
 #: previous default (the composer's own tempo ±15 % inside the style band, at most 10 % towards a neighbouring
 #: mood's own tempo, at most 5 % from beat to beat); the default (±15 %, 25 % away from the neighbours, towards
-#: them 10 % or a third of the way, 15 % tempo steps on cuts, a high-arousal mood up to 45 % above its own
+#: them 10 % or a third of the way, 15 % tempo steps on cuts, a high-arousal mood up to 70 % above its own
 #: tempo: double time); the own tempo alone (no bending: the composer
 #: without a plan).
 STYLE_BAND: dict[str, Any] = {"band_width": None, "toward_width": None}
@@ -87,16 +87,22 @@ def contrast_rows(styles: Sequence[str], seeds: Sequence[int],
     return rows
 
 
-def contrast_table(rows: list[dict[str, Any]], bands: Sequence[str]) -> str:
-    head = ("| style | " + " | ".join(f"{b}: video Δ arousal / Δ onsets/s / hit / calm, intense bpm" for b in bands)
-            + " |\n|---|" + "---|" * len(bands))
-    lines = [head]
-    for style in dict.fromkeys(r["style"] for r in rows):
-        cells = []
-        for band in bands:
-            r = next(x for x in rows if x["style"] == style and x["band"] == band)
-            bpm = "-" if r["intense_bpm"] is None or r["calm_bpm"] is None else \
-                f"{r['calm_bpm']:.0f}, {r['intense_bpm']:.0f}"
-            cells.append(f"{r['arousal']:+.2f} / {r['onsets']:+.2f} / {_pct(r['hit'])} / {bpm}")
-        lines.append(f"| {style} | " + " | ".join(cells) + " |")
+def pivot_table(rows: list[dict[str, Any]], row_key: str, col_key: str, columns: Sequence[str], first: str,
+                heading: Callable[[str], str], cell: Callable[[dict[str, Any]], str]) -> str:
+    """A Markdown table of ``rows``: one line per distinct ``row_key`` (in order), one column per ``columns``
+    entry (matched on ``col_key``), each cell ``cell(row)``; ``first`` and ``heading(column)`` head it."""
+    lines = [f"| {first} | " + " | ".join(heading(c) for c in columns) + " |\n|---|" + "---|" * len(columns)]
+    for key in dict.fromkeys(r[row_key] for r in rows):
+        cells = [cell(next(x for x in rows if x[row_key] == key and x[col_key] == c)) for c in columns]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def contrast_table(rows: list[dict[str, Any]], bands: Sequence[str]) -> str:
+    def cell(r: dict[str, Any]) -> str:
+        bpm = "-" if r["intense_bpm"] is None or r["calm_bpm"] is None else \
+            f"{r['calm_bpm']:.0f}, {r['intense_bpm']:.0f}"
+        return f"{r['arousal']:+.2f} / {r['onsets']:+.2f} / {_pct(r['hit'])} / {bpm}"
+
+    return pivot_table(rows, "style", "band", bands, "style",
+                       lambda b: f"{b}: video Δ arousal / Δ onsets/s / hit / calm, intense bpm", cell)

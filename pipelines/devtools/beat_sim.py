@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.devtools.beat_band import pivot_table
+
 #: Moods drawn from: (emotion, valence, arousal).
 MOODS = (("exciting", 0.5, 0.8), ("neutral", 0.0, -0.1), ("tense", -0.4, 0.6), ("sad", -0.6, -0.5),
          ("happy", 0.6, 0.4), ("relaxing", 0.4, -0.6), ("fearful", -0.6, 0.7))
@@ -91,15 +93,9 @@ def simulate(options: dict[str, dict[str, Any]], seeds: Sequence[int], ceiling_b
 
 
 def sim_table(rows: list[dict[str, Any]]) -> str:
-    names = list(dict.fromkeys(r["option"] for r in rows))
-    head = ("| cut pattern | " + " | ".join(f"{n}: hit / mood changes on a downbeat / plan (s)" for n in names)
-            + " |\n|---|" + "---|" * len(names))
-    lines = [head]
-    for pattern in dict.fromkeys(r["pattern"] for r in rows):
-        cells = []
-        for n in names:
-            r = next(x for x in rows if x["pattern"] == pattern and x["option"] == n)
-            down = "-" if r["downbeats"] is None else f"{100 * r['downbeats']:.0f} %"
-            cells.append(f"{100 * r['hit']:.1f} % / {down} / {r['plan_s']:.2f}")
-        lines.append(f"| {pattern} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(r: dict[str, Any]) -> str:
+        down = "-" if r["downbeats"] is None else f"{100 * r['downbeats']:.0f} %"
+        return f"{100 * r['hit']:.1f} % / {down} / {r['plan_s']:.2f}"
+
+    return pivot_table(rows, "pattern", "option", list(dict.fromkeys(r["option"] for r in rows)), "cut pattern",
+                       lambda n: f"{n}: hit / mood changes on a downbeat / plan (s)", cell)

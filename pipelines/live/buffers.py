@@ -132,9 +132,6 @@ class OriginalAudio:
         self._n = 0
         self._limit = int(max_s * sample_rate)
 
-    def __len__(self) -> int:
-        return self._n
-
     def push(self, samples: np.ndarray) -> None:
         self._parts.append(samples)
         self._n += samples.shape[0]

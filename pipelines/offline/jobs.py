@@ -51,10 +51,6 @@ def load_library_cached(spec: str) -> list[TrackInfo]:
 def service_analysis() -> AnalysisOptions:
     """The analysis options of the service: its media limits (the `MAX_MEDIA_S`, `MAX_PIXELS_PER_S` and
     `MAX_FRAME_PIXELS` settings)."""
-    return _service_analysis()
-
-
-def _service_analysis() -> AnalysisOptions:
     from pipelines.analysis.analyze import analysis_options
     from pipelines.media.limits import MediaLimits
 
@@ -67,7 +63,7 @@ def analyze_file(path: str, options: JobOptions) -> dict[str, Any]:
     from pipelines.analysis.engines import default_engines
     from pipelines.offline.timeline import timeline_dict
 
-    analysis = analyze(path, default_engines(faces=options.faces), _service_analysis())
+    analysis = analyze(path, default_engines(faces=options.faces), service_analysis())
     data = timeline_dict(analysis)
     data["input"]["path"] = None  # a server-side temp file means nothing to the client
     return data
@@ -79,7 +75,7 @@ def recommend_file(path: str, options: JobOptions) -> dict[str, Any]:
     from pipelines.analysis.engines import default_engines
     from pipelines.media.decode import probe
 
-    analysis_options = _service_analysis()
+    analysis_options = service_analysis()
     probe(path, analysis_options.decode.limits)
     # The video first: what only its decode can refuse (stamps past the limits, corrupt data) is
     # refused before a library's first load (the catalog's takes a minute).
@@ -121,7 +117,7 @@ def score_file(path: str, output_path: str, options: JobOptions, bgm_only: bool 
         faces=options.faces,
         engine=options.engine,
         weights=options.weights,
-        analysis=_service_analysis(),
+        analysis=service_analysis(),
         loudness=options.loudness,
     )
     result = score(request)
@@ -148,7 +144,7 @@ def score_export_file(path: str, work: str, options: JobOptions, kind: str) -> s
     stems = os.path.join(work, "stems") if kind == "stems" else None
     request = ScoreRequest(input_path=path, output_path=None, style=options.style, seed=options.seed,
                            faces=options.faces, engine=options.engine, weights=options.weights,
-                           analysis=_service_analysis(), loudness=options.loudness,
+                           analysis=service_analysis(), loudness=options.loudness,
                            midi_path=out if kind == "midi" else None, stems_dir=stems)
     result = score(request)
     if stems is not None:
@@ -201,7 +197,7 @@ def _leveled_bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     out = os.path.join(os.path.dirname(os.path.abspath(path)), "bgm.leveled.wav")
     result = score(ScoreRequest(input_path=path, output_path=None, bgm_path=out, style=options.style,
                                 seed=options.seed, faces=options.faces, engine=options.engine, weights=options.weights,
-                                analysis=_service_analysis(), loudness=options.loudness))
+                                analysis=service_analysis(), loudness=options.loudness))
     with wave.open(out) as w:
         total = w.getnframes()
         bars = [b for b in result.music.bars if round(b.start_s * AUDIO_RATE) < total]
@@ -232,7 +228,7 @@ def bgm_chunks(path: str, options: JobOptions) -> Iterator[BgmChunk]:
     from pipelines.offline.cut_times import refine_cuts
 
     engine = music_engine_for(options.engine, options.weights)
-    analysis_options = _service_analysis()
+    analysis_options = service_analysis()
     analysis = analyze(path, default_engines(faces=options.faces), analysis_options)
     duration = analysis.duration_s
     # the cuts to the frame, for the beat plan (as the score job does)

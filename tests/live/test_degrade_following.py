@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 import pipelines.live.analyzer as analyzer_module
 from pipelines.clock import VirtualClock
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
+from pipelines.frames import AudioFrame, VideoFrame
 from pipelines.live.ingest import feed_file
 from pipelines.live.models import InProcessModels
 from pipelines.live.pacing import paced_frames
@@ -42,7 +44,28 @@ class ChangeTimes(NullHooks):
         self.heard.append(self.clock.now())
 
 
-async def run(video: Path, seconds: float, level: int) -> tuple[LiveSession, list[float]]:
+Feed = Callable[[LiveSession, VirtualClock], Awaitable[object]]
+
+
+def from_file(video: Path) -> Feed:
+    """``video`` fed as a camera would (:func:`~pipelines.live.ingest.feed_file`)."""
+    return lambda session, clock: feed_file(session, os.fspath(video), clock)
+
+
+def from_items(items: list[tuple[float, VideoFrame | AudioFrame]]) -> Feed:
+    """Analysis frames and audio already decoded, each pushed when its media time comes."""
+    async def push(session: LiveSession, clock: VirtualClock) -> None:
+        for t, item in items:
+            if t > clock.now():
+                await clock.sleep(t - clock.now())
+            if isinstance(item, VideoFrame):
+                session.push_video(item)
+            else:
+                session.push_audio(item)
+    return push
+
+
+async def run(feed: Feed, seconds: float, level: int) -> tuple[LiveSession, list[float]]:
     """The session at degrade ``level`` from the start; the media time of each confirmed mood change."""
     clock = VirtualClock()
     hooks = ChangeTimes(clock)
@@ -54,7 +77,7 @@ async def run(video: Path, seconds: float, level: int) -> tuple[LiveSession, lis
         async for _ in paced_frames(session):
             pass
 
-    tasks = [asyncio.create_task(feed_file(session, os.fspath(video), clock)), asyncio.create_task(read())]
+    tasks = [asyncio.create_task(feed(session, clock)), asyncio.create_task(read())]
     await clock.advance(seconds, step=0.02)
     await session.close()
     for task in tasks:
@@ -83,7 +106,7 @@ def steady_action(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("level", [0, 1, 2])
 async def test_a_cut_from_action_back_to_calm_takes_the_fast_path_at_every_level(
         action_then_calm: Path, level: int) -> None:
-    session, confirmed = await run(action_then_calm, 19.0, level)
+    session, confirmed = await run(from_file(action_then_calm), 19.0, level)
     after = [t - ACTION_TO_CALM_AT for t in confirmed if t > ACTION_TO_CALM_AT - 0.5]
     assert len(after) == 1, confirmed
     assert after[0] <= 1.5  # the hysteresis alone confirms it ~4.8 s after the cut
@@ -106,7 +129,7 @@ async def test_steady_action_reads_the_same_degraded_and_does_not_flap(
     monkeypatch.setattr(analyzer_module, "frame_window_features", recording)
     arousal = {}
     for level in (0, 1):
-        session, confirmed = await run(steady_action, 24.0, level)
+        session, confirmed = await run(from_file(steady_action), 24.0, level)
         assert confirmed == [], f"level {level}: mood changes at {confirmed} on a steady clip"
         assert session.latest is not None
         arousal[level] = session.analyzer.va[1]
@@ -132,7 +155,6 @@ async def test_the_fast_path_holds_whichever_frames_a_degraded_session_keeps(swa
     is confirmed by the fast path as at full analysis (before: 4.5 s later, by the hysteresis)."""
     import av
 
-    from pipelines.frames import AudioFrame, VideoFrame
     from pipelines.live.ingest import AudioIngest, VideoSampler, timed_frames
 
     start = 50.0
@@ -150,32 +172,7 @@ async def test_the_fast_path_holds_whichever_frames_a_degraded_session_keeps(swa
                 items += [(af.pts_s - start, replace(af, pts_s=af.pts_s - start)) for af in audio.convert(frame, t)]
     items.sort(key=lambda it: (it[0], not isinstance(it[1], VideoFrame)))
     for level in (0, 2):
-        clock = VirtualClock()
-        hooks = ChangeTimes(clock)
-        session = LiveSession(InProcessModels.default(inline=True), clock=clock, hooks=hooks)
-        session.set_degrade(level)
-        session.start()
-
-        async def feed(session: LiveSession = session, clock: VirtualClock = clock) -> None:
-            for t, item in items:
-                if t > clock.now():
-                    await clock.sleep(t - clock.now())
-                if isinstance(item, VideoFrame):
-                    session.push_video(item)
-                else:
-                    session.push_audio(item)
-
-        async def read(session: LiveSession = session) -> None:
-            async for _ in paced_frames(session):
-                pass
-
-        tasks = [asyncio.create_task(feed()), asyncio.create_task(read())]
-        await clock.advance(15.5, step=0.02)
-        await session.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        confirmed = [h - lat for h, lat in zip(hooks.heard, session.latencies, strict=True)]
+        session, confirmed = await run(from_items(items), 15.5, level)
         after = [t - 10.0 for t in confirmed if t > 9.5]
         assert len(after) == 1 and after[0] <= 1.5, (level, confirmed)
         assert session.analyzer.fast_changes == 1, level

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import socket
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from serve.jobs import BlockingIterator, JobRunner
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, make_video
+from tests.serve.libraries import write_small_library
 
 pytestmark = pytest.mark.slow
 
@@ -109,26 +109,7 @@ def short_video(video_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three composer renders indexed like `backscore library index DIR --db LIB.sqlite`."""
-    from engines.base import MoodControl, MusicStreamOptions
-    from engines.composer import ProceduralMusicEngine
-    from pipelines.library.index import index_directory
-
-    folder = tmp_path_factory.mktemp("music")
-    sr = 44_100
-    for i, (style, emotion, v, a) in enumerate([("calm", "relaxing", 0.3, -0.6), ("sad", "sad", -0.6, -0.4),
-                                                 ("epic", "exciting", 0.6, 0.8)]):
-        stream = ProceduralMusicEngine().open_stream(MusicStreamOptions(sample_rate=sr, seed=i))
-        audio = stream.generate(MoodControl(valence=v, arousal=a, emotion=emotion, style=style), min_duration_s=6.0)
-        pcm = (np.clip(audio.audio, -1, 1) * 32767).astype("<i2")
-        with wave.open(os.fspath(folder / f"{i + 1:02d}_{emotion}.wav"), "wb") as w:
-            w.setnchannels(2)
-            w.setsampwidth(2)
-            w.setframerate(sr)
-            w.writeframes(pcm.tobytes())
-    db = folder / "lib.sqlite"
-    summary = index_directory(folder, db)
-    assert summary.added == 3, summary
-    return db
+    return write_small_library(tmp_path_factory.mktemp("music"))
 
 
 def wait_healthy(addr: str, timeout_s: float = 60.0) -> None:

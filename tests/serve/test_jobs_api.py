@@ -27,8 +27,6 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
-from engines.base import MoodControl, MusicStreamOptions
-from engines.composer import ProceduralMusicEngine
 from pipelines.access import KeyEntry, KeyQuotas, hash_key, new_key
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.jobs import JobWork
@@ -39,6 +37,7 @@ from serve.http.router import build_app
 from tests.conftest import make_video
 from tests.serve.http_server import serving
 from tests.serve.job_gate import WAIT_S, gate
+from tests.serve.libraries import write_small_library
 
 DURATION_S = 3.0
 
@@ -65,22 +64,7 @@ def clip(video_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three composer renders indexed like `backscore library index DIR --db LIB.sqlite`."""
-    from pipelines.library.index import index_directory
-
-    folder = tmp_path_factory.mktemp("music")
-    sr = 44_100
-    for i, (style, emotion, v, a) in enumerate([("calm", "relaxing", 0.3, -0.6), ("sad", "sad", -0.6, -0.4),
-                                                 ("epic", "exciting", 0.6, 0.8)]):
-        stream = ProceduralMusicEngine().open_stream(MusicStreamOptions(sample_rate=sr, seed=i))
-        audio = stream.generate(MoodControl(valence=v, arousal=a, emotion=emotion, style=style), min_duration_s=6.0)
-        with wave.open(os.fspath(folder / f"{i + 1:02d}_{emotion}.wav"), "wb") as w:
-            w.setnchannels(2)
-            w.setsampwidth(2)
-            w.setframerate(sr)
-            w.writeframes((np.clip(audio.audio, -1, 1) * 32767).astype("<i2").tobytes())
-    db = folder / "lib.sqlite"
-    assert index_directory(folder, db).added == 3
-    return db
+    return write_small_library(tmp_path_factory.mktemp("music"))
 
 
 @pytest.fixture(scope="module")
