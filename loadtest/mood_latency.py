@@ -89,7 +89,7 @@ def _decoded(path: str) -> list[tuple[float, Any]]:
 async def _live(items: list[tuple[float, Any]], duration_s: float, truth: list[float],
                 fast_path: bool, degrade: int = 0) -> dict[str, Any]:
     from pipelines.clock import VirtualClock
-    from pipelines.frames import VideoFrame
+    from pipelines.live.ingest import feed_items
     from pipelines.live.models import InProcessModels
     from pipelines.live.options import LiveOptions
     from pipelines.live.pacing import paced_frames
@@ -108,17 +108,11 @@ async def _live(items: list[tuple[float, Any]], duration_s: float, truth: list[f
     session.set_degrade(degrade)  # a session shedding analysis under load (every other frame; 2: no faces)
     session.start()
 
-    async def feed() -> None:
-        for t, item in items:
-            if t > clock.now():
-                await clock.sleep(t - clock.now())
-            (session.push_video if isinstance(item, VideoFrame) else session.push_audio)(item)
-
     async def read() -> None:
         async for _ in paced_frames(session):
             pass
 
-    tasks = [asyncio.create_task(feed()), asyncio.create_task(read())]
+    tasks = [asyncio.create_task(feed_items(session, items, clock)), asyncio.create_task(read())]
     await clock.advance(duration_s + 0.5, step=0.02)
     await session.close()
     for task in tasks:

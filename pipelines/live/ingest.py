@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
 import av
@@ -113,6 +113,19 @@ def timed_frames(container: av.container.InputContainer) -> Iterator[tuple[float
                 continue
             if t is not None:
                 yield t, frame
+
+
+async def feed_items(session: LiveSession, items: Sequence[tuple[float, VideoFrame | AudioFrame]],
+                     clock: Clock) -> None:
+    """Push media already decoded and sampled (``(media s, frame)`` in time order) into ``session``, each
+    when its time comes on ``clock`` (media time = clock time from the clock's now)."""
+    for t, item in items:
+        if t > clock.now():
+            await clock.sleep(t - clock.now())
+        if isinstance(item, VideoFrame):
+            session.push_video(item)
+        else:
+            session.push_audio(item)
 
 
 async def feed_file(session: LiveSession, path: str, clock: Clock, *, realtime: bool = True,

@@ -26,7 +26,7 @@ import pipelines.live.analyzer as analyzer_module
 from pipelines.clock import VirtualClock
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, write_video
 from pipelines.frames import AudioFrame, VideoFrame
-from pipelines.live.ingest import feed_file
+from pipelines.live.ingest import feed_file, feed_items
 from pipelines.live.models import InProcessModels
 from pipelines.live.pacing import paced_frames
 from pipelines.live.reports import NullHooks
@@ -54,15 +54,7 @@ def from_file(video: Path) -> Feed:
 
 def from_items(items: list[tuple[float, VideoFrame | AudioFrame]]) -> Feed:
     """Analysis frames and audio already decoded, each pushed when its media time comes."""
-    async def push(session: LiveSession, clock: VirtualClock) -> None:
-        for t, item in items:
-            if t > clock.now():
-                await clock.sleep(t - clock.now())
-            if isinstance(item, VideoFrame):
-                session.push_video(item)
-            else:
-                session.push_audio(item)
-    return push
+    return lambda session, clock: feed_items(session, items, clock)
 
 
 async def run(feed: Feed, seconds: float, level: int) -> tuple[LiveSession, list[float]]:

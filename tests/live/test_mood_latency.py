@@ -17,6 +17,7 @@ import pytest
 from pipelines.clock import VirtualClock
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, Scene, render_audio, render_frame
 from pipelines.frames import AUDIO_RATE, AudioFrame, VideoFrame
+from pipelines.live.ingest import feed_items
 from pipelines.live.models import InProcessModels
 from pipelines.live.options import LiveOptions
 from pipelines.live.pacing import paced_frames
@@ -77,15 +78,6 @@ async def run_live(parts: list[Part], options: LiveOptions | None = None, audio_
     frames: list[np.ndarray] = []
     playing: list[tuple[float, str | None]] = []
 
-    async def feed() -> None:
-        for t, item in items:
-            if t > clock.now():
-                await clock.sleep(t - clock.now())
-            if isinstance(item, VideoFrame):
-                session.push_video(item)
-            else:
-                session.push_audio(item)
-
     async def read() -> None:
         async for _, frame in paced_frames(session):
             frames.append(frame)
@@ -93,7 +85,7 @@ async def run_live(parts: list[Part], options: LiveOptions | None = None, audio_
                 bar = session.playing_bar()
                 playing.append((clock.now(), None if bar is None else bar.emotion))
 
-    tasks = [asyncio.create_task(feed()), asyncio.create_task(read())]
+    tasks = [asyncio.create_task(feed_items(session, items, clock)), asyncio.create_task(read())]
     await clock.advance(duration + 0.3, step=0.02)
     await session.close()
     for t in tasks:
