@@ -59,27 +59,37 @@ class StepGraphs:
         return [*sizes, capacity]
 
     def capture(self, step: Callable[[int], None], capacity: int, before: Callable[[], None],
-                after: Callable[[], None]) -> None:
+                after: Callable[[], None]) -> str | None:
         """Capture ``step(b)`` for every ``b`` of the ladder; ``before`` makes every slot skip the step,
-        ``after`` puts the slots back as they were (the warm-up ran on them)."""
+        ``after`` puts the slots back as they were (the warm-up ran on them). Returns None, or why the
+        capture failed: then there are no graphs and every step runs eagerly."""
         import torch
 
         ladder = self.ladder_for(capacity)
-        with torch.inference_mode():
-            before()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+        try:
+            with torch.inference_mode():
+                before()
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for b in ladder:
+                        step(b)  # warm-up: allocations and kernel choices happen outside the capture
+                torch.cuda.current_stream().wait_stream(side)
                 for b in ladder:
-                    step(b)  # warm-up: allocations and kernel choices happen outside the capture
-            torch.cuda.current_stream().wait_stream(side)
-            for b in ladder:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    step(b)
-                self.graphs[b] = graph
-            after()
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        step(b)
+                    self.graphs[b] = graph
+        except Exception as exc:  # a driver or a kernel that cannot be captured
+            self.graphs = {}
+            try:
+                torch.cuda.synchronize()
+            finally:
+                after()
+            return f"{type(exc).__name__}: {exc}"
+        after()
         self.ladder = ladder
+        return None
 
     def run(self, n: int, step: Callable[[int], None]) -> int:
         """Replay the smallest graph that holds ``n`` slots (or run ``step(n)`` eagerly without graphs);

@@ -34,6 +34,8 @@ class ScheduledStream:
     target_frames: int = 0
     #: Absolute frame index of the slot's first frame (advances with each window slide).
     frame_base: int = 0
+    #: The slot position at which the stream's window slides next.
+    slide_at: int = 0
     #: Frames whose audio has been handed over.
     emitted_frames: int = 0
     pending_text: str | None = None
@@ -52,6 +54,20 @@ class ScheduledStream:
     def push_audio(self, audio: np.ndarray) -> None:
         self.audio.append(audio)
         self.audio_samples += len(audio)
+
+    def hand_over(self, audio: np.ndarray, frames: int, now: float, stats: SchedulerStats) -> None:
+        """Give the consumer ``audio`` (the next ``frames`` frames) at clock ``now``; record in ``stats`` the
+        time to the stream's first audio, and from a mood change to the first audio made under it."""
+        self.push_audio(audio)
+        self.emitted_frames += frames
+        if self.first_audio_at is None:
+            self.first_audio_at = now
+            stats.first_audio_s.append(now - self.joined_at)
+        changed, first_new = self.text_changed_at, self.change_frame
+        if changed is not None and first_new is not None and self.emitted_frames > first_new:
+            self.text_audio_latencies.append(now - changed)
+            stats.mood_change_s.append(now - changed)
+            self.text_changed_at = None
 
     def pop_audio(self, n: int) -> np.ndarray:
         """The next ``n`` samples waiting (the caller checked there are that many)."""
@@ -72,6 +88,8 @@ class ScheduledStream:
 
 @dataclass
 class SchedulerStats:
+    """The scheduler's counters, and the latencies observed since the last :meth:`drain`."""
+
     steps: int = 0
     step_seconds: float = 0.0
     batch_rows: int = 0
@@ -79,3 +97,20 @@ class SchedulerStats:
     decode_seconds: float = 0.0
     slides: int = 0
     text_encodes: int = 0
+    #: Per joining stream, seconds to its first audio; per mood change, seconds to the first audio made
+    #: under the new text.
+    first_audio_s: list[float] = field(default_factory=list)
+    mood_change_s: list[float] = field(default_factory=list)
+    _drained: tuple[int, float, int] = (0, 0.0, 0)
+
+    def drain(self) -> dict[str, object]:
+        """Since the last call: steps, mean seconds per step, mean streams per step, and the latencies."""
+        steps0, secs0, rows0 = self._drained
+        self._drained = (self.steps, self.step_seconds, self.batch_rows)
+        n = self.steps - steps0
+        out = {"steps": n, "step_seconds": (self.step_seconds - secs0) / n if n else 0.0,
+               "streams_per_step": (self.batch_rows - rows0) / n if n else 0.0,
+               "first_audio_s": list(self.first_audio_s), "mood_change_s": list(self.mood_change_s)}
+        self.first_audio_s.clear()
+        self.mood_change_s.clear()
+        return out

@@ -8,8 +8,9 @@ slot per stream, and a loop (:meth:`MusicGenScheduler.run_once`, on its own thre
    last active slot moves into the freed one, so the active slots stay first) between steps;
 2. **texts** -- new descriptions are encoded by the text encoder in one batch and swapped into their
    slots' cross-attention state (the stream's music so far is kept);
-3. **window slides** -- a stream whose positions ran out restarts from its last ``context`` frames
-   (:meth:`~engines.musicgen.static_decoder.StaticDecoder.prefill`), once every ``chunk`` of frames;
+3. **window slides** -- a stream whose positions ran out restarts from its last ``context`` frames,
+   once every ``chunk`` of frames; the streams due are re-primed together in one batch, at most
+   ``slides_per_round`` a round, their first slides staggered (:mod:`engines.musicgen.slides`);
 4. **one step** -- every active stream that wants more frames than it has advances by one column
    (:meth:`~engines.musicgen.static_decoder.StaticDecoder.step`); the others' rows are computed and
    discarded (a full stream waits without leaving its slot); tokens are picked with each stream's
@@ -38,6 +39,7 @@ from .graphs import HostMasks, StepGraphs
 from .options import MusicGenOptions
 from .sampling import pick
 from .scheduled import ScheduledStream, SchedulerFull, SchedulerStats
+from .slides import WindowSlides
 from .static_decoder import StaticDecoder, positions_for
 
 if TYPE_CHECKING:
@@ -54,11 +56,15 @@ class MusicGenScheduler:
     generated between two window slides (the context is ``options.context_s``); ``lead_frames``:
     how far ahead of what its consumer took a stream is generated; ``sub_frames``: frames of audio
     decoded and handed over at once (``<= 25``: half a second). Sampling follows ``options``.
+    ``cuda_graphs``: capture the step as CUDA graphs (on a CUDA device; if the capture fails the
+    steps run eagerly and :attr:`graphs_error` says why). ``slides_per_round`` and ``stagger_slides``:
+    see :class:`~engines.musicgen.slides.WindowSlides`.
     """
 
     def __init__(self, model: Any, processor: Any, options: MusicGenOptions, *, capacity: int = 16,
                  slide_s: float = 2.0, device: str | None = None, dtype: torch.dtype | None = None,
                  sub_frames: int = 25, lead_frames: int = 25, max_text: int = 64, cuda_graphs: bool = False,
+                 slides_per_round: int = 16, stagger_slides: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
         import torch
 
@@ -75,6 +81,8 @@ class MusicGenScheduler:
         self.decoder = StaticDecoder(model, capacity, self.max_positions, max_text,
                                      guidance_scale=options.guidance_scale, dtype=dtype, device=self.device)
         self.capacity = capacity
+        self.slider = WindowSlides(self.max_positions, self.ctx_frames, self.K, per_round=slides_per_round,
+                                   stagger=stagger_slides)
         self.sub_frames = sub_frames
         self.lead_frames = lead_frames
         self.codec = CodecWindows(model, self.device, left_frames=round(options.decode_context_s * self.frame_rate),
@@ -93,10 +101,6 @@ class MusicGenScheduler:
         self.clock = clock
         self.stats = SchedulerStats()
         self._next_sid = 0
-        #: Observations since the last :meth:`drain_metrics`: per joining stream, seconds to its first
-        #: audio; per mood change, seconds to the first audio made under the new text.
-        self._observed: dict[str, list[float]] = {"first_audio_s": [], "mood_change_s": []}
-        self._metric_steps = (0, 0.0, 0)
         #: Host copy of each slot's position (kept in step with the device's without reading it back).
         self._pos: list[int] = [0] * capacity
         #: Per slot on the device: the stream's seed, its step counter, whether it takes this step.
@@ -106,6 +110,8 @@ class MusicGenScheduler:
         self._masks = HostMasks(capacity, self.device)
         self._slots = torch.arange(capacity, device=self.device)
         self.graphs = StepGraphs()
+        #: Why the CUDA graphs could not be captured (None: captured, or not asked for).
+        self.graphs_error: str | None = None
         if cuda_graphs:
             self.capture_graphs()
 
@@ -138,6 +144,13 @@ class MusicGenScheduler:
                     st.text_changed_at = self.clock()
                 self._lock.notify_all()
 
+    def want_frames(self, st: ScheduledStream, frames: int) -> None:
+        """The consumer of ``st`` wants its first ``frames`` frames (absolute) complete: wake the loop."""
+        with self._lock:
+            if frames > st.target_frames:
+                st.target_frames = frames
+                self._lock.notify_all()
+
     def take(self, st: ScheduledStream, n_samples: int, timeout: float | None = None) -> np.ndarray:
         """The stream's next ``n_samples`` of model-rate audio, waiting for the scheduler to make them.
 
@@ -168,20 +181,12 @@ class MusicGenScheduler:
         step and streams per step, the slowest active stream's real-time factor (audio made per second
         since it joined, streams older than 2 s), and the first-audio and mood-change latencies seen."""
         with self._lock:
-            observed = {k: list(v) for k, v in self._observed.items()}
-            for v in self._observed.values():
-                v.clear()
             now = self.clock()
             rtf = [self._complete(s) / self.frame_rate / (now - s.joined_at)
                    for s in self.active if now - s.joined_at > 2.0]
-        steps0, secs0, rows0 = self._metric_steps
-        st = self.stats
-        self._metric_steps = (st.steps, st.step_seconds, st.batch_rows)
-        n = st.steps - steps0
-        return {"active_streams": len(self.active), "capacity": self.capacity, "steps": n,
-                "step_seconds": (st.step_seconds - secs0) / n if n else 0.0,
-                "streams_per_step": (st.batch_rows - rows0) / n if n else 0.0,
-                "min_realtime_factor": min(rtf) if rtf else None, **observed}
+            drained = self.stats.drain()
+        return {"active_streams": len(self.active), "capacity": self.capacity, **drained,
+                "min_realtime_factor": min(rtf) if rtf else None}
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
@@ -265,6 +270,7 @@ class MusicGenScheduler:
                 self.streams.pop(st.sid, None)
                 continue
             st.slot = len(self.active)
+            st.slide_at = self.slider.first_slide_at(st.seed)
             self.active.append(st)
             self.decoder.reset(st.slot)
             self._pos[st.slot] = 0
@@ -292,40 +298,27 @@ class MusicGenScheduler:
         self.stats.text_encodes += 1
 
     def _slide(self) -> None:
-        """Restart streams whose positions ran out from their last ``ctx_frames`` frames (see module doc)."""
-        import torch
-
-        for st in self.active:
-            pos = self._pos[st.slot]
-            if pos < self.max_positions:
-                continue
-            keep = self.ctx_frames + self.K  # columns: the start column, ctx frames, the codebook delay
-            shift = pos + 1 - keep
-            row = self.cols[st.slot]
-            new = row[:, shift : pos + 1].clone()
-            tri = self._k[:, None] >= torch.arange(keep, device=self.device)[None, :]  # column c < 1 + k: pad
-            new[tri] = self.pad
-            row.fill_(self.pad)
-            row[:, :keep] = new
-            logits = self.decoder.prefill(st.slot, new)
-            st.frame_base += shift
-            o = self.options
-            slot = st.slot
-            tok = pick(logits[None], self.seeds[slot : slot + 1], self.steps[slot : slot + 1],
-                       do_sample=o.do_sample, temperature=o.temperature, top_k=o.top_k)[0]
-            valid = (keep - 1 - self._k) >= 0
-            row[:, keep] = torch.where(valid, tok, torch.full_like(tok, self.pad))
-            self.steps[slot] += 1
-            st.steps += 1
-            self._pos[slot] = keep
-            self.stats.slides += 1
+        """Restart the streams whose positions ran out from their last ``ctx_frames`` frames
+        (:class:`~engines.musicgen.slides.WindowSlides`)."""
+        with self._lock:  # most urgent first: the least music made ahead of what its consumer wants
+            due = self.slider.due(self.active, self._pos, lambda st: self._complete(st) - st.target_frames)
+        if not due:
+            return
+        slots, logits = self.slider.restart(due, self.cols, self._pos, self.decoder, self.pad)
+        o = self.options
+        tokens = pick(logits, self.seeds[slots], self.steps[slots], do_sample=o.do_sample,
+                      temperature=o.temperature, top_k=o.top_k)
+        self.slider.finish(due, self.cols, self._pos, slots, tokens, self.pad)
+        self.steps[slots] += 1
+        self.stats.slides += len(due)
 
     def _step(self) -> None:
         n = len(self.active)
         if n == 0:
             return
         with self._lock:
-            wants = [self._complete(s) < s.target_frames for s in self.active]
+            # a stream waiting for its window slide does not step (see the module doc, 3.)
+            wants = [self._complete(s) < s.target_frames and self._pos[s.slot] < s.slide_at for s in self.active]
         if not any(wants):
             return
         t0 = time.perf_counter()
@@ -371,7 +364,9 @@ class MusicGenScheduler:
             self.steps.zero_()
             self.cols.fill_(self.pad)
 
-        self.graphs.capture(self._advance, self.capacity, reset, reset)
+        self.graphs_error = self.graphs.capture(self._advance, self.capacity, reset, reset)
+        if self.graphs_error:
+            log.warning("musicgen: CUDA graph capture failed, the steps run eagerly: %s", self.graphs_error)
 
     def _emit_audio(self) -> None:
         """Decode and hand over ``sub_frames`` of audio for every stream that has them complete."""
@@ -388,16 +383,7 @@ class MusicGenScheduler:
         now = self.clock()
         with self._lock:
             for st, audio in zip(ready, audios, strict=True):
-                st.push_audio(audio)
-                st.emitted_frames += self.sub_frames
-                if st.first_audio_at is None:
-                    st.first_audio_at = now
-                    self._observed["first_audio_s"].append(now - st.joined_at)
-                if (st.text_changed_at is not None and st.change_frame is not None
-                        and st.emitted_frames > st.change_frame):
-                    st.text_audio_latencies.append(now - st.text_changed_at)
-                    self._observed["mood_change_s"].append(now - st.text_changed_at)
-                    st.text_changed_at = None
+                st.hand_over(audio, self.sub_frames, now, self.stats)
             self._lock.notify_all()
         self.stats.decodes += 1
         self.stats.decode_seconds += time.perf_counter() - t0

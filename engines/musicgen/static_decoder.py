@@ -16,9 +16,9 @@ streams is a fixed sequence of kernels:
   (:meth:`StaticDecoder.set_text`) and kept per slot; the unconditioned rows attend to a zeroed
   text, whose keys and values are zero (the projections have no bias), so their cross-attention
   output is zero and is not computed;
-* **positions** -- each slot's next position; :meth:`StaticDecoder.prefill` writes a whole sequence
-  into one slot (the window slide: a stream restarts from its last tokens when its positions run
-  out).
+* **positions** -- each slot's next position; :meth:`StaticDecoder.prefill_many` writes a whole sequence
+  into each of several slots at once (the window slide: a stream restarts from its last tokens when
+  its positions run out).
 
 ``step`` takes the previous column of codes of each active stream and returns the guided logits
 of the next column, ``(n, codebooks, vocab)``, as float32. Everything is torch; the caller picks
@@ -174,11 +174,13 @@ class StaticDecoder:
             x = x + table[tokens[:, k]]
         return x
 
-    def _layer(self, i: int, x: torch.Tensor, rows: slice, pos: torch.Tensor, causal_p: int | None) -> torch.Tensor:
-        """One decoder layer on rows ``rows``; ``x`` ``(R, P, D)``; the new keys/values go to ``pos`` ``(R, P)``.
+    def _layer(self, i: int, x: torch.Tensor, rows: slice | torch.Tensor, pos: torch.Tensor,
+               causal_p: int | None) -> torch.Tensor:
+        """One decoder layer; ``x`` ``(R, P, D)``; the new keys/values go to ``pos`` ``(R, P)``.
 
-        ``causal_p``: the rows hold a whole sequence of that length starting at position 0 (prefill);
-        None: one new position per row, attending to everything written up to it."""
+        ``rows``: a slice of rows (a step: one new position per row, attending to everything written
+        up to it; ``causal_p`` None) or ``(R,)`` row indices (a prefill: the rows hold whole sequences of
+        ``causal_p`` positions from position 0, attending causally among themselves)."""
         import torch
         import torch.nn.functional as F
 
@@ -187,23 +189,27 @@ class StaticDecoder:
         h = F.layer_norm(x, (self.hidden,), layer.ln1_w, layer.ln1_b, self.eps)
         qkv = F.linear(h, layer.qkv).view(r, p, 3, self.heads, self.head_dim)
         q, k, v = qkv.unbind(2)  # (R, P, H, Dh)
-        kbuf, vbuf = self.self_k[i][rows], self.self_v[i][rows]
-        row_idx = torch.arange(r, device=self.device)[:, None].expand(r, p)
-        kbuf[row_idx, :, pos] = k
-        vbuf[row_idx, :, pos] = v
         q = q.transpose(1, 2)  # (R, H, P, Dh)
-        if causal_p is not None:
-            attn = F.scaled_dot_product_attention(q, kbuf[:, :, :causal_p], vbuf[:, :, :causal_p], is_causal=True)
-        else:
+        if isinstance(rows, slice):
+            kbuf, vbuf = self.self_k[i][rows], self.self_v[i][rows]
+            row_idx = torch.arange(r, device=self.device)[:, None].expand(r, p)
+            kbuf[row_idx, :, pos] = k
+            vbuf[row_idx, :, pos] = v
             mask = (self._arange_pos[None, :] <= pos[:, -1:])[:, None, None, :]  # (R, 1, 1, L)
             attn = F.scaled_dot_product_attention(q, kbuf, vbuf, attn_mask=mask)
+            step = self.rows_per_slot
+            slots: slice | torch.Tensor = slice(rows.start // step, rows.start // step + r // step)
+        else:
+            self.self_k[i][rows[:, None], :, pos] = k
+            self.self_v[i][rows[:, None], :, pos] = v
+            attn = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            slots = rows[:: self.rows_per_slot] // self.rows_per_slot
         x = x + F.linear(attn.transpose(1, 2).reshape(r, p, self.hidden), layer.out)
 
         # cross-attention: the conditioned rows only (the unconditioned rows' output is zero)
         step = self.rows_per_slot
         xc = x[::step]
         n = xc.shape[0]
-        slots = slice(rows.start // step, rows.start // step + n)
         hc = F.layer_norm(xc, (self.hidden,), layer.ln2_w, layer.ln2_b, self.eps)
         qc = F.linear(hc, layer.cross_q).view(n, p, self.heads, self.head_dim).transpose(1, 2)
         tmask = self.text_mask[slots][:, None, None, :]
@@ -240,7 +246,9 @@ class StaticDecoder:
 
         rows = slice(0, n * self.rows_per_slot)
         cols = columns.repeat_interleave(self.rows_per_slot, dim=0)[:, :, None]  # (R, K, 1)
-        pos = self.pos[:n].repeat_interleave(self.rows_per_slot)[:, None]  # (R, 1)
+        # a slot waiting for its window slide (position == max_positions) does not advance; its row is
+        # computed at the last position, whose keys/values the slide's prefill rewrites anyway
+        pos = self.pos[:n].clamp(max=self.max_positions - 1).repeat_interleave(self.rows_per_slot)[:, None]  # (R, 1)
         x = self._embed(cols, pos)
         for i in range(len(self.layers)):
             x = self._layer(i, x, rows, pos, None)
@@ -254,20 +262,28 @@ class StaticDecoder:
         """Write the sequence ``columns`` ``(K, P)`` into ``slot`` from position 0 (the start column
         first) and return the guided logits after its last column ``(K, V)``; the slot's position is then P.
         This is a window slide: the stream goes on from these tokens with its current text."""
+        return self.prefill_many([slot], columns[None])[0]
+
+    def prefill_many(self, slots: list[int], columns: torch.Tensor) -> torch.Tensor:
+        """:meth:`prefill` of several slots in one batch: ``columns`` ``(m, K, P)``, one sequence per slot
+        (all of length P); returns ``(m, K, V)``."""
         import torch
 
-        p = int(columns.shape[-1])
+        m, _, p = columns.shape
         if p > self.max_positions:
             raise ValueError(f"prefill of {p} positions > max_positions {self.max_positions}")
+        if m != len(slots):
+            raise ValueError(f"{m} sequences for {len(slots)} slots")
         r = self.rows_per_slot
-        rows = slice(slot * r, slot * r + r)
-        cols = columns[None].expand(r, -1, -1)  # (r, K, P)
-        pos = torch.arange(p, device=self.device)[None].expand(r, p)
+        slot_idx = torch.tensor(slots, device=self.device, dtype=torch.long)
+        rows = (slot_idx[:, None] * r + torch.arange(r, device=self.device)[None, :]).reshape(-1)  # (m r,)
+        cols = columns.repeat_interleave(r, dim=0)  # (m r, K, P)
+        pos = torch.arange(p, device=self.device)[None].expand(m * r, p)
         x = self._embed(cols, pos)
         for i in range(len(self.layers)):
             x = self._layer(i, x, rows, pos, p)
-        self.pos[slot] = p
-        return self._logits(x[:, -1])[0]
+        self.pos[slot_idx] = p
+        return self._logits(x[:, -1])
 
 
 def positions_for(context_s: float, chunk_s: float, frame_rate: float, num_codebooks: int) -> int:

@@ -55,7 +55,9 @@ class StreamingOptions:
     ``lead_s`` generated ahead of the consumer; ``slide_s`` of music between window slides (the
     context kept is :attr:`MusicGenOptions.context_s`); ``dtype`` ``"bfloat16"``, ``"float16"`` or
     ``"float32"`` (default: bfloat16 on CUDA, float32 on the CPU); ``threaded``: the scheduler runs on a
-    thread of its own (else each call drives it: tests, one offline stream)."""
+    thread of its own (else each call drives it: tests, one offline stream); ``cuda_graphs``: capture
+    the decoding step as CUDA graphs (default: on a CUDA device; a capture that fails falls back to
+    eager steps, logged); ``slides_per_round``: window slides re-primed together at most per round."""
 
     capacity: int = 16
     chunk_s: float = 0.5
@@ -65,10 +67,14 @@ class StreamingOptions:
     threaded: bool = True
     #: A call waits this long for its audio before giving up (a stuck device must not hang a session).
     timeout_s: float = 30.0
+    cuda_graphs: bool | None = None
+    slides_per_round: int = 16
 
     def __post_init__(self) -> None:
-        if self.capacity < 1 or self.chunk_s <= 0 or self.lead_s < 0 or self.slide_s <= 0:
-            raise ValueError("capacity >= 1, chunk_s > 0, lead_s >= 0 and slide_s > 0 are needed")
+        if (self.capacity < 1 or self.chunk_s <= 0 or self.lead_s < 0 or self.slide_s <= 0
+                or self.slides_per_round < 1):
+            raise ValueError("capacity >= 1, chunk_s > 0, lead_s >= 0, slide_s > 0 and slides_per_round >= 1 "
+                             "are needed")
         if self.dtype not in (None, "bfloat16", "float16", "float32"):
             raise ValueError(f"dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
 
@@ -184,7 +190,8 @@ class StreamingMusicGenEngine(MusicEngine):
         self.scheduler = MusicGenScheduler(
             self.model, processor, self.options, capacity=s.capacity, slide_s=s.slide_s, device=str(dev),
             dtype=dtype, sub_frames=max(1, round(s.chunk_s * frame_rate)),
-            lead_frames=max(0, round(s.lead_s * frame_rate)))
+            lead_frames=max(0, round(s.lead_s * frame_rate)), slides_per_round=s.slides_per_round,
+            cuda_graphs=dev.type == "cuda" if s.cuda_graphs is None else s.cuda_graphs)
         #: A new mood is heard after what is generated ahead: the offline plan asks that many chunks early.
         self.change_latency_chunks = max(0, round(s.lead_s / s.chunk_s))
         if s.threaded:
