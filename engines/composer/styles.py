@@ -90,8 +90,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pretty_midi
-
 from engines.base import EMOTIONS, STYLES
 
 DRUM_KIT_NAMES: dict[int, str] = {
@@ -138,6 +136,8 @@ class PartSpec:
 
     @property
     def name(self) -> str:
+        import pretty_midi  # here, not at the top: the MusicGen engine's prompts read this module on bare GPU hosts
+
         return str(pretty_midi.program_to_instrument_name(self.program))
 
     def plays(self, energy: float, playing: bool = False) -> bool:
