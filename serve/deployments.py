@@ -60,6 +60,7 @@ from pipelines.live.inference import (
     encode_frames_batched,
 )
 from pipelines.live.music import MusicReply, MusicRequest, StreamTable, worker_streams
+from serve.autoscaling import music_load
 from serve.metrics import (
     _LATENCY_BUCKETS,
     BATCH_SIZE,
@@ -344,6 +345,8 @@ class MusicGeneratorDeployment:
         scheduler = getattr(music, "scheduler", None)
         if scheduler is not None:  # streaming MusicGen: each waiting stream holds a thread until its audio is made
             threads = max(threads, scheduler.capacity + 4)
+        #: Streams this replica holds by design (:mod:`serve.autoscaling`).
+        self.capacity = scheduler.capacity if scheduler is not None else (streams or _MAX_STREAMS)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="music")
         self._metrics = _Recorder("MusicGenerator")
         self._music_metrics = _MusicRecorder(self.streams)
@@ -376,6 +379,11 @@ class MusicGeneratorDeployment:
 
     def open_streams(self) -> int:
         return len(self.streams)
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Ray Serve's custom autoscaling metrics: streams open here and the replica's capacity
+        (:class:`serve.autoscaling.MusicStreamsPolicy` scales on them)."""
+        return music_load(len(self.streams), self.capacity)
 
     def __del__(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
