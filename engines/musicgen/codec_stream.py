@@ -6,7 +6,10 @@ needs context to start cleanly: convolutions, and an LSTM whose state is rebuilt
 ``hold_frames`` after them, which are not handed over yet: the last frames of a window lack the
 right-hand context, and are decoded again, with it, by the next window. The first ``fade``
 samples of a window are crossfaded with what the previous window decoded for the same stretch,
-so windows join without a click. Windows of the same length are decoded in one batched call.
+so windows join without a click. Windows of the same length are decoded in one batched call, at
+most ``max_batch`` at a time: EnCodec's activations at the audio rate are large (a 0.5 s window with
+its context is ~33,000 samples x 64 channels per layer), and hundreds of streams become ready in the
+same round when they started together.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ FADE_SAMPLES = 128
 class CodecWindows:
     """Decodes windows of codes laid out as the scheduler keeps them (see the module doc)."""
 
-    def __init__(self, model: Any, device: Any, left_frames: int = 25, hold_frames: int = 2) -> None:
+    def __init__(self, model: Any, device: Any, left_frames: int = 25, hold_frames: int = 2,
+                 max_batch: int = 64) -> None:
         import torch
 
         cfg = model.config
@@ -37,6 +41,7 @@ class CodecWindows:
         self.hop = int(np.prod(cfg.audio_encoder.upsampling_ratios))
         self.left_frames = max(0, left_frames)
         self.hold_frames = max(1, hold_frames)
+        self.max_batch = max(1, max_batch)
         self._k = torch.arange(self.K, device=device)
         #: Per stream key: the audio the previous window decoded past its emitted part.
         self._tails: dict[Any, np.ndarray] = {}
@@ -58,8 +63,10 @@ class CodecWindows:
         for i, (_slot, first, n) in enumerate(windows):
             left = min(self.left_frames, first)
             groups[(left, n)].append(i)
+        batches = [(key, idx[j : j + self.max_batch]) for key, idx in groups.items()
+                   for j in range(0, len(idx), self.max_batch)]
         out: list[np.ndarray | None] = [None] * len(windows)
-        for (left, n), idx in groups.items():
+        for (left, n), idx in batches:
             width = left + n + self.hold_frames
             slots = torch.tensor([windows[i][0] for i in idx], device=self.device)
             start = torch.tensor([windows[i][1] - left for i in idx], device=self.device)
