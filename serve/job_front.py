@@ -7,7 +7,7 @@ receive the upload, and:
 1. takes one of the caller's job slots (429 / RESOURCE_EXHAUSTED when all are taken), held until the job's
    work ends -- not only its request;
 2. turns the options into a :class:`~pipelines.jobs.JobSpec` with this server's libraries and music engines
-   (``OptionError`` / ``LibraryError`` as on every endpoint);
+   (``OptionError`` / ``LibraryError`` as on every endpoint; a ``track`` the library lacks is refused here);
 3. from an upload: checks for room first (503 / UNAVAILABLE before the video is read), receives it into a
    request folder, refuses what is not a video (or declares more than the limits) before any job exists,
    and moves it into the new job's folder; ``from_job``: the earlier job's video and analysis
@@ -25,8 +25,10 @@ from typing import Any
 from pipelines.errors import BackscoreError, InputError, OptionError
 from pipelines.jobs import Job, JobSpec
 from pipelines.jobs.work import DEFAULT_OUTPUTS
+from pipelines.library.sources import CATALOG
 from pipelines.media.decode import probe
 from pipelines.media.limits import MediaLimits
+from pipelines.offline.jobs import check_track
 from pipelines.options import JobOptions
 from serve.access import Principal
 from serve.core import GatewayCore
@@ -75,15 +77,23 @@ class JobFront:
             if req.from_job:
                 source = self.store.get(req.from_job, owner)
                 spec, shown = self.spec(req, source.options)
+                await self._check_track(spec, shown)
                 return await asyncio.to_thread(self.store.derive, source.id, spec, options=shown, owner=owner,
                                                release=hold.close)
             if receive is None:
                 raise InputError("send a video, or name an earlier job's (from_job)")
             spec, shown = self.spec(req, None)
+            await self._check_track(spec, shown)
             return await self._from_upload(spec, shown, owner, receive, hold)
         except BaseException:
             hold.close()
             raise
+
+    @staticmethod
+    async def _check_track(spec: JobSpec, shown: dict[str, Any]) -> None:
+        """A track the library does not have is refused now (400 / INVALID_ARGUMENT), not as a failed job."""
+        if spec.track is not None:
+            await asyncio.to_thread(check_track, spec.options.library, spec.track, shown.get("library") or CATALOG)
 
     async def _from_upload(self, spec: JobSpec, shown: dict[str, Any], owner: str | None, receive: Receive,
                            hold: contextlib.ExitStack) -> Job:

@@ -271,6 +271,25 @@ def test_recommend_then_preview_then_score_with_the_chosen_track(client: TestCli
     assert abs(pcm.shape[0] / rate - DURATION_S) < 0.1 and np.abs(pcm).max() > 1000
 
 
+def test_a_track_the_library_lacks_is_refused_at_submission(client: TestClient, clip: Path) -> None:
+    """400 LibraryError naming the library as the client calls it (never a server path), no job; the built-in
+    catalog's numbers are checked without rendering it."""
+    from pipelines.offline import jobs as offline_jobs
+
+    before = client.get("/v1/jobs").json()["jobs"]
+    message = _error(client.post("/v1/jobs?kind=score&library=mini&track=7", files=_video(clip)), 400,
+                     "LibraryError")
+    assert message == "no track 7 in the mini library (ids 1..3)"
+    message = _error(client.post("/v1/jobs?kind=score&track=101", files=_video(clip)), 400, "LibraryError")
+    assert message == "no track 101 in the catalog library (ids 1..100)"
+    assert "catalog" not in offline_jobs._libraries.tracks  # nothing rendered to find that out
+    analysed = client.post("/v1/jobs?kind=analyze", files=_video(clip)).json()
+    assert _watch(client, analysed["id"])[-1][1] == "done"
+    _error(client.post("/v1/jobs", json={"from_job": analysed["id"], "kind": "score", "library": "mini", "track": 4}),
+           400, "LibraryError")
+    assert len(client.get("/v1/jobs").json()["jobs"]) == len(before) + 1  # only the analysis
+
+
 # --------------------------------------------------------------------------- cancel, expiry, limits
 
 
