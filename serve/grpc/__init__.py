@@ -10,6 +10,8 @@ Modules:
   WatchJob (server streaming) and CancelJob, on the HTTP job API's store and rules.
 * :mod:`~serve.grpc.client` -- :class:`BackscoreClient`, :func:`stream_file` and the command line
   (``python -m serve.grpc.client``; ``python -m serve.grpc_client`` is the older name).
+* :mod:`~serve.grpc.job_client` -- the command line's async job commands (``job``, ``watch``, ``cancel``;
+  result files fetched over HTTP).
 
 One live ``Stream`` message to the music that goes back: Ray Serve's gRPC proxy hands the client's
 ``LiveInput`` stream to the replica's :meth:`GrpcMethods.Stream

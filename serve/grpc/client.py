@@ -18,6 +18,8 @@ Command line (``python -m serve.grpc_client ...``, the older module name, works 
     python -m serve.grpc.client score clip.mp4 --wav bgm.wav
     python -m serve.grpc.client stream clip.mp4 --wav live.wav
     python -m serve.grpc.client health
+    python -m serve.grpc.client job clip.mp4 --style lofi --download out/   # an async job (serve/grpc/job_client.py)
+    python -m serve.grpc.client watch JOB_ID; python -m serve.grpc.client cancel JOB_ID
     BACKSCORE_API_KEY=bsk_... python -m serve.grpc.client analyze clip.mp4   # a server with API keys (or --api-key)
 """
 
@@ -30,7 +32,7 @@ import os
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 import av
@@ -40,6 +42,7 @@ import numpy as np
 
 from pipelines.frames import AUDIO_RATE
 from pipelines.live.ingest import AudioIngest, VideoSampler, timed_frames
+from serve.grpc.job_client import JOB_COMMANDS, add_job_arguments, check_job_args, check_readable, run_job_command
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 
@@ -68,7 +71,8 @@ def media_request(path: str, style: str | None = None, seed: int = 0, faces: boo
 
 
 class BackscoreClient:
-    """Blocking client for Analyze / Recommend / Score and the health RPCs."""
+    """Blocking client for Analyze / Recommend / Score, the async jobs (StartJob / WatchJob / CancelJob) and the
+    health RPCs."""
 
     def __init__(self, target: str = "localhost:9000", *, application: str | None = None,
                  timeout_s: float | None = None, api_key: str | None = None) -> None:
@@ -109,6 +113,44 @@ class BackscoreClient:
             yield from call
         finally:
             call.cancel()
+
+    # -- async jobs (serve/grpc/jobs.py; the files they make are fetched over HTTP: serve/grpc/job_client.py)
+
+    def start_job(self, path: str | None, options: Mapping[str, Any] | None = None) -> pb.JobStatus:
+        """Start an async job (``StartJob``) and answer its status at once.
+
+        ``options``: the fields of HTTP ``POST /v1/jobs`` (``kind``, ``style``, ``seed``, ``from_job``, ...).
+        The video at ``path`` is sent inline, unless ``options`` names a ``from_job`` (an earlier job's video
+        and analysis are reused; ``path`` must then be None). :class:`ValueError` for neither or both.
+        """
+        fields = dict(options or {})
+        if fields.get("from_job"):
+            if path is not None:
+                raise ValueError("a job is made from a video or from an earlier job (from_job), not both")
+            request = pb.StartJobRequest(options_json=json.dumps(fields))
+        else:
+            if not path:
+                raise ValueError("a job needs a video (or options naming a from_job)")
+            with open(path, "rb") as fh:
+                data = fh.read()
+            request = pb.StartJobRequest(video=data, filename=os.path.basename(path), options_json=json.dumps(fields))
+        reply: pb.JobStatus = self.stub.StartJob(request, metadata=self.metadata, timeout=self.timeout_s)
+        return reply
+
+    def watch_job(self, job_id: str) -> Iterator[pb.JobStatus]:
+        """The job's status now, then at every change until it ends (``WatchJob``; stop watching by closing the
+        iterator: the job goes on)."""
+        call = self.stub.WatchJob(pb.JobRef(id=job_id), metadata=self.metadata, timeout=self.timeout_s)
+        try:
+            yield from call
+        finally:
+            call.cancel()
+
+    def cancel_job(self, job_id: str) -> pb.JobStatus:
+        """Cancel the job and remove it with its files (``CancelJob``); answers its last status."""
+        reply: pb.JobStatus = self.stub.CancelJob(pb.JobRef(id=job_id), metadata=self.metadata,
+                                                  timeout=self.timeout_s)
+        return reply
 
     def healthz(self) -> str:
         """Ray Serve's proxy health RPC (no replica involved)."""
@@ -229,7 +271,7 @@ def _dump(msg: Any) -> str:
 
 async def _stream_cli(args: argparse.Namespace) -> None:
     pcm: list[bytes] = []
-    async for out in stream_file(args.video, args.target, style=args.style, seed=args.seed, speed=args.speed,
+    async for out in stream_file(args.video, args.target, style=args.style, seed=args.seed or 0, speed=args.speed,
                                  application=args.application, tail_s=1.0, api_key=args.api_key):
         if out.WhichOneof("kind") == "music":
             pcm.append(out.music.pcm)
@@ -243,22 +285,28 @@ async def _stream_cli(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m serve.grpc.client", description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["analyze", "recommend", "score", "stream", "health"])
-    p.add_argument("video", nargs="?")
+    p.add_argument("command", choices=["analyze", "recommend", "score", "stream", "health", *JOB_COMMANDS])
+    p.add_argument("video", nargs="?", metavar="VIDEO|JOB_ID", help="the video (watch, cancel: the job's id)")
     p.add_argument("--target", default="localhost:9000")
     p.add_argument("--application", default=None, help="Serve application name (only with several apps)")
     p.add_argument("--api-key", default=None, help="API key for a server that needs one (default $BACKSCORE_API_KEY)")
     p.add_argument("--style", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--top-k", type=int, default=None, help="default 5")
     p.add_argument("--per-segment", action="store_true")
-    p.add_argument("--library", default="")
+    p.add_argument("--library", default=None)
     p.add_argument("--speed", type=float, default=1.0, help="stream: playback speed (1 = real time)")
     p.add_argument("--wav", default=None, help="score/stream: write the music here")
     p.add_argument("--loudness", default="", help="score: a loudness preset (youtube, tiktok, broadcast, podcast)")
+    add_job_arguments(p)
     args = p.parse_args(argv)
-    if args.command != "health" and not args.video:
-        p.error(f"{args.command} needs a video")
+    if args.command in JOB_COMMANDS:
+        check_job_args(p, args)
+    elif args.command != "health":
+        if not args.video:
+            p.error(f"{args.command} needs a video")
+        check_readable(p, args.video)
+    seed, top_k = args.seed or 0, args.top_k if args.top_k is not None else 5
     if args.api_key is None:
         from engines.settings import settings
 
@@ -267,14 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with BackscoreClient(args.target, application=args.application, api_key=args.api_key) as c:
             if args.command == "health":
                 print(c.healthz(), "| grpc.health.v1 status:", c.check())
+            elif args.command in JOB_COMMANDS:
+                return run_job_command(c, args)
             elif args.command == "analyze":
-                print(_dump(c.analyze(args.video, style=args.style, seed=args.seed)))
+                print(_dump(c.analyze(args.video, style=args.style, seed=seed)))
             elif args.command == "recommend":
-                print(_dump(c.recommend(args.video, top_k=args.top_k, per_segment=args.per_segment,
-                                        library=args.library)))
+                print(_dump(c.recommend(args.video, top_k=top_k, per_segment=args.per_segment,
+                                        library=args.library or "")))
             elif args.command == "score":
                 chunks: list[bytes] = []
-                for ch in c.score(args.video, style=args.style, seed=args.seed, loudness=args.loudness):
+                for ch in c.score(args.video, style=args.style, seed=seed, loudness=args.loudness):
                     print(f"chunk {ch.index}: {ch.start_s:.2f}s +{ch.duration_s:.2f}s "
                           f"{ch.bars[0].emotion if ch.bars else ''}", flush=True)
                     chunks.append(ch.pcm)
