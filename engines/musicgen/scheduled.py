@@ -97,6 +97,10 @@ class SchedulerStats:
     decode_seconds: float = 0.0
     slides: int = 0
     text_encodes: int = 0
+    #: Host seconds spent encoding texts and re-priming slides (on CUDA the device work is asynchronous:
+    #: it shows in whichever phase next waits for the device, the audio decode).
+    slide_seconds: float = 0.0
+    text_seconds: float = 0.0
     #: Per joining stream, seconds to its first audio; per mood change, seconds to the first audio made
     #: under the new text.
     first_audio_s: list[float] = field(default_factory=list)

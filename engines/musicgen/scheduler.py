@@ -232,52 +232,57 @@ class MusicGenScheduler:
 
         with torch.inference_mode():
             self._admit_and_retire()
+            t0 = time.perf_counter()
             self._encode_texts()
+            t1 = time.perf_counter()
             self._slide()
+            self.stats.text_seconds += t1 - t0
+            self.stats.slide_seconds += time.perf_counter() - t1
             self._step()
             self._emit_audio()
 
     # ------------------------------------------------------------------ parts of a round
     def _admit_and_retire(self) -> None:
+        # under the lock: readers (metrics, consumers) never see a stream between two slots
         with self._lock:
             leaves, joins = list(self._leaves), list(self._joins)
             self._leaves.clear()
             self._joins.clear()
-        for st in leaves:
-            if st.slot < 0:
+            for st in leaves:
+                if st.slot < 0:
+                    self.streams.pop(st.sid, None)
+                    continue
+                last = len(self.active) - 1
+                freed = st.slot
+                if freed != last:
+                    mover = self.active[last]
+                    self.decoder.move(last, freed)
+                    self.cols[freed] = self.cols[last]
+                    self._pos[freed] = self._pos[last]
+                    self.seeds[freed] = self.seeds[last]
+                    self.steps[freed] = self.steps[last]
+                    mover.slot = freed
+                    self.active[freed] = mover
+                self.active.pop()
+                self.decoder.reset(last)
+                self.steps[last] = 0
+                self._pos[last] = 0
+                st.slot = -1
                 self.streams.pop(st.sid, None)
-                continue
-            last = len(self.active) - 1
-            freed = st.slot
-            if freed != last:
-                mover = self.active[last]
-                self.decoder.move(last, freed)
-                self.cols[freed] = self.cols[last]
-                self._pos[freed] = self._pos[last]
-                self.seeds[freed] = self.seeds[last]
-                self.steps[freed] = self.steps[last]
-                mover.slot = freed
-                self.active[freed] = mover
-            self.active.pop()
-            self.decoder.reset(last)
-            self.steps[last] = 0
-            self._pos[last] = 0
-            st.slot = -1
-            self.streams.pop(st.sid, None)
-            self.codec.forget(st.sid)
-        for st in joins:
-            if st.closed:
-                self.streams.pop(st.sid, None)
-                continue
-            st.slot = len(self.active)
-            st.slide_at = self.slider.first_slide_at(st.seed)
-            self.active.append(st)
-            self.decoder.reset(st.slot)
-            self._pos[st.slot] = 0
-            self.seeds[st.slot] = st.seed
-            self.steps[st.slot] = st.steps
-            self.cols[st.slot].fill_(self.pad)
-            st.pending_text = st.pending_text or st.text
+                self.codec.forget(st.sid)
+            for st in joins:
+                if st.closed:
+                    self.streams.pop(st.sid, None)
+                    continue
+                st.slot = len(self.active)
+                st.slide_at = self.slider.first_slide_at(st.seed)
+                self.active.append(st)
+                self.decoder.reset(st.slot)
+                self._pos[st.slot] = 0
+                self.seeds[st.slot] = st.seed
+                self.steps[st.slot] = st.steps
+                self.cols[st.slot].fill_(self.pad)
+                st.pending_text = st.pending_text or st.text
 
     def _encode_texts(self) -> None:
         with self._lock:
@@ -304,11 +309,12 @@ class MusicGenScheduler:
             due = self.slider.due(self.active, self._pos, lambda st: self._complete(st) - st.target_frames)
         if not due:
             return
-        slots, logits = self.slider.restart(due, self.cols, self._pos, self.decoder, self.pad)
+        slots, logits, shifts = self.slider.restart(due, self.cols, self._pos, self.decoder, self.pad)
         o = self.options
         tokens = pick(logits, self.seeds[slots], self.steps[slots], do_sample=o.do_sample,
                       temperature=o.temperature, top_k=o.top_k)
-        self.slider.finish(due, self.cols, self._pos, slots, tokens, self.pad)
+        with self._lock:  # readers of _complete (metrics, consumers) see old or new counts, never a mix
+            self.slider.finish(due, self.cols, self._pos, slots, tokens, self.pad, shifts)
         self.steps[slots] += 1
         self.stats.slides += len(due)
 

@@ -61,17 +61,18 @@ class WindowSlides:
         return due[: self.per_round]
 
     def restart(self, due: list[ScheduledStream], cols: torch.Tensor, pos: list[int], decoder: StaticDecoder,
-                pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+                pad: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Move each stream's last ``keep`` columns to the start of its row of ``cols`` (codes that the
-        codebook delay puts before the start column are padding), re-prime the decoder on them in one
-        batch, and advance ``frame_base``. Returns the slots ``(m,)`` and the guided logits of the next
-        column ``(m, K, V)``; the caller picks the tokens and sets the positions (:meth:`finish`)."""
+        codebook delay puts before the start column are padding) and re-prime the decoder on them in one
+        batch. Returns the slots ``(m,)``, the guided logits of the next column ``(m, K, V)`` and each
+        stream's shift in frames; the caller picks the tokens and, under its lock, :meth:`finish` updates
+        the host's counts (so a reader never sees a new ``frame_base`` with an old position)."""
         import torch
 
         keep, device = self.keep, cols.device
         k = torch.arange(self.K, device=device)
         pad_cols = k[:, None] >= torch.arange(keep, device=device)[None, :]  # column c < 1 + k: pad
-        news = []
+        news, shifts = [], []
         for st in due:
             p = pos[st.slot]
             shift = p + 1 - keep
@@ -81,21 +82,22 @@ class WindowSlides:
             row.fill_(pad)
             row[:, :keep] = new
             news.append(new)
-            st.frame_base += shift
+            shifts.append(shift)
         slots = [st.slot for st in due]
         logits = decoder.prefill_many(slots, torch.stack(news))
-        return torch.tensor(slots, device=device, dtype=torch.long), logits
+        return torch.tensor(slots, device=device, dtype=torch.long), logits, shifts
 
     def finish(self, due: list[ScheduledStream], cols: torch.Tensor, pos: list[int], slots: torch.Tensor,
-               tokens: torch.Tensor, pad: int) -> None:
-        """Write the picked ``tokens`` ``(m, K)`` as each stream's column ``keep`` (where the delay allows)
-        and set its position and next slide."""
+               tokens: torch.Tensor, pad: int, shifts: list[int]) -> None:
+        """Write the picked ``tokens`` ``(m, K)`` as each stream's column ``keep`` (where the delay allows),
+        advance each stream's ``frame_base`` by its shift and set its position and next slide."""
         import torch
 
         k = torch.arange(self.K, device=cols.device)
         valid = (self.keep - 1 - k) >= 0
         cols[slots, :, self.keep] = torch.where(valid[None, :], tokens, torch.full_like(tokens, pad))
-        for st in due:
+        for st, shift in zip(due, shifts, strict=True):
             st.steps += 1
+            st.frame_base += shift
             pos[st.slot] = self.keep
             st.slide_at = self.max_positions

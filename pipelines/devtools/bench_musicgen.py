@@ -20,6 +20,7 @@ minutes on an H100/H200 with the default stream counts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from typing import Any
@@ -119,6 +120,12 @@ def _engine(size: str, capacity: int, device: str, dtype: Any, graphs: bool, lea
                              sub_frames=25, lead_frames=round(lead_s * FRAME_RATE), cuda_graphs=graphs)
 
 
+def _made(sch: Any, streams: list[Any]) -> list[int]:
+    """Each stream's complete frames, read under the scheduler's lock (its thread updates them)."""
+    with sch._lock:
+        return [sch._complete(s) for s in streams]
+
+
 def measure(sch: Any, n: int, seconds: float, texts: list[str]) -> dict[str, float]:
     """One row of the table for ``n`` streams on scheduler ``sch`` (see the module doc)."""
     import torch
@@ -128,16 +135,16 @@ def measure(sch: Any, n: int, seconds: float, texts: list[str]) -> dict[str, flo
     lead = sch.lead_frames + sch.sub_frames
     # warm up: every stream past its first window slide
     t0 = time.perf_counter()
-    while min(sch._complete(s) for s in streams) < sch.max_positions and time.perf_counter() - t0 < 60:
+    while min(_made(sch, streams)) < sch.max_positions and time.perf_counter() - t0 < 60:
         for s in streams:
             sch.want_frames(s, 10**9)
         time.sleep(0.05)
     # 1. sustained throughput, everyone wanting music as fast as it comes
-    done0, steps0, step_s0 = sum(sch._complete(s) for s in streams), sch.stats.steps, sch.stats.step_seconds
+    done0, steps0, step_s0 = sum(_made(sch, streams)), sch.stats.steps, sch.stats.step_seconds
     t0 = time.perf_counter()
     time.sleep(seconds / 2)
     dt = time.perf_counter() - t0
-    frames = sum(sch._complete(s) for s in streams) - done0
+    frames = sum(_made(sch, streams)) - done0
     steps = sch.stats.steps - steps0
     ms_step = 1000 * (sch.stats.step_seconds - step_s0) / max(1, steps)
     # 2. real time: each consumer wants lead + 50 frames a second from now on
@@ -146,14 +153,15 @@ def measure(sch: Any, n: int, seconds: float, texts: list[str]) -> dict[str, flo
         for s in streams:  # from now on each wants only what its listener needs
             s.target_frames = base[s.sid]
     t0 = time.perf_counter()
+    st0 = dataclasses.replace(sch.stats)
     behind: set[int] = set()
     latencies: list[float] = []
     changes = 0
     while (elapsed := time.perf_counter() - t0) < seconds:
         want = int(elapsed * FRAME_RATE)
-        for s in streams:
+        for s, made in zip(streams, _made(sch, streams), strict=True):
             sch.want_frames(s, base[s.sid] + want + lead)
-            if sch._complete(s) < base[s.sid] + want - sch.sub_frames:
+            if made < base[s.sid] + want - sch.sub_frames:
                 behind.add(s.sid)
         if elapsed > changes * (seconds / 8) and changes < 8:  # a mood change now and then
             st = streams[(changes * 7919) % n]
@@ -162,6 +170,10 @@ def measure(sch: Any, n: int, seconds: float, texts: list[str]) -> dict[str, flo
         time.sleep(0.02)
     for s in streams:
         latencies.extend(s.text_audio_latencies)
+    wall, st1 = time.perf_counter() - t0, sch.stats
+    phases = {name: (getattr(st1, f"{name}_seconds") - getattr(st0, f"{name}_seconds")) / wall
+              for name in ("step", "slide", "decode", "text")}
+    phases["slides"] = float(st1.slides - st0.slides)
     # 3. streams joining this load: time to their first audio
     firsts = []
     for j in range(5):
@@ -182,7 +194,44 @@ def measure(sch: Any, n: int, seconds: float, texts: list[str]) -> dict[str, flo
     audio_s = frames / FRAME_RATE
     return {"streams": n, "audio_s_per_s": audio_s / dt, "x_rt": audio_s / dt / n, "ms_step": ms_step,
             "kept_up": n - len(behind), "first_p50": _pct(firsts, 0.5), "first_p95": _pct(firsts, 0.95),
-            "change_p95": _pct(latencies, 0.95), "changes": float(len(latencies)), "mem_gib": mem}
+            "change_p95": _pct(latencies, 0.95), "changes": float(len(latencies)), "mem_gib": mem,
+            **{f"phase_{k}": v for k, v in phases.items()}}
+
+
+def phase_line(r: dict[str, float]) -> str:
+    """Where the scheduler's thread spent the real-time part of a row (host time; on CUDA the device's work
+    shows in the phase that next waits for it, mostly the audio decode)."""
+    return (f"{int(r['streams'])} streams, scheduler thread: steps {100 * r['phase_step']:.0f} %, window slides "
+            f"{100 * r['phase_slide']:.0f} % ({int(r['phase_slides'])} re-primed), audio decode "
+            f"{100 * r['phase_decode']:.0f} %, texts {100 * r['phase_text']:.0f} %")
+
+
+def profile(sch: Any, n: int, seconds: float, texts: list[str]) -> str:
+    """The kernels (or, off CUDA, the operators) while ``n`` streams each want music as fast as it comes, top
+    20 by device time (torch.profiler): what to shorten next. Drives the scheduler on this thread (its own
+    thread must be stopped: the profiler sees the operators of the thread that runs it)."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    streams = [sch.open(20_000 + i, texts[i % len(texts)]) for i in range(n)]
+    for s in streams:
+        sch.want_frames(s, 10**9)
+    t0 = time.perf_counter()
+    while min(sch._complete(s) for s in streams) < sch.max_positions and time.perf_counter() - t0 < 60:
+        sch.run_once()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with torch_profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sch.run_once()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    for s in streams:
+        sch.close(s)
+    sch.run_once()
+    key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return str(prof.key_averages().table(sort_by=key, row_limit=20))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--context", type=float, default=10.0)
     ap.add_argument("--no-graphs", action="store_true", help="eager steps (no CUDA graphs)")
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--profile-streams", type=int, default=None,
+                    help="after the table, profile the device's kernels at this many streams (default: 128 on CUDA, "
+                         "0 = no profile); printed, not written to --out")
     ap.add_argument("--budget-s", type=float, default=270.0,
                     help="no new stream count is started after this many seconds (the whole run stays near 5 min)")
     ap.add_argument("--out", help="Markdown file to update (e.g. BENCHMARKS.md)")
@@ -230,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     head = ("| streams | audio s per s, all streams | x real time per stream | ms per step | streams >= 1.0x "
             "real time | first audio p50 / p95 (s) | mood change -> new audio p95 (s) | GPU memory (GiB) |")
     rows = [head, "|---|---|---|---|---|---|---|---|"]
+    phase_lines: list[str] = []
     print(head, flush=True)
     for n in counts:
         if time.perf_counter() - started > args.budget_s:
@@ -240,7 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(f"| {n} | {r['audio_s_per_s']:.1f} | {r['x_rt']:.2f} | {r['ms_step']:.1f} | {r['kept_up']} of {n} "
                     f"| {r['first_p50']:.2f} / {r['first_p95']:.2f} | {r['change_p95']:.2f} | {r['mem_gib']:.1f} |")
         print(rows[-1], flush=True)
+        phase_lines.append(phase_line(r))
+        print(phase_lines[-1], flush=True)
+    n_prof = args.profile_streams if args.profile_streams is not None else (128 if args.device.startswith("cuda")
+                                                                            else 0)
     sch.stop()
+    if n_prof > 0 and time.perf_counter() - started < args.budget_s:
+        print(f"profile at {min(n_prof, sch.capacity)} streams:", flush=True)
+        print(profile(sch, min(n_prof, sch.capacity), 2.0, texts), flush=True)
     n_params = sum(p.numel() for p in sch.model.decoder.parameters()) / 1e6
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     text = "\n".join([
@@ -249,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'CUDA graphs' if graphs else 'eager steps'}, guidance 3.0, top-k 250 sampling, "
         f"{args.context:.0f} s context, "
         f"window slide every 2 s, audio handed over in 0.5 s windows, {args.lead:.1f} s lead. "
-        f"Whole run {time.perf_counter() - started:.0f} s.", "", *lines, "", *rows])
+        f"Whole run {time.perf_counter() - started:.0f} s.", "", *lines, "", *rows, "",
+        *[f"- {line}" for line in phase_lines]])
     if args.out:
         from pipelines.devtools.report import replace_section
 

@@ -9,6 +9,9 @@ only when it is made.
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 
 pytest.importorskip("transformers")
@@ -112,3 +115,29 @@ def test_slides_are_spread_and_capped_without_changing_any_stream(tiny) -> None:
     _, burst_rounds = _record(burst, [burst.open(s, describe(MOODS[s % 3], None)) for s in range(n_streams)],
                               frames)
     assert max(burst_rounds) == 2 and sum(1 for n in burst_rounds if n) < rounds_with_slides
+
+
+def test_what_a_stream_has_made_never_goes_back_for_a_reader_on_another_thread(tiny) -> None:
+    """Metrics and consumers read a stream's progress under the scheduler's lock while its thread slides
+    windows and moves slots: they must never see a new ``frame_base`` with an old position."""
+    model, processor = tiny
+    sch = MusicGenScheduler(model, processor, SAMPLED, capacity=4, slide_s=0.2, sub_frames=5, lead_frames=0)
+    streams = [sch.open(seed, describe(MOODS[seed % 3], None)) for seed in range(4)]
+    seen: list[list[int]] = []
+    sch.start()
+    try:
+        for st in streams:
+            sch.want_frames(st, 400)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with sch._lock:
+                seen.append([sch._complete(st) for st in streams])
+            if min(seen[-1]) >= 400:
+                break
+            time.sleep(0.0002)
+    finally:
+        sch.stop()
+    assert min(seen[-1]) >= 400 and sch.stats.slides >= 4 * 10
+    for k in range(len(streams)):
+        made = [row[k] for row in seen]
+        assert all(b >= a for a, b in itertools.pairwise(made)), f"stream {k} went back"
