@@ -271,11 +271,13 @@ def test_recommend_then_preview_then_score_with_the_chosen_track(client: TestCli
     assert abs(pcm.shape[0] / rate - DURATION_S) < 0.1 and np.abs(pcm).max() > 1000
 
 
-def test_a_track_the_library_lacks_is_refused_at_submission(client: TestClient, clip: Path) -> None:
+def test_a_track_the_library_lacks_is_refused_at_submission(client: TestClient, clip: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """400 LibraryError naming the library as the client calls it (never a server path), no job; the built-in
     catalog's numbers are checked without rendering it."""
     from pipelines.offline import jobs as offline_jobs
 
+    monkeypatch.setattr(offline_jobs._libraries, "tracks", {})  # no library loaded yet in this process
     before = client.get("/v1/jobs").json()["jobs"]
     message = _error(client.post("/v1/jobs?kind=score&library=mini&track=7", files=_video(clip)), 400,
                      "LibraryError")
