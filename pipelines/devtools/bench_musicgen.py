@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import platform
 import time
+import traceback
 from typing import Any
 
 BEGIN = "<!-- bench:musicgen-streaming:begin -->"
@@ -284,37 +285,53 @@ def main(argv: list[str] | None = None) -> int:
     rows = [head, "|---|---|---|---|---|---|---|---|"]
     phase_lines: list[str] = []
     print(head, flush=True)
+    n_params = sum(p.numel() for p in sch.model.decoder.parameters()) / 1e6
+    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+
+    def report() -> None:
+        """The section so far into ``--out`` (after every row: a run cut short keeps what it measured)."""
+        if not args.out:
+            return
+        from pipelines.devtools.report import replace_section
+
+        text = "\n".join([
+            f"MusicGen `{args.size}` architecture (decoder {n_params:.0f} M parameters, random weights), {dev}, "
+            f"torch {torch.__version__}, {args.dtype or str(dtype).replace('torch.', '')}, "
+            f"{'CUDA graphs' if graphs else 'eager steps'}, guidance 3.0, top-k 250 sampling, "
+            f"{args.context:.0f} s context, "
+            f"window slide every 2 s, audio handed over in 0.5 s windows, {args.lead:.1f} s lead. "
+            f"Run so far {time.perf_counter() - started:.0f} s.", "", *([*lines, ""] if lines else []), *rows,
+            *(["", *[f"- {line}" for line in phase_lines]] if phase_lines else [])])
+        replace_section(args.out, BEGIN, END, "MusicGen streaming engine (`make bench-gpu`)", text)
+
     for n in counts:
         if time.perf_counter() - started > args.budget_s:
             lines.append(f"{n} streams and more: not run, the {args.budget_s:.0f} s time budget was spent")
             print(lines[-1], flush=True)
             break
-        r = measure(sch, n, args.seconds, texts)
+        try:
+            r = measure(sch, n, args.seconds, texts)
+        except Exception as exc:  # out of memory, a kernel error: keep the rows measured, say what happened
+            traceback.print_exc()
+            lines.append(f"{n} streams: failed ({type(exc).__name__}: {str(exc)[:200]}); larger counts not run")
+            print(lines[-1], flush=True)
+            break
         rows.append(f"| {n} | {r['audio_s_per_s']:.1f} | {r['x_rt']:.2f} | {r['ms_step']:.1f} | {r['kept_up']} of {n} "
                     f"| {r['first_p50']:.2f} / {r['first_p95']:.2f} | {r['change_p95']:.2f} | {r['mem_gib']:.1f} |")
         print(rows[-1], flush=True)
         phase_lines.append(phase_line(r))
         print(phase_lines[-1], flush=True)
+        report()
+    sch.stop()
+    report()
     n_prof = args.profile_streams if args.profile_streams is not None else (128 if args.device.startswith("cuda")
                                                                             else 0)
-    sch.stop()
     if n_prof > 0 and time.perf_counter() - started < args.budget_s:
         print(f"profile at {min(n_prof, sch.capacity)} streams:", flush=True)
-        print(profile(sch, min(n_prof, sch.capacity), 2.0, texts), flush=True)
-    n_params = sum(p.numel() for p in sch.model.decoder.parameters()) / 1e6
-    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    text = "\n".join([
-        f"MusicGen `{args.size}` architecture (decoder {n_params:.0f} M parameters, random weights), {dev}, "
-        f"torch {torch.__version__}, {args.dtype or str(dtype).replace('torch.', '')}, "
-        f"{'CUDA graphs' if graphs else 'eager steps'}, guidance 3.0, top-k 250 sampling, "
-        f"{args.context:.0f} s context, "
-        f"window slide every 2 s, audio handed over in 0.5 s windows, {args.lead:.1f} s lead. "
-        f"Whole run {time.perf_counter() - started:.0f} s.", "", *lines, "", *rows, "",
-        *[f"- {line}" for line in phase_lines]])
-    if args.out:
-        from pipelines.devtools.report import replace_section
-
-        replace_section(args.out, BEGIN, END, "MusicGen streaming engine (`make bench-gpu`)", text)
+        try:
+            print(profile(sch, min(n_prof, sch.capacity), 2.0, texts), flush=True)
+        except Exception:
+            traceback.print_exc()
     return 0
 
 
