@@ -38,7 +38,6 @@ Imports go one way: this module imports :mod:`engines.runners`, :mod:`engines.te
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -88,6 +87,8 @@ class Backend:
 
 
 def _has_distribution(name: str) -> bool:
+    import importlib.metadata  # lazily: ~15 ms at start-up, which only these checks need
+
     try:
         importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:

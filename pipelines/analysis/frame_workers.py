@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,14 @@ class FaceWorker:
         self._times: list[float] = []
         self._rows: list[np.ndarray] = []
         self._pending: list[VideoFrame] = []
+        # An analyzer that finds each frame's faces apart from classifying them (FaceExpressionAnalyzer.find /
+        # .rows) gets every frame as it comes; the batch is then only for the classifier. The threaded
+        # worker thus keeps up with the decoder and leaves one batch's classification, not its detections,
+        # for the end. The rows are the same as analyze() of the batch.
+        find, rows = getattr(analyzer, "find", None), getattr(analyzer, "rows", None)
+        self._find: Callable[[np.ndarray], Any] | None = find if rows is not None else None
+        self._found_rows: Callable[[list[Any]], np.ndarray] | None = rows if find is not None else None
+        self._found: list[Any] = []
         self._queue: queue.Queue[VideoFrame | None] | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -110,14 +119,22 @@ class FaceWorker:
 
     def _add(self, frame: VideoFrame) -> None:
         self._pending.append(frame)
+        if self._find is not None:  # its faces found now, not when the batch is full: nothing left for the end
+            image = self._image(frame)
+            assert image is not None
+            self._found.append(self._find(image))
         if len(self._pending) >= self._batch:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        images = [self._image(f) for f in self._pending]
-        self._rows.append(self._analyzer.analyze(np.stack([x for x in images if x is not None])))
+        if self._found_rows is not None:
+            self._rows.append(self._found_rows(self._found))
+            self._found = []
+        else:
+            images = [self._image(f) for f in self._pending]
+            self._rows.append(self._analyzer.analyze(np.stack([x for x in images if x is not None])))
         self._times.extend(f.pts_s for f in self._pending)
         self._pending = []
 

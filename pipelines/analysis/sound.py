@@ -62,7 +62,7 @@ def to_mono16k(audio48k: np.ndarray, target_rate: int, source_rate: int = AUDIO_
     ``chunk_s`` of audio at a time with enough overlap that the result equals resampling it whole)."""
     x = np.asarray(audio48k)
     if target_rate == source_rate:
-        return (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float32)
+        return (_mono(x) if x.ndim == 2 else x).astype(np.float32)
     from math import gcd
 
     from scipy.signal import resample_poly  # lazily: imported in the sound thread
@@ -74,14 +74,22 @@ def to_mono16k(audio48k: np.ndarray, target_rate: int, source_rate: int = AUDIO_
     step = max(down, int(chunk_s * source_rate) // down * down)  # input chunks on output-sample boundaries
     pad = (10 * max(up, down) // up + 2) * down  # more than half of resample_poly's filter, in whole steps
     if n <= step + 2 * pad:
-        mono = x.mean(axis=1) if x.ndim == 2 else x
+        mono = _mono(x) if x.ndim == 2 else x
         return np.asarray(resample_poly(mono, up, down), np.float32)
     out = np.empty(n_out, np.float32)
     for c0 in range(0, n, step):
         a, b = max(0, c0 - pad), min(n, c0 + step + pad)
-        seg = x[a:b].mean(axis=1) if x.ndim == 2 else x[a:b]
+        seg = _mono(x[a:b]) if x.ndim == 2 else x[a:b]
         y = resample_poly(seg, up, down)
         first = (c0 - a) * up // down
         count = min(n_out - c0 * up // down, step * up // down)
         out[c0 * up // down: c0 * up // down + count] = y[first: first + count]
     return out
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    """The channels of ``(n, channels)`` audio averaged: ``x.mean(axis=1)``, for stereo as ``(left + right) / 2``
+    (the same numbers, ~8x faster than numpy's reduction over rows of two)."""
+    if x.shape[1] == 2 and x.dtype in (np.float32, np.float64):
+        return np.asarray((x[:, 0] + x[:, 1]) / 2)
+    return np.asarray(x.mean(axis=1))

