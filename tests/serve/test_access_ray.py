@@ -21,6 +21,7 @@ from pipelines.access import hash_key, new_key
 from pipelines.devtools.synth_video import CALM_DARK
 from serve.grpc.client import BackscoreClient
 from tests.conftest import ROOT, make_video
+from tests.serve.ray_cluster import start_local_ray
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -39,7 +40,7 @@ def ray_ports() -> Iterator[tuple[str, tuple[str, int]]]:
 
     grpc_port, http_port = free_port(), free_port()
     env = {"PYTHONPATH": os.fspath(ROOT), "OMP_NUM_THREADS": "1", "BACKSCORE_API_KEYS": f"ray:{hash_key(KEY)}"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    start_local_ray(2, env)
     try:
         ray_serve.start(http_options={"host": "127.0.0.1", "port": http_port},
                         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS))

@@ -32,6 +32,7 @@ from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
 from tests.conftest import ROOT, make_video
 from tests.serve.libraries import write_small_library
+from tests.serve.ray_cluster import start_local_ray
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +135,7 @@ def target(small_library: Path) -> Iterator[str]:
     env = {"PYTHONPATH": os.fspath(ROOT), "OMP_NUM_THREADS": "1"}
     if os.environ.get("BACKSCORE_CACHE"):
         env["BACKSCORE_CACHE"] = os.environ["BACKSCORE_CACHE"]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    start_local_ray(2, env)
     try:
         ray_serve.start(http_options={"host": "127.0.0.1", "port": http_port},
                         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS))

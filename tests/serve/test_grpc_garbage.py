@@ -30,6 +30,7 @@ from serve.grpc.servicer import GrpcError
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from tests.conftest import make_video
 from tests.serve.inprocess import InProcessGateway, RecordingContext
+from tests.serve.ray_cluster import start_local_ray
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
 
@@ -180,7 +181,7 @@ def ray_target() -> Iterator[str]:
 
     grpc_port, http_port = free_port(), free_port()
     env = {"PYTHONPATH": os.fspath(ROOT), "OMP_NUM_THREADS": "1"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    start_local_ray(2, env)
     try:
         ray_serve.start(http_options={"host": "127.0.0.1", "port": http_port},
                         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS))

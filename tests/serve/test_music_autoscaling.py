@@ -16,6 +16,7 @@ import pytest
 
 from engines.base import MoodControl
 from serve.autoscaling import CAPACITY_METRIC, STREAMS_METRIC, MusicStreamsPolicy, music_load
+from tests.serve.ray_cluster import start_local_ray
 
 pytest.importorskip("ray")
 
@@ -57,8 +58,7 @@ def music_app() -> Iterator[Any]:
 
     from serve import deployments as d
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    start_local_ray(4, {"OMP_NUM_THREADS": "1"})
     ray_serve.start(http_options={"host": "127.0.0.1", "port": 0})
     scaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1000, "metrics_interval_s": 0.5,
                "look_back_period_s": 1.0, "upscale_delay_s": 0.0, "downscale_delay_s": 1.0,

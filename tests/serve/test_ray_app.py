@@ -24,6 +24,7 @@ import requests
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from tests.conftest import make_video
 from tests.serve.http_server import free_port
+from tests.serve.ray_cluster import start_local_ray
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +69,7 @@ def base_url(tmp_root: Path, small_library: Path) -> Iterator[str]:
     port = free_port()
     t0 = time.perf_counter()
     # address="local": always a new cluster of our own (never one another test or user started).
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "BACKSCORE_UPLOAD_IDLE_S": "2"}})
+    start_local_ray(4, {"OMP_NUM_THREADS": "1", "BACKSCORE_UPLOAD_IDLE_S": "2"})
     from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS
 
     GRPC["port"] = free_port()

@@ -29,6 +29,7 @@ from pipelines.frames import AUDIO_RATE
 from tests.conftest import make_video
 from tests.fakes import HooksRecorder
 from tests.serve.http_server import free_port
+from tests.serve.ray_cluster import start_local_ray
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +51,7 @@ def cluster() -> Iterator[None]:
     from serve import deployments as d
     from serve.gateway import Gateway
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    start_local_ray(4, {"OMP_NUM_THREADS": "1"})
     ray_serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     frame = d.FrameEncoderDeployment.bind(faces=False, max_batch_size=16, batch_wait_timeout_s=0.005)
     audio = d.AudioEncoderDeployment.bind(max_batch_size=16, batch_wait_timeout_s=0.005)
