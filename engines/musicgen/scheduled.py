@@ -8,6 +8,7 @@ the decoder and of the codes) stays with the scheduler.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -50,6 +51,11 @@ class ScheduledStream:
     #: Per text change: clock seconds from :meth:`MusicGenScheduler.set_text` to the hand-over of the
     #: first audio made under the new text.
     text_audio_latencies: list[float] = field(default_factory=list)
+    #: Where the stream's consumer waits for its audio (on the scheduler's lock): only this stream's
+    #: hand-overs wake it, not every stream's -- hundreds of consumers wait on one replica.
+    ready: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    #: Times the consumer woke up while waiting (a measure of needless wake-ups).
+    wakeups: int = 0
 
     def push_audio(self, audio: np.ndarray) -> None:
         self.audio.append(audio)

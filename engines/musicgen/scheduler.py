@@ -95,7 +95,10 @@ class MusicGenScheduler:
         self.active: list[ScheduledStream] = []  # by slot
         self._joins: deque[ScheduledStream] = deque()
         self._leaves: deque[ScheduledStream] = deque()
-        self._lock = threading.Condition()
+        self._mutex = threading.RLock()
+        #: The loop waits on this for work; each stream's consumer waits on its own condition
+        #: (:attr:`ScheduledStream.ready`), both on the same lock.
+        self._lock = threading.Condition(self._mutex)
         self._thread: threading.Thread | None = None
         self._stop = False
         self.clock = clock
@@ -121,7 +124,8 @@ class MusicGenScheduler:
         with self._lock:
             if len(self.active) + len(self._joins) >= self.capacity:
                 raise SchedulerFull(f"all {self.capacity} MusicGen streams of this replica are in use")
-            st = ScheduledStream(self._next_sid, seed, text, joined_at=self.clock())
+            st = ScheduledStream(self._next_sid, seed, text, joined_at=self.clock(),
+                                 ready=threading.Condition(self._mutex))
             self._next_sid += 1
             self.streams[st.sid] = st
             self._joins.append(st)
@@ -134,6 +138,7 @@ class MusicGenScheduler:
                 st.closed = True
                 self._leaves.append(st)
                 self._lock.notify_all()
+                st.ready.notify_all()
 
     def set_text(self, st: ScheduledStream, text: str) -> None:
         """Condition the stream on ``text`` from its next step on."""
@@ -157,7 +162,10 @@ class MusicGenScheduler:
         Asks for them (and ``lead_frames`` more) first, so the scheduler keeps the stream ahead."""
         deadline = None if timeout is None else self.clock() + timeout
         with self._lock:
-            want = st.emitted_frames + -(-max(0, n_samples - st.audio_samples) // self.hop)
+            frames = -(-max(0, n_samples - st.audio_samples) // self.hop)
+            # audio is handed over in windows of sub_frames, each once the frames held back after it are
+            # complete too
+            want = st.emitted_frames + -(-frames // self.sub_frames) * self.sub_frames + self.codec.hold_frames
             st.target_frames = max(st.target_frames, want + self.lead_frames)
             self._lock.notify_all()
             while st.audio_samples < n_samples:
@@ -173,7 +181,8 @@ class MusicGenScheduler:
                 left = None if deadline is None else deadline - self.clock()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"stream {st.sid}: no audio within {timeout} s")
-                self._lock.wait(left)
+                st.ready.wait(left)
+                st.wakeups += 1
             return st.pop_audio(n_samples)
 
     def drain_metrics(self) -> dict[str, Any]:
@@ -202,6 +211,9 @@ class MusicGenScheduler:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        with self._lock:  # waiting consumers drive the scheduler themselves from now on
+            for st in self.streams.values():
+                st.ready.notify_all()
 
     def _loop(self) -> None:
         while True:
@@ -390,6 +402,6 @@ class MusicGenScheduler:
         with self._lock:
             for st, audio in zip(ready, audios, strict=True):
                 st.hand_over(audio, self.sub_frames, now, self.stats)
-            self._lock.notify_all()
+                st.ready.notify()
         self.stats.decodes += 1
         self.stats.decode_seconds += time.perf_counter() - t0

@@ -10,7 +10,9 @@ only when it is made.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -141,3 +143,46 @@ def test_what_a_stream_has_made_never_goes_back_for_a_reader_on_another_thread(t
     for k in range(len(streams)):
         made = [row[k] for row in seen]
         assert all(b >= a for a, b in itertools.pairwise(made)), f"stream {k} went back"
+
+
+def test_a_waiting_consumer_wakes_for_its_own_audio_only(tiny) -> None:
+    """A replica serves hundreds of streams, each with a consumer thread waiting in ``take``: a hand-over
+    wakes the one consumer it is for (waking them all on every hand-over costs a wake-up per stream per
+    hand-over of any stream). Every consumer gets all its audio, and a consumer of a closed stream is told."""
+    model, processor = tiny
+    sch = MusicGenScheduler(model, processor, SAMPLED, capacity=8, slide_s=0.4, sub_frames=5, lead_frames=0)
+    streams = [sch.open(seed, describe(MOODS[seed % 3], None)) for seed in range(6)]
+    block = 3 * sch.hop + 7  # not a whole window: the consumer still gets it with no lead asked for
+    got: dict[int, int] = {}
+    closed: list[BaseException] = []
+
+    def consume(st: Any) -> None:
+        got[st.sid] = sum(len(sch.take(st, block, timeout=60)) for _ in range(12))
+
+    def wait_until_closed(st: Any) -> None:
+        try:
+            sch.take(st, 10**9, timeout=60)
+        except (RuntimeError, TimeoutError) as exc:
+            closed.append(exc)
+
+    sch.start()
+    try:
+        threads = [threading.Thread(target=consume, args=(st,)) for st in streams]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        # closing a stream wakes its waiting consumer (no more audio comes for it), which is told it is closed
+        late = sch.open(99, describe(MOODS[0], None))
+        waiter = threading.Thread(target=wait_until_closed, args=(late,))
+        waiter.start()
+        time.sleep(0.3)
+        sch.close(late)
+        waiter.join(timeout=90)
+    finally:
+        sch.stop()
+    assert got == {st.sid: 12 * block for st in streams}
+    for st in streams:
+        handovers = st.emitted_frames // sch.sub_frames
+        assert st.wakeups <= handovers + 2, (st.sid, st.wakeups, handovers)
+    assert len(closed) == 1 and isinstance(closed[0], RuntimeError) and "closed" in str(closed[0])
