@@ -31,10 +31,14 @@ def load_library(spec: str = CATALOG, progress: Callable[[int, int, str], None] 
     return tracks
 
 
+def check_track_id(ids: Sequence[int], track_id: int, name: str = CATALOG) -> None:
+    """:class:`LibraryError` unless ``track_id`` is among a library's ``ids`` (``name``: the library in the message)."""
+    if track_id not in ids:
+        span = f"{min(ids)}..{max(ids)}" if ids else "none"
+        raise LibraryError(f"no track {track_id} in the {name} library (ids {span})")
+
+
 def find_track(tracks: Sequence[TrackInfo], track_id: int, spec: str = CATALOG) -> TrackInfo:
-    for t in tracks:
-        if t.id == track_id:
-            return t
-    ids = sorted(t.id for t in tracks)
-    span = f"{ids[0]}..{ids[-1]}" if ids else "none"
-    raise LibraryError(f"no track {track_id} in the {spec} library (ids {span})")
+    by_id = {t.id: t for t in tracks}
+    check_track_id(list(by_id), track_id, spec)
+    return by_id[track_id]

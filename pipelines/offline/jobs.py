@@ -52,8 +52,7 @@ def check_track(spec: str, track_id: int, name: str | None = None) -> None:
     """:class:`~pipelines.errors.LibraryError` unless library ``spec`` (``name`` in the message: what the client
     calls it) has track ``track_id``. The catalog's numbers come from its specs, so nothing is rendered; a
     user's index is read (and kept, as the job would)."""
-    from pipelines.errors import LibraryError
-    from pipelines.library.sources import CATALOG
+    from pipelines.library.sources import CATALOG, check_track_id
 
     if spec == CATALOG:
         from pipelines.library.catalog_specs import catalog_specs
@@ -61,9 +60,7 @@ def check_track(spec: str, track_id: int, name: str | None = None) -> None:
         ids = [s.id for s in catalog_specs()]
     else:
         ids = [t.id for t in load_library_cached(spec)]
-    if track_id not in ids:
-        span = f"{min(ids)}..{max(ids)}" if ids else "none"
-        raise LibraryError(f"no track {track_id} in the {name or spec} library (ids {span})")
+    check_track_id(ids, track_id, name or spec)
 
 
 def service_analysis() -> AnalysisOptions:
