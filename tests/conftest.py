@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def make_video(directory: Path, name: str, scenes: list[Scene], **kw: object) ->
     if not path.exists():
         write_video(os.fspath(path), scenes, **kw)  # type: ignore[arg-type]
     return path
+
+
+def calm_then_bright(directory: Path, name: str, half_s: float, **kw: object) -> Path:
+    """``half_s`` dark, still and quiet, then ``half_s`` bright, fast-cut and loud (a mood change in the middle),
+    made once per name."""
+    return make_video(directory, name, [dataclasses.replace(CALM_DARK, duration_s=half_s),
+                                        dataclasses.replace(BRIGHT_FAST, duration_s=half_s)], **kw)
 
 
 @pytest.fixture(scope="session")

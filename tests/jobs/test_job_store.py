@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import math
 import os
 import threading
@@ -25,12 +24,11 @@ import numpy as np
 import pytest
 
 from pipelines.cancel import CancelToken, cancel_scope, check_cancelled
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.errors import ConflictError, GoneError, NotFoundError
 from pipelines.jobs import CANCELLED, DONE, FAILED, Job, JobLimits, JobsBusy, JobSpec, JobStore, JobWatch
 from pipelines.jobs.media import PREVIEW_S, keyframe_thumbnails, thumbnail_times, track_preview
 from pipelines.library.tracks import TrackInfo
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 
 WAIT_S = 30.0  # an upper bound for things that happen at once, never a timing assertion
 
@@ -284,9 +282,7 @@ def test_listeners_that_fail_or_stop_reading_do_not_touch_the_job(tmp_path: Path
 
 @pytest.fixture(scope="module")
 def clip(video_dir: Path) -> Path:
-    return make_video(video_dir, "jobs_thumbs.mp4", [dataclasses.replace(CALM_DARK, duration_s=2.5),
-                                                     dataclasses.replace(BRIGHT_FAST, duration_s=2.5)],
-                      width=160, height=120)
+    return calm_then_bright(video_dir, "jobs_thumbs.mp4", 2.5, width=160, height=120)
 
 
 def test_keyframe_thumbnails_spread_over_the_video_as_small_jpegs(clip: Path, tmp_path: Path) -> None:

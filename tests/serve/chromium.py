@@ -43,6 +43,15 @@ def wait(cond: Any, timeout: float, what: str, step: float = 0.25) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Terminate a process the test started, killing it if it has not gone after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 class Cdp:
     """The smallest Chrome DevTools Protocol client: Runtime.evaluate over one page's websocket."""
 
@@ -99,9 +108,5 @@ def chromium_page(url: str, profile: Path, ready: str, extra_args: Sequence[str]
     finally:
         if cdp is not None:
             cdp.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()

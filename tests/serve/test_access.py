@@ -10,7 +10,6 @@ FastAPI's test client, a raw ASGI call where the body's reading matters, and uvi
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import socket
@@ -26,13 +25,12 @@ pytest.importorskip("aiortc", reason="serve extras (aiortc) not installed: pip i
 from fastapi.testclient import TestClient
 
 from pipelines.access import KeyEntry, KeyQuotas, hash_key, new_key
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.models import InProcessModels
 from serve.access import AccessPolicy, KeyStore, OriginPolicy
 from serve.access.quotas import DAY_S
 from serve.core import GatewayCore
 from serve.http.router import build_app
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.http_server import serving
 from tests.serve.test_webrtc import Client
 
@@ -105,8 +103,7 @@ def sdp() -> str:
 
 @pytest.fixture(scope="module")
 def short_video(video_dir: Path) -> Path:
-    return make_video(video_dir, "access_short.mp4", [dataclasses.replace(CALM_DARK, duration_s=3.0),
-                                                      dataclasses.replace(BRIGHT_FAST, duration_s=3.0)])
+    return calm_then_bright(video_dir, "access_short.mp4", 3.0)
 
 
 def until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:

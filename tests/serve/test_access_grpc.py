@@ -6,7 +6,6 @@ health check open, requests a minute and live minutes per key."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,14 +16,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pipelines.access import KeyEntry, KeyQuotas, hash_key, new_key
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.models import InProcessModels
 from serve.access import AccessPolicy, KeyStore
 from serve.access.quotas import DAY_S
 from serve.grpc.server import start_server
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.inprocess import InProcessGateway
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
@@ -73,8 +71,7 @@ async def channel(gateway: InProcessGateway) -> AsyncIterator[grpc.aio.Channel]:
 
 @pytest.fixture(scope="module")
 def tiny_video(video_dir: Path) -> Path:
-    return make_video(video_dir, "grpc_access.mp4", [dataclasses.replace(CALM_DARK, duration_s=2.0),
-                                                     dataclasses.replace(BRIGHT_FAST, duration_s=2.0)])
+    return calm_then_bright(video_dir, "grpc_access.mp4", 2.0)
 
 
 async def test_every_method_needs_a_key(channel: grpc.aio.Channel, tiny_video: Path) -> None:

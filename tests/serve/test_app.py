@@ -6,7 +6,6 @@ The real multi-deployment application behind Ray's HTTP proxy is tested in serve
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import wave
@@ -19,19 +18,17 @@ from fastapi.testclient import TestClient
 
 from pipelines.analysis.mood import MoodTracker, SegmentOptions
 from pipelines.devtools.hostile_media import stamped_video
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.inference import affect_steps, analyze_faces_batched, encode_audio_window, encode_frames_batched
 from pipelines.live.models import InProcessModels
 from serve.core import GatewayCore
 from serve.http.router import build_app
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 
 
 @pytest.fixture(scope="module")
 def short_video(video_dir: Path) -> Path:
     """8 s: 4 s calm and dark, then 4 s bright and fast."""
-    return make_video(video_dir, "serve_short.mp4", [dataclasses.replace(CALM_DARK, duration_s=4.0),
-                                                    dataclasses.replace(BRIGHT_FAST, duration_s=4.0)])
+    return calm_then_bright(video_dir, "serve_short.mp4", 4.0)
 
 
 @pytest.fixture(scope="module")

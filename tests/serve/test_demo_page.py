@@ -22,7 +22,7 @@ import pytest
 
 from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK, render_audio, render_frame
 from pipelines.frames import AUDIO_RATE
-from tests.serve.chromium import Cdp, chromium_page, get, needs_chromium, wait
+from tests.serve.chromium import Cdp, chromium_page, get, needs_chromium, stop_process, wait
 from tests.serve.http_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,11 +81,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             raise AssertionError(f"dev server exited: {log.read()[-3000:]}")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.seek(0)
         print("\n--- dev server log (tail)\n" + log.read()[-2500:])
         log.close()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.access import hash_key, new_key
-from tests.serve.chromium import Cdp, get, wait
+from tests.serve.chromium import Cdp, get, stop_process, wait
 from tests.serve.http_server import free_port
 from tests.serve.test_demo_page import ROOT, browser, fake_capture, pytestmark
 
@@ -51,11 +51,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert proc.poll() is None, "the dev server exited"
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

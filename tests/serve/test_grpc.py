@@ -9,7 +9,6 @@ shut down at the end.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import time
@@ -23,14 +22,13 @@ import numpy as np
 import pytest
 
 from pipelines.devtools.hostile_media import stamped_video
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from serve.core import GatewayCore
 from serve.grpc.client import BackscoreClient, file_inputs, stream_file
 from serve.grpc.servicer import GRPC_SERVICER_FUNCTIONS, GrpcMethods
 from serve.jobs import BlockingIterator, JobRunner
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
-from tests.conftest import ROOT, make_video
+from tests.conftest import ROOT, calm_then_bright
 from tests.serve.libraries import write_small_library
 from tests.serve.ray_cluster import start_local_ray
 
@@ -103,8 +101,7 @@ class GrpcTestGateway(GatewayCore, GrpcMethods):
 @pytest.fixture(scope="module")
 def short_video(video_dir: Path) -> Path:
     """4 s calm -> 4 s exciting: enough for a timeline and several BGM chunks."""
-    return make_video(video_dir, "grpc_short.mp4", [dataclasses.replace(CALM_DARK, duration_s=4.0),
-                                                    dataclasses.replace(BRIGHT_FAST, duration_s=4.0)])
+    return calm_then_bright(video_dir, "grpc_short.mp4", 4.0)
 
 
 @pytest.fixture(scope="module")

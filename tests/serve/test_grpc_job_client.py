@@ -8,7 +8,6 @@ clip; no part of the client is replaced.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import pytest
 
 from engines.base import EngineError, MusicEngine, MusicStream, MusicStreamOptions
 from pipelines.access import KeyEntry, KeyQuotas, hash_key, new_key
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.jobs import JobWork
 from pipelines.live.models import InProcessModels
 from serve.access import AccessPolicy
@@ -32,7 +30,7 @@ from serve.grpc.client import BackscoreClient, main
 from serve.grpc.server import start_server
 from serve.http.router import build_app
 from serve.proto.backscore.v1 import backscore_pb2 as pb
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.http_server import free_port, serving
 from tests.serve.inprocess import InProcessGateway
 from tests.serve.job_gate import WAIT_S, gate
@@ -43,9 +41,7 @@ PROGRESS = re.compile(r"^job (\S+): (\w+)\s+(\S+)\s+(\d+)%")
 
 @pytest.fixture(scope="module")
 def clip(video_dir: Path) -> Path:
-    return make_video(video_dir, "grpc_job_client.mp4", [dataclasses.replace(CALM_DARK, duration_s=1.5),
-                                                         dataclasses.replace(BRIGHT_FAST, duration_s=1.5)],
-                      width=160, height=120)
+    return calm_then_bright(video_dir, "grpc_job_client.mp4", 1.5, width=160, height=120)
 
 
 def duration_s(path: Path | str) -> float:

@@ -11,7 +11,6 @@ composing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import os
@@ -28,13 +27,12 @@ import requests
 from fastapi.testclient import TestClient
 
 from pipelines.access import KeyEntry, KeyQuotas, hash_key, new_key
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.jobs import JobWork
 from pipelines.live.models import InProcessModels
 from serve.access import AccessPolicy, KeyStore
 from serve.core import GatewayCore
 from serve.http.router import build_app
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.http_server import serving
 from tests.serve.job_gate import WAIT_S, gate
 from tests.serve.libraries import write_small_library
@@ -56,9 +54,7 @@ class Clock:
 @pytest.fixture(scope="module")
 def clip(video_dir: Path) -> Path:
     """3 s, 160x120: 1.5 s calm and dark, then 1.5 s bright and fast."""
-    return make_video(video_dir, "jobs_api.mp4", [dataclasses.replace(CALM_DARK, duration_s=1.5),
-                                                  dataclasses.replace(BRIGHT_FAST, duration_s=1.5)],
-                      width=160, height=120)
+    return calm_then_bright(video_dir, "jobs_api.mp4", 1.5, width=160, height=120)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ real gateway core, called through a real channel; the job's files fetched over H
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import os
@@ -19,23 +18,20 @@ import grpc.aio
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.jobs import JobWork
 from pipelines.live.models import InProcessModels
 from serve.grpc.server import start_server
 from serve.http.router import build_app
 from serve.proto.backscore.v1 import backscore_pb2 as pb
 from serve.proto.backscore.v1 import backscore_pb2_grpc as pb_grpc
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.inprocess import InProcessGateway
 from tests.serve.job_gate import WAIT_S, gate
 
 
 @pytest.fixture(scope="module")
 def clip(video_dir: Path) -> Path:
-    return make_video(video_dir, "jobs_grpc.mp4", [dataclasses.replace(CALM_DARK, duration_s=1.5),
-                                                   dataclasses.replace(BRIGHT_FAST, duration_s=1.5)],
-                      width=160, height=120)
+    return calm_then_bright(video_dir, "jobs_grpc.mp4", 1.5, width=160, height=120)
 
 
 @pytest.fixture(scope="module")

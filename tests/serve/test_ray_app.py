@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -21,8 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.http_server import free_port
 from tests.serve.ray_cluster import start_local_ray
 
@@ -35,8 +33,7 @@ GRPC: dict[str, int] = {}
 
 @pytest.fixture(scope="module")
 def short_video(video_dir: Path) -> Path:
-    return make_video(video_dir, "serve_short.mp4", [dataclasses.replace(CALM_DARK, duration_s=4.0),
-                                                    dataclasses.replace(BRIGHT_FAST, duration_s=4.0)])
+    return calm_then_bright(video_dir, "serve_short.mp4", 4.0)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ request still answer; 40 clients that vanish mid-upload leave no request folder 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -18,11 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipelines.devtools.synth_video import BRIGHT_FAST, CALM_DARK
 from pipelines.live.models import InProcessModels
 from serve.core import GatewayCore
 from serve.http.router import build_app
-from tests.conftest import make_video
+from tests.conftest import calm_then_bright
 from tests.serve.http_server import read_response, serving, upload_head
 
 pytestmark = pytest.mark.hostile  # the hostile-input suite: pytest -m hostile
@@ -32,8 +30,7 @@ IDLE_S = 1.0
 
 @pytest.fixture(scope="module")
 def clip(video_dir: Path) -> Path:
-    return make_video(video_dir, "slow_clients.mp4", [dataclasses.replace(CALM_DARK, duration_s=2.0),
-                                                      dataclasses.replace(BRIGHT_FAST, duration_s=2.0)])
+    return calm_then_bright(video_dir, "slow_clients.mp4", 2.0)
 
 
 @pytest.fixture()
